@@ -1,0 +1,81 @@
+"""CPU backend: thin, validating wrappers around the Cython core."""
+import numpy as np
+
+from cgc import _core
+
+
+def _as_params(params):
+    params = np.ascontiguousarray(params)
+    if params.dtype not in (np.float32, np.float64):
+        params = params.astype(np.float32)
+    if params.ndim != 2 or params.shape[1] != 8:
+        raise ValueError(f"params must have shape (N, 8), got {params.shape}")
+    return params
+
+
+def _check_size(height, width):
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+
+
+class CPUBackend:
+    """Tiled renderer, Adam and clamping from ``cgc._core``; arrays are NumPy."""
+
+    name = "cpu"
+    xp = np
+
+    def bin(self, params, height, width):
+        """Tile binning of ``params``: (tile_start, pair_gaussian)."""
+        params = _as_params(params)
+        _check_size(height, width)
+        return _core.bin_gaussians(params, height, width)
+
+    def render_forward(self, params, height, width, bins=None, weight=False):
+        """Render (H, W, 3) unclipped; with ``weight=True`` also return the (H, W) coverage."""
+        params = _as_params(params)
+        _check_size(height, width)
+        if bins is None:
+            bins = _core.bin_gaussians(params, height, width)
+        out = np.empty((height, width, 3), dtype=params.dtype)
+        coverage = np.empty((height, width) if weight else (0, 0), dtype=params.dtype)
+        _core.render_forward(params, height, width, bins[0], bins[1], out, coverage)
+        return (out, coverage) if weight else out
+
+    def render_backward(self, params, height, width, grad_image, bins=None):
+        """dL/dparams (N, 8) given dL/dimage (H, W, 3)."""
+        params = _as_params(params)
+        _check_size(height, width)
+        grad_image = np.ascontiguousarray(grad_image, dtype=params.dtype)
+        if grad_image.shape != (height, width, 3):
+            raise ValueError(f"grad_image must have shape {(height, width, 3)}")
+        if bins is None:
+            bins = _core.bin_gaussians(params, height, width)
+        grad = np.empty_like(params)
+        _core.render_backward(params, height, width, bins[0], bins[1], grad_image, grad)
+        return grad
+
+    def adam_step(self, params, grads, m, v, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                  var_bounds=(0.25, 1e4)):
+        """In-place Adam step (``lr`` has one rate per column) followed by scale clamping."""
+        lr = np.ascontiguousarray(lr, dtype=np.float64)
+        if lr.shape != (8,):
+            raise ValueError("lr must hold one learning rate per column (8)")
+        for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
+            if not (isinstance(arr, np.ndarray) and arr.flags.c_contiguous
+                    and arr.dtype == params.dtype and arr.shape == params.shape):
+                raise ValueError(f"{name} must be a C-contiguous {params.dtype} array "
+                                 f"of shape {params.shape}")
+        _core.adam_step(params, grads, m, v, int(step), lr, float(betas[0]), float(betas[1]),
+                        float(eps), float(var_bounds[0]), float(var_bounds[1]))
+
+    def clamp_scales(self, params, var_bounds):
+        """Clamp every covariance's eigenvalues into ``var_bounds``, in place."""
+        if not (isinstance(params, np.ndarray) and params.flags.c_contiguous):
+            raise ValueError("params must be a C-contiguous array")
+        _core.clamp_scales(params, float(var_bounds[0]), float(var_bounds[1]))
+
+    def to_numpy(self, array):
+        return np.asarray(array)
+
+    def from_numpy(self, array):
+        return np.ascontiguousarray(array)
