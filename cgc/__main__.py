@@ -1,0 +1,5 @@
+import sys
+
+from cgc.cli import main
+
+sys.exit(main())

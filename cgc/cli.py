@@ -1,0 +1,160 @@
+"""Command line: cgc encode / decode / info / demo."""
+import argparse
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from cgc.errors import FormatError
+
+SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample.png")
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def _ssim(a, b):
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
+
+
+def cmd_encode(args):
+    import cgc
+    from cgc.imageio import load_image
+
+    image = load_image(args.input)
+    start = time.perf_counter()
+    data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,
+                      device=args.device, progress=None if args.progress else False)
+    elapsed = time.perf_counter() - start
+    with open(args.output, "wb") as f:
+        f.write(data)
+    h, w = image.shape[:2]
+    print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
+          f"{elapsed:.1f} s")
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise FormatError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def cmd_decode(args):
+    import cgc
+    from cgc.imageio import save_png
+
+    image = cgc.decode(_read(args.input), device=args.device)
+    save_png(args.output, image)
+    print(f"{args.output}: {image.shape[1]}x{image.shape[0]}")
+
+
+def cmd_info(args):
+    from cgc.bitstream import unpack
+
+    data = _read(args.input)
+    packed = unpack(data)
+    n = packed.codes.shape[0]
+    pixels = packed.width * packed.height
+    print(f"file        {args.input}")
+    print(f"size        {len(data)} bytes")
+    print(f"image       {packed.width}x{packed.height}")
+    print(f"gaussians   {n}")
+    print(f"bpp         {8 * len(data) / pixels:.4f}")
+    print(f"bits/gauss  {8 * len(data) / n:.2f}")
+    print("streams (bytes):")
+    for name, size in packed.stream_sizes.items():
+        print(f"  {name:<12}{size:>8}")
+
+
+def cmd_demo(args):
+    import cgc
+    from cgc.imageio import load_image, save_png, to_uint8
+
+    source = args.input or SAMPLE
+    image = load_image(source)
+    original = to_uint8(image)
+    os.makedirs(args.out_dir, exist_ok=True)
+    start = time.perf_counter()
+    data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,
+                      device=args.device, progress=None if args.progress else False)
+    encode_s = time.perf_counter() - start
+    cgc.decode(data, device=args.device)  # warm-up, so the timing below is steady-state
+    start = time.perf_counter()
+    decoded = cgc.decode(data, device=args.device)
+    decode_ms = 1000 * (time.perf_counter() - start)
+    cgc_path = os.path.join(args.out_dir, "demo.cgc")
+    png_path = os.path.join(args.out_dir, "demo-decoded.png")
+    with open(cgc_path, "wb") as f:
+        f.write(data)
+    save_png(png_path, decoded)
+    h, w = original.shape[:2]
+    print(f"input    {source if args.input else 'bundled sample'} ({w}x{h})")
+    print(f"PSNR     {_psnr(original, decoded):.2f} dB")
+    print(f"SSIM     {_ssim(original, decoded):.4f}")
+    print(f"bpp      {8 * len(data) / (w * h):.3f} ({len(data)} bytes)")
+    print(f"encode   {encode_s:.1f} s")
+    print(f"decode   {decode_ms:.1f} ms")
+    print(f"wrote    {cgc_path}, {png_path}")
+
+
+def build_parser():
+    from cgc.fit import DEFAULT_ITERATIONS
+
+    parser = argparse.ArgumentParser(prog="cgc", description="Compact Gaussian Codec")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log fit diagnostics")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def fit_options(p, iterations):
+        p.add_argument("-n", type=int, default=None,
+                       help="number of Gaussians (default: one per 64 pixels)")
+        p.add_argument("--iterations", type=int, default=iterations)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        p.add_argument("--no-progress", dest="progress", action="store_false")
+
+    p = sub.add_parser("encode", help="image -> .cgc")
+    p.add_argument("input")
+    p.add_argument("output")
+    fit_options(p, DEFAULT_ITERATIONS)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help=".cgc -> PNG")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="describe a .cgc file")
+    p.add_argument("input")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="encode and decode the bundled sample, print metrics")
+    p.add_argument("input", nargs="?", help="image to use instead of the bundled sample")
+    p.add_argument("--out-dir", default="cgc-demo")
+    fit_options(p, DEFAULT_ITERATIONS)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args.func(args)
+    except (FormatError, ValueError, OSError) as exc:
+        print(f"cgc: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Reading images into the float32 (H, W, 3) form the codec works on, and back to uint8.
+
+Accepted inputs (anything Pillow reads, or arrays):
+* RGB: used as is.  Grayscale (L, 1, I;16, I, F) is replicated into three equal channels.
+* 16-bit and 32-bit integer images are scaled by 1/65535; float ("F") images are clipped
+  to [0, 1].  cgc stores 8-bit-accurate output, so extra input precision only helps the fit.
+* Alpha (RGBA, LA, palette with transparency) is composited over white: cgc codes colour.
+* Palette, CMYK, YCbCr and LAB images are converted to RGB by Pillow.
+"""
+import numpy as np
+
+from cgc.errors import FormatError
+
+
+def _array_to_float(array):
+    """(H, W), (H, W, 3) or (H, W, 4) array of uint8 / uint16 / float -> float32 (H, W, 3)."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.dtype == np.uint8:
+        scaled = array.astype(np.float32) / np.float32(255)
+    elif array.dtype in (np.uint16, np.int32, np.uint32, np.int64):
+        scaled = np.clip(array.astype(np.float64) / 65535.0, 0, 1).astype(np.float32)
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError("image contains NaN or infinite values")
+        scaled = np.clip(array, 0, 1).astype(np.float32)
+    else:
+        raise ValueError(f"unsupported image dtype {array.dtype}")
+    if scaled.ndim == 2:
+        scaled = np.repeat(scaled[:, :, None], 3, axis=2)
+    if scaled.ndim != 3 or scaled.shape[2] not in (3, 4):
+        raise ValueError(f"image must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    if scaled.shape[2] == 4:
+        alpha = scaled[:, :, 3:]
+        scaled = scaled[:, :, :3] * alpha + (1 - alpha)
+    if scaled.shape[0] < 1 or scaled.shape[1] < 1:
+        raise ValueError(f"image is empty ({scaled.shape[0]}x{scaled.shape[1]})")
+    return np.ascontiguousarray(scaled, dtype=np.float32)
+
+
+def to_float_image(image):
+    """Convert an array image (see module docstring) to float32 (H, W, 3) in [0, 1]."""
+    return _array_to_float(image)
+
+
+def load_image(path):
+    """Read an image file with Pillow; raise FormatError if it is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV", "PA"):
+                img = img.convert("RGBA" if img.mode == "PA" else "RGB")
+            elif img.mode == "1":
+                img = img.convert("L")
+            elif img.mode == "LA":
+                img = img.convert("RGBA")
+            elif img.mode.startswith("I;16"):
+                return _array_to_float(np.asarray(img).astype(np.uint16))
+            array = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise FormatError(f"cannot read image {path}: {exc}") from None
+    return _array_to_float(array)
+
+
+def to_uint8(image):
+    """float image -> uint8, clipping to [0, 1] and rounding to nearest."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def save_png(path, image_uint8):
+    from PIL import Image
+
+    Image.fromarray(image_uint8).save(path)
