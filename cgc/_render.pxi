@@ -48,6 +48,18 @@ cdef inline bint _gaussian_box(double x, double y, double l11, double l21, doubl
     return j0[0] <= j1[0] and i0[0] <= i1[0]
 
 
+cdef inline floating _gaussian_weight(floating q) noexcept nogil:
+    """exp(-q / 2) in the precision of the parameters.
+
+    Per-pixel quantities (dy, u, v, q, w) are computed in that precision too, one correctly
+    rounded operation at a time and in the order of the CUDA helpers, so that float32
+    renders agree with the kernels, including which pixels pass the q <= 9 test."""
+    if floating is float:
+        return expf(<float>(-0.5) * q)
+    else:
+        return exp(-0.5 * q)
+
+
 cdef inline void _row_span(double x, double dy, double inv_l11, double l21, double inv_l22,
                            int j_lo, int j_hi, int *j0, int *j1) noexcept nogil:
     """Columns of one pixel row that may hold q <= CUTOFF_Q, intersected with [j_lo, j_hi].
@@ -135,7 +147,7 @@ def render_forward(floating[:, ::1] params, int height, int width,
     cdef Py_ssize_t n_tiles = tile_start.shape[0] - 1, tile, p
     cdef int ti0, ti1, tj0, tj1, j0, j1, i0, i1, i, j, rj0, rj1, g
     cdef bint want_weight = weight.shape[0] == height and weight.shape[1] == width
-    cdef double x, y, l21, inv_l11, inv_l22, cr, cg, cb, dy, u, v, q, w
+    cdef floating x, y, l21, inv_l11, inv_l22, cr, cg, cb, dy, u, v, q, w
     out[:, :, :] = 0
     if want_weight:
         weight[:, :] = 0
@@ -148,24 +160,24 @@ def render_forward(floating[:, ::1] params, int height, int width,
             g = pair_gaussian[p]
             x = params[g, 0]
             y = params[g, 1]
-            inv_l11 = 1.0 / params[g, 2]
+            inv_l11 = <floating>1.0 / params[g, 2]
             l21 = params[g, 3]
-            inv_l22 = 1.0 / params[g, 4]
+            inv_l22 = <floating>1.0 / params[g, 4]
             cr = params[g, 5]
             cg = params[g, 6]
             cb = params[g, 7]
             _gaussian_box(x, y, params[g, 2], l21, params[g, 4], width, height,
                           &j0, &j1, &i0, &i1)
             for i in range(max(i0, ti0), min(i1, ti1) + 1):
-                dy = i + 0.5 - y
+                dy = <floating>(i + 0.5) - y
                 _row_span(x, dy, inv_l11, l21, inv_l22, max(j0, tj0), min(j1, tj1),
                           &rj0, &rj1)
                 for j in range(rj0, rj1 + 1):
-                    u = (j + 0.5 - x) * inv_l11
+                    u = (<floating>(j + 0.5) - x) * inv_l11
                     v = (dy - l21 * u) * inv_l22
                     q = u * u + v * v
                     if q <= CUTOFF_Q:
-                        w = exp(-0.5 * q)
+                        w = _gaussian_weight(q)
                         out[i, j, 0] += cr * w
                         out[i, j, 1] += cg * w
                         out[i, j, 2] += cb * w
@@ -181,8 +193,9 @@ def render_backward(floating[:, ::1] params, int height, int width,
     cdef Py_ssize_t n_tiles = tile_start.shape[0] - 1, n_pairs = pair_gaussian.shape[0]
     cdef Py_ssize_t tile, p, k
     cdef int ti0, ti1, tj0, tj1, j0, j1, i0, i1, i, j, rj0, rj1, g
-    cdef double x, y, l21, inv_l11, inv_l22, cr, cg, cb, dy, u, v, q, w, gr, gg, gb
-    cdef double s, d_u, acc_x, acc_y, acc_l11, acc_l21, acc_l22, acc_r, acc_g, acc_b
+    cdef floating x, y, l21, inv_l11, inv_l22, cr, cg, cb, dy, u, v, q, w, gr, gg, gb
+    cdef floating s, d_u
+    cdef double acc_x, acc_y, acc_l11, acc_l21, acc_l22, acc_r, acc_g, acc_b
     cdef double[:, ::1] pair_grad = np.empty((n_pairs, 8), dtype=np.float64)
     for tile in prange(n_tiles, nogil=True, schedule="dynamic"):
         # Variables written only through pointers must be assigned here once, or Cython
@@ -193,9 +206,9 @@ def render_backward(floating[:, ::1] params, int height, int width,
             g = pair_gaussian[p]
             x = params[g, 0]
             y = params[g, 1]
-            inv_l11 = 1.0 / params[g, 2]
+            inv_l11 = <floating>1.0 / params[g, 2]
             l21 = params[g, 3]
-            inv_l22 = 1.0 / params[g, 4]
+            inv_l22 = <floating>1.0 / params[g, 4]
             cr = params[g, 5]
             cg = params[g, 6]
             cb = params[g, 7]
@@ -210,15 +223,15 @@ def render_backward(floating[:, ::1] params, int height, int width,
             _gaussian_box(x, y, params[g, 2], l21, params[g, 4], width, height,
                           &j0, &j1, &i0, &i1)
             for i in range(max(i0, ti0), min(i1, ti1) + 1):
-                dy = i + 0.5 - y
+                dy = <floating>(i + 0.5) - y
                 _row_span(x, dy, inv_l11, l21, inv_l22, max(j0, tj0), min(j1, tj1),
                           &rj0, &rj1)
                 for j in range(rj0, rj1 + 1):
-                    u = (j + 0.5 - x) * inv_l11
+                    u = (<floating>(j + 0.5) - x) * inv_l11
                     v = (dy - l21 * u) * inv_l22
                     q = u * u + v * v
                     if q <= CUTOFF_Q:
-                        w = exp(-0.5 * q)
+                        w = _gaussian_weight(q)
                         gr = grad_image[i, j, 0]
                         gg = grad_image[i, j, 1]
                         gb = grad_image[i, j, 2]
@@ -226,9 +239,9 @@ def render_backward(floating[:, ::1] params, int height, int width,
                         acc_g = acc_g + gg * w
                         acc_b = acc_b + gb * w
                         # s = dL/dq = -(w / 2) * <dL/dpixel, colour>
-                        s = -0.5 * w * (gr * cr + gg * cg + gb * cb)
+                        s = <floating>(-0.5) * w * (gr * cr + gg * cg + gb * cb)
                         # dq/du through u directly and through v = (dy - l21 u) / l22
-                        d_u = 2.0 * s * (u - v * l21 * inv_l22)
+                        d_u = <floating>2.0 * s * (u - v * l21 * inv_l22)
                         acc_x = acc_x - d_u * inv_l11
                         acc_y = acc_y - 2.0 * s * v * inv_l22
                         acc_l11 = acc_l11 - d_u * u * inv_l11

@@ -27,8 +27,10 @@ VERSION = 1
 HEADER = struct.Struct("<4sHHIII")  # magic, version, flags, width, height, n_gaussians
 QUANTISER = struct.Struct("<BBff")  # bits, transform, lo, hi
 MAX_SIDE = 1 << 15
-MAX_PIXELS = 1 << 26
-MAX_GAUSSIANS = 1 << 24
+MAX_PIXELS = 1 << 25
+# 2**20 Gaussians is 15x what GaussianImage uses for a 2K image; a file declaring more is
+# rejected before its streams allocate anything.
+MAX_GAUSSIANS = 1 << 20
 
 # Stream order of version 1: (name, attribute column, byte of the code: 1 high, 0 low).
 STREAMS = [("y_delta_hi", 1, 1), ("y_delta_lo", 1, 0), ("x_hi", 0, 1), ("x_lo", 0, 0)] + [
@@ -68,12 +70,13 @@ def pack(width, height, quantisers, codes):
     """Serialise quantised Gaussians (codes in raster order) into .cgc bytes."""
     codes = np.asarray(codes, dtype=np.uint32)
     n = codes.shape[0]
-    if not 1 <= n <= MAX_GAUSSIANS:
-        raise ValueError(f"Gaussian count {n} out of range")
+    _check_limits(width, height, n, ValueError)
     if np.any(np.diff(codes[:, 1].astype(np.int64)) < 0):
         raise ValueError("codes must be in raster order")
     if tuple(q.bits for q in quantisers) != CODE_BITS:
         raise ValueError(f"version {VERSION} stores codes of {CODE_BITS} bits")
+    if np.any(codes > np.array([(1 << b) - 1 for b in CODE_BITS], dtype=np.uint32)):
+        raise ValueError("codes exceed their quantiser width")
     streams = [_core.rans_encode(col) for col in _code_columns(codes)]
     parts = [HEADER.pack(MAGIC, VERSION, 0, width, height, n)]
     parts += [QUANTISER.pack(q.bits, q.transform, q.lo, q.hi) for q in quantisers]
@@ -81,6 +84,16 @@ def pack(width, height, quantisers, codes):
     parts += streams
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _check_limits(width, height, n, error):
+    """The size limits of the format, shared by writer (ValueError) and reader (FormatError)."""
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE
+            and width * height <= MAX_PIXELS):
+        raise error(f"image size {width}x{height} out of range (at most {MAX_SIDE} a side "
+                    f"and {MAX_PIXELS} pixels)")
+    if not 1 <= n <= min(MAX_GAUSSIANS, width * height):
+        raise error(f"Gaussian count {n} out of range for {width}x{height}")
 
 
 def _check_header(data):
@@ -96,11 +109,7 @@ def _check_header(data):
         raise FormatError("checksum mismatch: the file is corrupt or truncated")
     if flags != 0:
         raise FormatError(f"unknown header flags {flags:#x}")
-    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE
-            and width * height <= MAX_PIXELS):
-        raise FormatError(f"image size {width}x{height} out of range")
-    if not 1 <= n <= min(MAX_GAUSSIANS, width * height):
-        raise FormatError(f"Gaussian count {n} out of range for {width}x{height}")
+    _check_limits(width, height, n, FormatError)
     return width, height, n
 
 

@@ -9,6 +9,7 @@ Accepted inputs (anything Pillow reads, or arrays):
 """
 import numpy as np
 
+from cgc.bitstream import MAX_PIXELS
 from cgc.errors import FormatError
 
 
@@ -50,6 +51,10 @@ def load_image(path):
 
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise FormatError(f"image {path} is {width}x{height}, more than the "
+                                  f"{MAX_PIXELS} pixels cgc encodes")
             img.load()
             if img.mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -62,7 +67,10 @@ def load_image(path):
             elif img.mode.startswith("I;16"):
                 return _array_to_float(np.asarray(img).astype(np.uint16))
             array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    # Pillow reports malformed files through several exception types, a decompression bomb
+    # among them; all of them mean the same thing here.
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError, TypeError) as exc:
         raise FormatError(f"cannot read image {path}: {exc}") from None
     return _array_to_float(array)
 

@@ -13,6 +13,9 @@ from cgc.gaussians import COLUMNS
 
 LINEAR, LOG = 0, 1
 TRANSFORMS = {LINEAR: "linear", LOG: "log"}
+# Bound on |lo| and |hi|: far beyond any fitted attribute, and small enough that the
+# dequantised values and the renderer's arithmetic on them stay finite.
+MAX_ABS_VALUE = 1e9
 
 # Attribute -> (bits, transform).  Positions: 16-bit fixed point; the rest 8-bit.
 DEFAULT_SCHEME = {
@@ -42,7 +45,8 @@ class Quantiser:
             raise ValueError(f"unsupported quantiser width {self.bits} bits")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"unknown quantiser transform {self.transform}")
-        if not (np.isfinite(self.lo) and np.isfinite(self.hi) and self.lo <= self.hi):
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi) and self.lo <= self.hi
+                and max(abs(self.lo), abs(self.hi)) <= MAX_ABS_VALUE):
             raise ValueError(f"invalid quantiser range [{self.lo}, {self.hi}]")
         if self.transform == LOG and abs(self.hi) > 80:
             raise ValueError("log quantiser range out of bounds")
@@ -70,6 +74,8 @@ def fit_quantiser(values, bits, transform):
         if np.any(values <= 0):
             raise ValueError("log quantiser needs positive values")
         values = np.log(values)
+    if not np.isfinite(values).all() or np.abs(values).max() > MAX_ABS_VALUE:
+        raise ValueError("attribute values must be finite and within +-1e9")
     lo = np.float32(values.min())
     hi = np.float32(values.max())
     # float32 rounding may cut the range inward; widen by one ulp so no value clips.

@@ -1,0 +1,103 @@
+"""Fit / encode / decode benchmark on Kodak images, with classical codecs at the same bpp.
+
+For each image and Gaussian count: encode with the default iterations (timed once: it is
+seconds long), decode from the file bytes (1 warm-up, median of 5), PSNR and SSIM of the
+decoded file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp from a quality sweep of the
+same image in the same run.  Results: bench/results/fit.json with the git revision.
+
+    python bench/fit.py [--images 01 05 15 23] [--n 2000 5000] [--iterations K]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import structural_similarity
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import classical  # noqa: E402
+
+import cgc  # noqa: E402
+from cgc.fit import DEFAULT_ITERATIONS  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
+
+
+def git_revision():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", nargs="+", default=["01", "05", "15", "23"])
+    parser.add_argument("--n", nargs="+", type=int, default=[2000, 5000])
+    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    parser.add_argument("--kodak", default=KODAK)
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "fit.json"))
+    args = parser.parse_args()
+
+    rows = []
+    for name in args.images:
+        path = os.path.join(args.kodak, f"kodim{name}.png")
+        image = np.asarray(Image.open(path).convert("RGB"))
+        pixels = image.shape[0] * image.shape[1]
+        curves = {c: classical.sweep(image, c) for c in ("jpeg", "jpeg2000", "webp")}
+        for n in args.n:
+            start = time.perf_counter()
+            data = cgc.encode(image, n_gaussians=n, iterations=args.iterations, progress=False)
+            encode_s = time.perf_counter() - start
+            decoded = cgc.decode(data)
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                cgc.decode(data)
+                times.append(time.perf_counter() - start)
+            bpp = 8 * len(data) / pixels
+            row = {
+                "image": f"kodim{name}", "n_gaussians": n, "iterations": args.iterations,
+                "bytes": len(data), "bpp": bpp,
+                "psnr": classical.psnr(image, decoded),
+                "ssim": float(structural_similarity(image, decoded, channel_axis=-1,
+                                                    data_range=255)),
+                "encode_s": encode_s, "decode_ms": 1000 * statistics.median(times),
+            }
+            for codec, points in curves.items():
+                row[f"{codec}_psnr_at_bpp"] = classical.psnr_at(points, bpp)
+            rows.append(row)
+            print(f"{row['image']} N={n:5d}  {bpp:.3f} bpp  PSNR {row['psnr']:.2f} dB  "
+                  f"SSIM {row['ssim']:.4f}  encode {encode_s:.1f} s  decode "
+                  f"{row['decode_ms']:.1f} ms  | JPEG {row['jpeg_psnr_at_bpp']}  "
+                  f"JPEG2000 {row['jpeg2000_psnr_at_bpp']}  WebP {row['webp_psnr_at_bpp']}",
+                  flush=True)
+    summary = {}
+    for n in args.n:
+        sel = [r for r in rows if r["n_gaussians"] == n]
+        summary[str(n)] = {k: statistics.mean(r[k] for r in sel)
+                           for k in ("psnr", "ssim", "bpp", "encode_s", "decode_ms")}
+    result = {
+        "revision": git_revision(), "python": platform.python_version(),
+        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "rows": rows, "mean_by_n": summary,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    for n, s in summary.items():
+        print(f"mean N={n}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
+              f"{s['bpp']:.3f} bpp  encode {s['encode_s']:.1f} s  decode {s['decode_ms']:.1f} ms")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The command line (cgc.cli.main and python -m cgc): encode / decode / info and its error
+reporting (exit code 1 and exactly one `cgc: error:` line on stderr)."""
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+import cgc
+from cgc.bitstream import STREAMS, unpack
+from cgc.cli import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N = 40
+FAST = ["-n", str(N), "--iterations", "5", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A 32 x 28 PNG and its .cgc, encoded once through the CLI for the module."""
+    root = tmp_path_factory.mktemp("cli")
+    image = np.ascontiguousarray(skimage.data.astronaut()[120:148, 210:242])
+    assert image.shape == (28, 32, 3)
+    png = root / "in.png"
+    Image.fromarray(image).save(png)
+    return root, png, image
+
+
+@pytest.fixture(scope="module")
+def encoded(workdir):
+    root, png, _ = workdir
+    out = root / "out.cgc"
+    assert main(["encode", str(png), str(out)] + FAST) == 0
+    return out
+
+
+def assert_one_error_line(capsys, code):
+    captured = capsys.readouterr()
+    assert code == 1, captured
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cgc: error: "), captured.err
+    assert len(lines[0]) > len("cgc: error: ")  # says what went wrong
+    return lines[0]
+
+
+def test_encode_writes_a_decodable_file(workdir, capsys):
+    root, png, image = workdir
+    out = root / "enc.cgc"
+    assert main(["encode", str(png), str(out)] + FAST) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --no-progress: nothing on stderr
+    data = out.read_bytes()
+    assert str(out) in captured.out and f"{len(data)} bytes" in captured.out
+    assert f"{8 * len(data) / (28 * 32):.3f} bpp" in captured.out
+    packed = unpack(data)
+    assert (packed.width, packed.height, packed.codes.shape[0]) == (32, 28, N)
+    # Same bytes as the library call with the same settings (the CLI adds nothing).
+    assert data == cgc.encode(image, n_gaussians=N, iterations=5, seed=0, progress=False)
+
+
+def test_decode_writes_the_decoded_png(encoded, workdir, capsys):
+    root, _, image = workdir
+    png = root / "dec.png"
+    assert main(["decode", str(encoded), str(png)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "32x28" in captured.out
+    with Image.open(png) as img:
+        assert img.size == (32, 28) and img.mode == "RGB"
+        decoded = np.asarray(img)
+    assert np.array_equal(decoded, cgc.decode(encoded.read_bytes()))
+    # A real reconstruction, not a blank: closer to the input than its mean colour.
+    flat = np.broadcast_to(image.reshape(-1, 3).mean(axis=0), image.shape)
+    err = np.mean((decoded.astype(float) - image) ** 2)
+    assert err < np.mean((flat - image) ** 2)
+
+
+def test_info_reports_size_count_bpp_and_streams(encoded, capsys):
+    data = encoded.read_bytes()
+    assert main(["info", str(encoded)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^size\s+{len(data)} bytes$", out, re.M), out
+    assert re.search(r"^image\s+32x28$", out, re.M), out
+    assert re.search(rf"^gaussians\s+{N}$", out, re.M), out
+    assert re.search(rf"^bpp\s+{8 * len(data) / (32 * 28):.4f}$", out, re.M), out
+    sizes = unpack(data).stream_sizes
+    total = 0
+    for name, _, _ in STREAMS:
+        match = re.search(rf"^\s+{name}\s+(\d+)$", out, re.M)
+        assert match, f"no line for stream {name}:\n{out}"
+        assert int(match.group(1)) == sizes[name]
+        total += int(match.group(1))
+    # The streams listed account for the whole file but the fixed-size tables and CRC.
+    assert total == len(data) - (20 + 80 + 40 + 4)
+
+
+def test_encode_input_not_an_image(workdir, capsys):
+    root, _, _ = workdir
+    bad = root / "notes.png"
+    bad.write_text("hello\n")
+    line = assert_one_error_line(capsys, main(["encode", str(bad), str(root / "x.cgc")]
+                                              + FAST))
+    assert "notes.png" in line
+    assert not (root / "x.cgc").exists()  # nothing written on failure
+
+
+def test_encode_empty_file(workdir, capsys):
+    root, _, _ = workdir
+    empty = root / "empty.png"
+    empty.write_bytes(b"")
+    assert_one_error_line(capsys, main(["encode", str(empty), str(root / "e.cgc")] + FAST))
+
+
+def test_encode_missing_file(workdir, capsys):
+    root, _, _ = workdir
+    assert_one_error_line(capsys, main(["encode", str(root / "nope.png"),
+                                        str(root / "n.cgc")] + FAST))
+
+
+@pytest.mark.parametrize("n", ["0", "-2", str(32 * 28 + 1)])
+def test_encode_bad_gaussian_count(workdir, capsys, n):
+    root, png, _ = workdir
+    line = assert_one_error_line(
+        capsys, main(["encode", str(png), str(root / "bad-n.cgc"), "-n", n,
+                      "--iterations", "1", "--no-progress"]))
+    assert ("pixel count" in line) if n == str(32 * 28 + 1) else ("at least 1" in line)
+
+
+def test_encode_unwritable_output(workdir, capsys):
+    root, png, _ = workdir
+    assert_one_error_line(capsys, main(["encode", str(png), str(root / "no-dir" / "o.cgc")]
+                                       + FAST))
+
+
+def test_encode_decompression_bomb_png(workdir, capsys):
+    # A tiny PNG declaring 100000 x 100000 pixels: Pillow raises DecompressionBombError,
+    # which must end as one error line, not a traceback.
+    def chunk(kind, payload):
+        return (struct.pack(">I", len(payload)) + kind + payload
+                + struct.pack(">I", zlib.crc32(kind + payload)))
+
+    root, _, _ = workdir
+    bomb = root / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    assert_one_error_line(capsys, main(["encode", str(bomb), str(root / "b.cgc")] + FAST))
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_truncated_cgc(encoded, workdir, capsys, command):
+    root, _, _ = workdir
+    data = encoded.read_bytes()
+    for length in (0, 3, 30, len(data) // 2, len(data) - 1):
+        cut = root / f"cut{length}.cgc"
+        cut.write_bytes(data[:length])
+        args = [command, str(cut)] + ([str(root / "cut.png")] if command == "decode" else [])
+        assert_one_error_line(capsys, main(args))
+    assert not (root / "cut.png").exists()
+
+
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_cgc_commands_on_missing_and_non_cgc_files(workdir, capsys, command):
+    root, png, _ = workdir
+    for path in (root / "missing.cgc", png):
+        args = [command, str(path)] + ([str(root / "m.png")] if command == "decode" else [])
+        assert_one_error_line(capsys, main(args))
+
+
+def test_python_dash_m_entry_point(encoded, workdir):
+    root, _, _ = workdir
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ok = subprocess.run([sys.executable, "-m", "cgc", "info", str(encoded)],
+                        capture_output=True, text=True, env=env, cwd=str(root), timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert re.search(rf"^gaussians\s+{N}$", ok.stdout, re.M), ok.stdout
+    bad = root / "garbage.cgc"
+    bad.write_bytes(b"\x8bCGC" + bytes(40))
+    fail = subprocess.run([sys.executable, "-m", "cgc", "info", str(bad)],
+                          capture_output=True, text=True, env=env, cwd=str(root), timeout=120)
+    assert fail.returncode != 0
+    assert fail.stderr.startswith("cgc: error: ") and len(fail.stderr.splitlines()) == 1
+    assert fail.stdout == ""

@@ -1,0 +1,120 @@
+"""cgc.encode / cgc.decode end to end on a tiny crop, against the pieces they are built from
+(fit, quantise_gaussians, render, to_uint8)."""
+import numpy as np
+import pytest
+import skimage.data
+
+import cgc
+from cgc.codec import decode_gaussians, quantise_gaussians
+from cgc.imageio import to_uint8
+
+N_GAUSSIANS = 60
+ITERATIONS = 15
+
+
+@pytest.fixture(scope="module")
+def crop():
+    # 40 x 36 crop with an edge and some texture (the astronaut's shoulder patch area).
+    image = skimage.data.astronaut()[100:136, 200:240]
+    assert image.shape == (36, 40, 3) and image.dtype == np.uint8
+    return np.ascontiguousarray(image)
+
+
+@pytest.fixture(scope="module")
+def encoded(crop):
+    return cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
+                      progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(crop):
+    return cgc.fit(crop, N_GAUSSIANS, iterations=ITERATIONS, seed=0, progress=False)
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / mse)
+
+
+def test_decode_shape_and_dtype(encoded, crop):
+    image = cgc.decode(encoded)
+    assert image.dtype == np.uint8
+    assert image.shape == crop.shape == (36, 40, 3)
+
+
+def test_decoded_gaussians_equal_quantised_fit(encoded, fitted):
+    # encode == fit + quantise_gaussians + pack: the file holds exactly the dequantised
+    # Gaussians the encoder saw, bit for bit.
+    _, _, expected = quantise_gaussians(fitted)
+    decoded = decode_gaussians(encoded)
+    assert len(decoded) == N_GAUSSIANS
+    assert (decoded.height, decoded.width) == (36, 40)
+    assert np.array_equal(decoded.params, expected.params)
+
+
+def test_decoded_image_equals_render_of_quantised_fit(encoded, fitted):
+    _, _, expected = quantise_gaussians(fitted)
+    reference = to_uint8(expected.render())
+    assert np.array_equal(cgc.decode(encoded), reference)
+    # Quantisation does change the render (else the comparison above proves little about
+    # which Gaussians were decoded): the unquantised fit renders differently somewhere.
+    assert not np.array_equal(to_uint8(fitted.render()), reference)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(crop, encoded):
+    again = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
+                       progress=False)
+    assert again == encoded
+    other = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=1,
+                       progress=False)
+    assert other != encoded
+
+
+def test_float_input_matches_uint8_input(crop, encoded):
+    # The docstring accepts uint8 or float in [0, 1]; x / 255 in float32 is the same image.
+    as_float = crop.astype(np.float32) / np.float32(255)
+    assert cgc.encode(as_float, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
+                      progress=False) == encoded
+
+
+def test_decoded_psnr_beats_flat_mean_colour(encoded, crop):
+    decoded = cgc.decode(encoded)
+    flat = np.broadcast_to(np.round(crop.reshape(-1, 3).mean(axis=0)), crop.shape)
+    baseline = psnr(crop, flat)
+    assert psnr(crop, decoded) > baseline + 3.0, (psnr(crop, decoded), baseline)
+
+
+def test_file_is_never_larger_than_stored_codes(encoded):
+    # Each stream falls back to storing its N bytes verbatim (2 bytes of block header for
+    # N < 128) when rANS would be larger, so the file is at most the raw 10 bytes per
+    # Gaussian plus header (20), quantisers (80), stream lengths (40) and CRC (4).
+    assert len(encoded) <= 20 + 80 + 40 + 4 + 10 * 2 + N_GAUSSIANS * 10
+
+
+def test_decode_does_not_depend_on_input_buffer_type(encoded):
+    assert np.array_equal(cgc.decode(bytearray(encoded)), cgc.decode(encoded))
+    assert np.array_equal(cgc.decode(memoryview(encoded)), cgc.decode(encoded))
+
+
+@pytest.mark.parametrize("image, n, match", [
+    (np.zeros((8, 8, 3), np.uint8), 0, "at least 1"),
+    (np.zeros((8, 8, 3), np.uint8), -3, "at least 1"),
+    (np.zeros((8, 8, 3), np.uint8), 65, "pixel count"),
+    (np.zeros((0, 5, 3), np.uint8), 1, "empty"),
+    (np.zeros((5, 0, 3), np.uint8), 1, "empty"),
+    (np.zeros((8,), np.uint8), 1, None),
+    (np.zeros((4, 4, 3, 2), np.uint8), 1, None),
+    (np.zeros((4, 4, 2), np.uint8), 1, None),
+    (np.full((4, 4, 3), np.nan, np.float32), 1, "NaN"),
+    (np.where(np.eye(4)[:, :, None] > 0, np.inf, 0.5).repeat(3, axis=2), 1, None),
+])
+def test_encode_rejects_bad_arguments(image, n, match):
+    with pytest.raises(ValueError, match=match):
+        cgc.encode(image, n_gaussians=n, iterations=1, progress=False)
+
+
+def test_encode_rejects_single_nan_pixel():
+    image = np.full((6, 6, 3), 0.5, dtype=np.float32)
+    image[2, 3, 1] = np.nan
+    with pytest.raises(ValueError):
+        cgc.encode(image, n_gaussians=4, iterations=1, progress=False)
