@@ -17,10 +17,12 @@ from cgc.progress import ProgressBar
 
 log = logging.getLogger("cgc.fit")
 
-DEFAULT_ITERATIONS = 1500
+DEFAULT_ITERATIONS = 600
 # Learning rates in parameter units per step: pixels for position and Cholesky factor,
-# linear RGB for colour.
-DEFAULT_LR = {"position": 0.2, "cholesky": 0.05, "colour": 0.01}
+# linear RGB for colour. Chosen by sweeps on Kodak crops and full images (kodim05, N=5000,
+# 600 iterations: 25.65 dB against 25.54 dB at half these position and Cholesky rates and
+# about 23 dB at a tenth).
+DEFAULT_LR = {"position": 2.0, "cholesky": 0.6, "colour": 0.01}
 # Covariance eigenvalue bounds in squared pixels: below ~0.1 a Gaussian falls between pixel
 # centres and stops receiving gradient; the upper bound keeps footprints within reason.
 MIN_VARIANCE = 0.09

@@ -1,0 +1,102 @@
+"""cgc.fit: the loop, its diagnostics and determinism."""
+import io
+import logging
+
+import numpy as np
+import pytest
+import skimage.data
+
+import cgc
+from cgc.backends.cpu import CPUBackend
+from cgc.fit import FitDiagnosticError, psnr
+from cgc.progress import ProgressBar
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.ascontiguousarray(skimage.data.coffee()[::8, ::8][:40, :48])
+
+
+def render_psnr(gaussians, image):
+    mse = np.mean((gaussians.render() - image / 255.0) ** 2)
+    return psnr(mse)
+
+
+def test_fit_improves_on_its_initialisation(image):
+    start = cgc.fit(image, 120, iterations=0, progress=False)
+    fitted = cgc.fit(image, 120, iterations=40, progress=False)
+    assert len(fitted) == 120 and fitted.params.dtype == np.float32
+    assert render_psnr(fitted, image) > render_psnr(start, image) + 1.0
+
+
+def test_deterministic_for_a_seed(image):
+    a = cgc.fit(image, 80, iterations=10, seed=3, init="random", progress=False)
+    b = cgc.fit(image, 80, iterations=10, seed=3, init="random", progress=False)
+    c = cgc.fit(image, 80, iterations=10, seed=4, init="random", progress=False)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+
+
+def test_scales_stay_within_bounds(image):
+    from cgc.fit import MIN_VARIANCE
+
+    fitted = cgc.fit(image, 100, iterations=20, progress=False)
+    eig = np.linalg.eigvalsh(fitted.covariance())
+    # float32 storage of the Cholesky factor: eigenvalues within 1e-5 relative of the bound.
+    assert eig.min() >= MIN_VARIANCE * (1 - 1e-5)
+    assert eig.max() <= (max(image.shape[:2]) / 3.0) ** 2 * (1 + 1e-5)
+
+
+def test_non_finite_gradient_names_gaussian_and_parameter(image, monkeypatch):
+    original = CPUBackend.render_backward
+
+    def poisoned(self, *args, **kwargs):
+        grads = original(self, *args, **kwargs)
+        grads[7, 4] = np.nan
+        return grads
+
+    monkeypatch.setattr(CPUBackend, "render_backward", poisoned)
+    with pytest.raises(FitDiagnosticError, match=r"Gaussian 7, parameter l22"):
+        cgc.fit(image, 30, iterations=3, progress=False)
+
+
+def test_diagnostics_logged_every_k_iterations(image, caplog):
+    with caplog.at_level(logging.INFO, logger="cgc.fit"):
+        cgc.fit(image, 40, iterations=9, log_every=4, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cgc.fit"]
+    # Steps 4 and 8, and the last step.
+    assert [line.split()[1] for line in lines] == ["4", "8", "9"]
+    for line in lines:
+        assert "PSNR" in line and "uncovered" in line and "collapsed" in line
+
+
+def test_progress_bar_only_when_enabled():
+    stream = io.StringIO()
+    bar = ProgressBar(5, enabled=True, stream=stream)
+    for i in range(1, 6):
+        bar.update(i, "x")
+    bar.close()
+    assert "5/5" in stream.getvalue()
+    quiet = io.StringIO()
+    bar = ProgressBar(5, enabled=False, stream=quiet)
+    bar.update(5)
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def test_fit_is_silent_when_stderr_is_not_a_tty(image, capsys):
+    cgc.fit(image, 20, iterations=2)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"n_gaussians": 0}, "at least 1"),
+    ({"n_gaussians": 40 * 48 + 1}, "pixel count"),
+    ({"n_gaussians": 5, "iterations": -1}, "non-negative"),
+    ({"n_gaussians": 5, "init": "kmeans"}, "init must be"),
+    ({"n_gaussians": 5, "lr": {"opacity": 1.0}}, "learning-rate"),
+    ({"n_gaussians": 5, "device": "tpu"}, "device"),
+])
+def test_bad_arguments(image, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cgc.fit(image, **kwargs)
