@@ -1,0 +1,223 @@
+"""GPU benchmark of the CUDA backend at 768x512: render, fit iterations and full decode.
+
+For N = 10k, 50k and 70k random Gaussians sized like a fit's initialisation:
+  * render: render_forward with precomputed bins, and bin + render_forward, per frame timed
+    with CUDA events after a warm-up (median of --repeats), plus the throughput of
+    --repeats frames queued back to back; render_backward likewise.
+  * fit: one iteration of the fitting loop (bin, forward, loss gradient, backward, Adam),
+    timed with CUDA events; and cgc.fit(..., device="cuda") end to end, as iterations per
+    second from the difference between --fit-iterations and 0 iterations.
+  * decode: cgc.decode(bytes, device="cuda") wall clock, bytes to uint8 image on the host.
+The goal is >= 10,000 frames/s for 50k Gaussians.  Results: bench/results/gpu.json with the
+git revision.
+
+    python bench/gpu.py [--n 10000 50000 70000] [--repeats 200] [--fit-iterations 200]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import cgc  # noqa: E402
+from cgc.codec import encode_gaussians  # noqa: E402
+from cgc.gaussians import Gaussians  # noqa: E402
+from cgc.kernels import has_gpu  # noqa: E402
+
+HEIGHT, WIDTH = 512, 768
+GOAL_FPS = 10_000
+WARMUP = 10
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def random_gaussians(n, seed=0):
+    """Gaussians over the whole image, sized like an initialisation of n Gaussians."""
+    rng = np.random.default_rng(seed)
+    spacing = np.sqrt(HEIGHT * WIDTH / n)
+    params = np.empty((n, 8), dtype=np.float32)
+    params[:, 0] = rng.uniform(0, WIDTH, n)
+    params[:, 1] = rng.uniform(0, HEIGHT, n)
+    params[:, 2] = spacing * rng.uniform(0.5, 1.5, n)
+    params[:, 3] = spacing * rng.uniform(-0.3, 0.3, n)
+    params[:, 4] = spacing * rng.uniform(0.5, 1.5, n)
+    params[:, 5:] = rng.uniform(0.0, 1.0, (n, 3)) / 4
+    return params
+
+
+def event_times_ms(cupy, fn, repeats):
+    """Per-call GPU time of fn() in ms, each call between its own pair of CUDA events."""
+    for _ in range(WARMUP):
+        fn()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for _ in range(repeats):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end))
+    return times
+
+
+def throughput_fps(cupy, fn, repeats):
+    """Calls per second with repeats calls queued back to back between two events."""
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    start.record()
+    for _ in range(repeats):
+        fn()
+    end.record()
+    end.synchronize()
+    return repeats / (cupy.cuda.get_elapsed_time(start, end) / 1e3)
+
+
+def summary(times_ms):
+    median = statistics.median(times_ms)
+    return {"median_ms": median, "min_ms": min(times_ms), "fps": 1e3 / median,
+            "samples": len(times_ms)}
+
+
+def bench_render(cupy, backend, n, repeats):
+    params = backend.from_numpy(random_gaussians(n))
+    bins = backend.bin(params, HEIGHT, WIDTH)
+    grad_image = cupy.asarray(
+        np.random.default_rng(1).standard_normal((HEIGHT, WIDTH, 3)).astype(np.float32))
+
+    def render():
+        backend.render_forward(params, HEIGHT, WIDTH, bins)
+
+    def bin_render():
+        backend.render_forward(params, HEIGHT, WIDTH, backend.bin(params, HEIGHT, WIDTH))
+
+    def backward():
+        backend.render_backward(params, HEIGHT, WIDTH, grad_image, bins)
+
+    return {
+        "n": n,
+        "pairs": int(bins[1].shape[0]),
+        "render": summary(event_times_ms(cupy, render, repeats)),
+        "render_throughput_fps": throughput_fps(cupy, render, repeats),
+        "bin_render": summary(event_times_ms(cupy, bin_render, repeats)),
+        "bin_render_throughput_fps": throughput_fps(cupy, bin_render, repeats),
+        "backward": summary(event_times_ms(cupy, backward, repeats)),
+    }
+
+
+def bench_fit_iteration(cupy, backend, n, repeats):
+    """The body of cgc.fit's loop, on a target rendered from other Gaussians."""
+    target = cupy.clip(backend.render_forward(backend.from_numpy(random_gaussians(n, seed=2)),
+                                              HEIGHT, WIDTH), 0.0, 1.0)
+    params = backend.from_numpy(random_gaussians(n))
+    m = cupy.zeros_like(params)
+    v = cupy.zeros_like(params)
+    lr = np.full(8, 1e-3)
+    step = [0]
+
+    def iteration():
+        step[0] += 1
+        bins = backend.bin(params, HEIGHT, WIDTH)
+        rendered = backend.render_forward(params, HEIGHT, WIDTH, bins)
+        diff = cupy.clip(rendered, 0.0, 1.0) - target
+        inside = (rendered >= 0.0) & (rendered <= 1.0)
+        grad_image = cupy.ascontiguousarray((2.0 * diff * inside).astype(cupy.float32))
+        grads = backend.render_backward(params, HEIGHT, WIDTH, grad_image, bins)
+        backend.adam_step(params, grads, m, v, step[0], lr)
+
+    return summary(event_times_ms(cupy, iteration, repeats))
+
+
+def bench_fit_end_to_end(n, iterations):
+    target = np.clip(Gaussians(random_gaussians(n, seed=2), HEIGHT, WIDTH).render(), 0, 1)
+
+    def seconds(k):
+        start = time.perf_counter()
+        cgc.fit(target, n, iterations=k, device="cuda", progress=False)
+        return time.perf_counter() - start
+
+    seconds(1)
+    base = seconds(0)
+    total = seconds(iterations)
+    return {"iterations": iterations, "seconds": total, "setup_seconds": base,
+            "iterations_per_s": iterations / max(total - base, 1e-9)}
+
+
+def bench_decode(n, repeats):
+    data = encode_gaussians(Gaussians(random_gaussians(n), HEIGHT, WIDTH))
+    for _ in range(WARMUP):
+        cgc.decode(data, device="cuda")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        cgc.decode(data, device="cuda")
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"bytes": len(data), **summary(times)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", nargs="+", type=int, default=[10_000, 50_000, 70_000])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--fit-iterations", type=int, default=200)
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "gpu.json"))
+    args = parser.parse_args()
+    if args.repeats < 100:
+        parser.error("--repeats must be at least 100 for a stable median")
+    if not has_gpu():
+        sys.exit("bench/gpu.py: no CUDA GPU available (it needs CuPy and a CUDA device); "
+                 "nothing was measured")
+
+    import cupy
+
+    from cgc.backends.cuda import CUDABackend
+
+    backend = CUDABackend()
+    device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    rows = []
+    for n in args.n:
+        row = bench_render(cupy, backend, n, args.repeats)
+        row["fit_iteration"] = bench_fit_iteration(cupy, backend, n, args.repeats)
+        row["fit"] = bench_fit_end_to_end(n, args.fit_iterations)
+        row["decode"] = bench_decode(n, args.repeats)
+        rows.append(row)
+        print(f"n={n:6d}  render {row['render']['fps']:9.0f} fps  "
+              f"bin+render {row['bin_render']['fps']:8.0f} fps  "
+              f"fit {row['fit_iteration']['fps']:7.0f} it/s  "
+              f"decode {row['decode']['fps']:6.0f} fps", flush=True)
+
+    result = {
+        "revision": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "device": device["name"].decode() if isinstance(device["name"], bytes)
+        else device["name"],
+        "cupy": cupy.__version__,
+        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+        "python": platform.python_version(),
+        "height": HEIGHT,
+        "width": WIDTH,
+        "repeats": args.repeats,
+        "goal_fps_at_50k": GOAL_FPS,
+        "results": rows,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

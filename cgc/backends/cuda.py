@@ -1,0 +1,177 @@
+"""CUDA backend: the kernels of ``cgc/kernels`` launched through CuPy, float32 throughout.
+
+The kernel modules and the array module are injectable: ``CUDABackend(load_module=...,
+xp=numpy)`` drives this same code with a CPU emulation of CUDA, which is how it is tested
+on machines without a GPU."""
+import numpy as np
+
+TILE = 16
+# Threads per block of the one-thread-per-item kernels.
+BLOCK = 256
+
+
+def _blocks(count):
+    return ((count + BLOCK - 1) // BLOCK,)
+
+
+def _check_size(height, width):
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+
+
+class CUDABackend:
+    """Tiled renderer, Adam and clamping as CUDA kernels; arrays live in ``xp``.
+
+    ``load_module(name)`` returns an object with ``get_function(kernel)`` for the kernel
+    modules "render" and "adam" (default: ``cgc.kernels.load_module``, which uses CuPy);
+    ``xp`` is the array module holding the data (default: ``cupy``)."""
+
+    name = "cuda"
+
+    def __init__(self, load_module=None, xp=None):
+        if xp is None:
+            try:
+                import cupy as xp
+            except ImportError as error:
+                raise ImportError("the CUDA backend needs CuPy: pip install 'cgc[cuda]'") \
+                    from error
+        if load_module is None:
+            from cgc.kernels import load_module
+        self.xp = xp
+        render = load_module("render")
+        adam = load_module("adam")
+        self._prepare = render.get_function("prepare_gaussians")
+        self._expand = render.get_function("expand_pairs")
+        self._ranges = render.get_function("tile_ranges")
+        self._forward = render.get_function("render_forward")
+        self._backward = render.get_function("render_backward")
+        self._adam = adam.get_function("adam_step")
+        self._clamp = adam.get_function("clamp_scales")
+
+    def _params(self, params):
+        xp = self.xp
+        params = xp.ascontiguousarray(xp.asarray(params, dtype=xp.float32))
+        if params.ndim != 2 or params.shape[1] != 8:
+            raise ValueError(f"params must have shape (N, 8), got {params.shape}")
+        return params
+
+    def _in_place(self, name, array, shape):
+        if not (isinstance(array, self.xp.ndarray) and array.dtype == self.xp.float32
+                and array.flags.c_contiguous and array.shape == shape):
+            raise ValueError(f"{name} must be a C-contiguous float32 {self.xp.__name__} "
+                             f"array of shape {shape}")
+
+    def _bins(self, params, height, width, bins):
+        if bins is None:
+            return self.bin(params, height, width)
+        xp = self.xp
+        return (xp.ascontiguousarray(xp.asarray(bins[0], dtype=xp.int64)),
+                xp.ascontiguousarray(xp.asarray(bins[1], dtype=xp.int32)))
+
+    def bin(self, params, height, width):
+        """Tile binning of ``params``: (tile_start, pair_gaussian), as ``CPUBackend.bin``."""
+        xp = self.xp
+        params = self._params(params)
+        _check_size(height, width)
+        n = params.shape[0]
+        tiles_x = (width + TILE - 1) // TILE
+        n_tiles = tiles_x * ((height + TILE - 1) // TILE)
+        if n == 0:
+            return xp.zeros(n_tiles + 1, dtype=xp.int64), xp.zeros(0, dtype=xp.int32)
+        tile_rect = xp.empty((n, 4), dtype=xp.int32)
+        tile_count = xp.empty(n, dtype=xp.int32)
+        self._prepare(_blocks(n), (BLOCK,), (params, np.int32(n), np.int32(height),
+                                             np.int32(width), tile_rect, tile_count))
+        pair_end = xp.cumsum(tile_count, dtype=xp.int64)
+        # The one device-to-host copy of binning: the pair count sizes the arrays below.
+        n_pairs = int(pair_end[-1])
+        if n_pairs == 0:
+            return xp.zeros(n_tiles + 1, dtype=xp.int64), xp.zeros(0, dtype=xp.int32)
+        keys = xp.empty(n_pairs, dtype=xp.int64)
+        self._expand(_blocks(n), (BLOCK,), (tile_rect, pair_end, np.int32(n),
+                                            np.int32(tiles_x), keys))
+        # Keys are tile * n + gaussian and unique, so any sort gives the reference's order.
+        keys = xp.sort(keys)
+        tile_start = xp.empty(n_tiles + 1, dtype=xp.int64)
+        pair_gaussian = xp.empty(n_pairs, dtype=xp.int32)
+        self._ranges(_blocks(n_pairs), (BLOCK,), (keys, np.int64(n_pairs), np.int32(n),
+                                                  np.int32(n_tiles), tile_start,
+                                                  pair_gaussian))
+        return tile_start, pair_gaussian
+
+    def render_forward(self, params, height, width, bins=None, weight=False):
+        """Render (H, W, 3) unclipped; with ``weight=True`` also return the (H, W) coverage."""
+        xp = self.xp
+        params = self._params(params)
+        _check_size(height, width)
+        tile_start, pair_gaussian = self._bins(params, height, width, bins)
+        out = xp.empty((height, width, 3), dtype=xp.float32)
+        # The kernel takes a pointer either way; a 1-element placeholder stands in for "none".
+        coverage = xp.empty((height, width) if weight else (1,), dtype=xp.float32)
+        grid = ((width + TILE - 1) // TILE, (height + TILE - 1) // TILE)
+        self._forward(grid, (TILE, TILE), (params, np.int32(height), np.int32(width),
+                                           tile_start, pair_gaussian, out, coverage,
+                                           np.int32(bool(weight))))
+        return (out, coverage) if weight else out
+
+    def render_backward(self, params, height, width, grad_image, bins=None):
+        """dL/dparams (N, 8) given dL/dimage (H, W, 3)."""
+        xp = self.xp
+        params = self._params(params)
+        _check_size(height, width)
+        grad_image = xp.ascontiguousarray(xp.asarray(grad_image, dtype=xp.float32))
+        if grad_image.shape != (height, width, 3):
+            raise ValueError(f"grad_image must have shape {(height, width, 3)}")
+        tile_start, pair_gaussian = self._bins(params, height, width, bins)
+        # Zeroed: the kernel accumulates with atomics, and Gaussians in no tile get no adds.
+        grad = xp.zeros(params.shape, dtype=xp.float32)
+        if pair_gaussian.shape[0] > 0:
+            grid = ((width + TILE - 1) // TILE, (height + TILE - 1) // TILE)
+            self._backward(grid, (TILE, TILE), (params, np.int32(height), np.int32(width),
+                                                tile_start, pair_gaussian, grad_image, grad))
+        return grad
+
+    def adam_step(self, params, grads, m, v, step, lr, betas=(0.9, 0.999), eps=1e-8,
+                  var_bounds=(0.25, 1e4)):
+        """In-place Adam step (``lr`` has one rate per column) followed by scale clamping."""
+        xp = self.xp
+        if step < 1:
+            raise ValueError("step counts from 1")
+        lr = xp.ascontiguousarray(xp.asarray(lr, dtype=xp.float64))
+        if lr.shape != (8,):
+            raise ValueError("lr must hold one learning rate per column (8)")
+        shape = params.shape
+        if len(shape) != 2 or shape[1] != 8:
+            raise ValueError(f"params must have shape (N, 8), got {shape}")
+        for name, arr in (("params", params), ("grads", grads), ("m", m), ("v", v)):
+            self._in_place(name, arr, shape)
+        n = shape[0]
+        if n == 0:
+            return
+        beta1, beta2 = float(betas[0]), float(betas[1])
+        # Bias corrections in double on the host, as the reference computes them.
+        corr1 = 1.0 - beta1 ** int(step)
+        corr2 = 1.0 - beta2 ** int(step)
+        self._adam(_blocks(n), (BLOCK,), (params, grads, m, v, lr, np.int32(n),
+                                          np.float64(beta1), np.float64(beta2),
+                                          np.float64(eps), np.float64(corr1),
+                                          np.float64(corr2), np.float64(var_bounds[0]),
+                                          np.float64(var_bounds[1])))
+
+    def clamp_scales(self, params, var_bounds):
+        """Clamp every covariance's eigenvalues into ``var_bounds``, in place."""
+        shape = params.shape
+        if len(shape) != 2 or shape[1] != 8:
+            raise ValueError(f"params must have shape (N, 8), got {shape}")
+        self._in_place("params", params, shape)
+        if shape[0] > 0:
+            self._clamp(_blocks(shape[0]), (BLOCK,), (params, np.int32(shape[0]),
+                                                      np.float64(var_bounds[0]),
+                                                      np.float64(var_bounds[1])))
+
+    def to_numpy(self, array):
+        asnumpy = getattr(self.xp, "asnumpy", np.asarray)
+        return asnumpy(array)
+
+    def from_numpy(self, array):
+        return self.xp.ascontiguousarray(self.xp.asarray(array))

@@ -1,0 +1,219 @@
+// Tiled renderer on the GPU: binning, render_forward, render_backward.
+//
+// Mirrors cgc/_render.pxi (read its "read me first" note) with float32 arithmetic; the
+// per-Gaussian and per-pixel maths live in common.cuh.  Launch configuration, set by
+// cgc/backends/cuda.py:
+//   * prepare_gaussians, expand_pairs: one thread per Gaussian, 1-D blocks.
+//   * tile_ranges: one thread per (tile, Gaussian) pair, 1-D blocks.
+//   * render_forward, render_backward: grid (tiles_x, tiles_y), block (TILE, TILE); every
+//     thread of a block must reach the barriers, so threads outside the image stay in the
+//     loop and only skip their writes.
+//
+// Binning produces the same lists as the reference: Python sorts the keys
+// tile * n + gaussian written by expand_pairs, which orders pairs by tile and, within a
+// tile, by increasing Gaussian index.
+
+#include "common.cuh"
+
+// Tile rectangle [tx0, tx1] x [ty0, ty1] (inclusive) of each Gaussian's box and its number of
+// tiles; a Gaussian that draws nothing gets an empty rectangle and a count of 0.
+// Out: tile_rect (n, 4) int32 as tx0, tx1, ty0, ty1; tile_count (n,) int32.
+extern "C" __global__ void prepare_gaussians(const float* __restrict__ params, int n,
+                                             int height, int width,
+                                             int* __restrict__ tile_rect,
+                                             int* __restrict__ tile_count) {
+    const int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= n) {
+        return;
+    }
+    const float* row = params + (long long)g * 8;
+    cgc::Box box;
+    int* rect = tile_rect + (long long)g * 4;
+    if (cgc::gaussian_box(row[0], row[1], row[2], row[3], row[4], width, height, &box)) {
+        rect[0] = box.j0 / cgc::TILE;
+        rect[1] = box.j1 / cgc::TILE;
+        rect[2] = box.i0 / cgc::TILE;
+        rect[3] = box.i1 / cgc::TILE;
+        tile_count[g] = (rect[1] - rect[0] + 1) * (rect[3] - rect[2] + 1);
+    } else {
+        rect[0] = 0;
+        rect[1] = -1;
+        rect[2] = 0;
+        rect[3] = -1;
+        tile_count[g] = 0;
+    }
+}
+
+// Write the sort key tile * n + g of every (tile, Gaussian) pair.
+// In:  tile_rect from prepare_gaussians; pair_end (n,) int64, the inclusive prefix sum of
+//      tile_count, so Gaussian g owns keys[pair_end[g] - tile_count[g], pair_end[g]).
+// Out: keys (pair_end[n - 1],) int64, each Gaussian's keys in row-major tile order.
+extern "C" __global__ void expand_pairs(const int* __restrict__ tile_rect,
+                                        const long long* __restrict__ pair_end, int n,
+                                        int tiles_x, long long* __restrict__ keys) {
+    const int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= n) {
+        return;
+    }
+    const int* rect = tile_rect + (long long)g * 4;
+    long long p = g > 0 ? pair_end[g - 1] : 0;
+    for (int ty = rect[2]; ty <= rect[3]; ++ty) {
+        for (int tx = rect[0]; tx <= rect[1]; ++tx) {
+            keys[p++] = (long long)(ty * tiles_x + tx) * n + g;
+        }
+    }
+}
+
+// Split sorted keys into the reference's binning arrays.
+// In:  keys (n_pairs,) sorted ascending, n_pairs >= 1.
+// Out: pair_gaussian (n_pairs,) int32; tile_start (n_tiles + 1,) int64 where the pairs of tile
+//      t are [tile_start[t], tile_start[t + 1]).  Every entry is written: pair p writes the
+//      starts of the tiles after the previous pair's tile up to its own, and the last pair
+//      also closes all remaining tiles.
+extern "C" __global__ void tile_ranges(const long long* __restrict__ keys, long long n_pairs,
+                                       int n, int n_tiles, long long* __restrict__ tile_start,
+                                       int* __restrict__ pair_gaussian) {
+    const long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n_pairs) {
+        return;
+    }
+    const long long tile = keys[p] / n;
+    pair_gaussian[p] = (int)(keys[p] - tile * n);
+    const long long prev = p > 0 ? keys[p - 1] / n : -1;
+    for (long long t = prev + 1; t <= tile; ++t) {
+        tile_start[t] = p;
+    }
+    if (p == n_pairs - 1) {
+        for (long long t = tile + 1; t <= n_tiles; ++t) {
+            tile_start[t] = n_pairs;
+        }
+    }
+}
+
+// Sum each of the 8 values over the 32 lanes of the warp; lane l returns the sum of
+// value[l / 4].  Each step halves the values a lane carries while it halves the lanes that
+// share a partial sum, so 4 + 2 + 1 + 1 + 1 = 9 shuffles do the work of 8 * 5 = 40
+// (and 8 lanes, not one, then store the results).  All 32 lanes must call it.
+__device__ __forceinline__ float warp_sum_8(const float value[8], int lane) {
+    // Lanes with bit 16 set keep values 4..7, the others 0..3, adding the partner's copy.
+    const bool hi16 = (lane & 16) != 0;
+    float a[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const float send = hi16 ? value[k] : value[k + 4];
+        a[k] = (hi16 ? value[k + 4] : value[k]) + __shfl_xor_sync(cgc::FULL_WARP, send, 16);
+    }
+    const bool hi8 = (lane & 8) != 0;
+    float b[2];
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+        const float send = hi8 ? a[k] : a[k + 2];
+        b[k] = (hi8 ? a[k + 2] : a[k]) + __shfl_xor_sync(cgc::FULL_WARP, send, 8);
+    }
+    const bool hi4 = (lane & 4) != 0;
+    float c = (hi4 ? b[1] : b[0]) + __shfl_xor_sync(cgc::FULL_WARP, hi4 ? b[0] : b[1], 4);
+    c += __shfl_xor_sync(cgc::FULL_WARP, c, 2);
+    c += __shfl_xor_sync(cgc::FULL_WARP, c, 1);
+    return c;
+}
+
+// out (height, width, 3) = sum over Gaussians of colour * exp(-q / 2), overwritten entirely
+// (empty tiles and all); with want_weight != 0, weight (height, width) receives
+// sum exp(-q / 2).  Gaussians are staged BATCH at a time through shared memory, and every
+// batch of the tile's list is drawn, however long the list.
+extern "C" __global__ void render_forward(const float* __restrict__ params, int height,
+                                          int width, const long long* __restrict__ tile_start,
+                                          const int* __restrict__ pair_gaussian,
+                                          float* __restrict__ out, float* __restrict__ weight,
+                                          int want_weight) {
+    __shared__ cgc::Staged staged[cgc::BATCH];
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    const int rank = threadIdx.y * cgc::TILE + threadIdx.x;
+    const int i = blockIdx.y * cgc::TILE + threadIdx.y;
+    const int j = blockIdx.x * cgc::TILE + threadIdx.x;
+    const long long begin = tile_start[tile], end = tile_start[tile + 1];
+    float acc_r = 0.0f, acc_g = 0.0f, acc_b = 0.0f, acc_w = 0.0f;
+    for (long long batch = begin; batch < end; batch += cgc::BATCH) {
+        if (batch + rank < end) {
+            staged[rank] = cgc::stage_gaussian(params, pair_gaussian[batch + rank], height, width);
+        }
+        __syncthreads();
+        const int count = end - batch < cgc::BATCH ? (int)(end - batch) : cgc::BATCH;
+        for (int k = 0; k < count; ++k) {
+            const cgc::Staged& s = staged[k];
+            float u, v, q;
+            if (cgc::pixel_q(s, i, j, &u, &v, &q) && q <= cgc::CUTOFF_Q) {
+                const float w = cgc::gaussian_weight(q);
+                acc_r += s.r * w;
+                acc_g += s.g * w;
+                acc_b += s.b * w;
+                acc_w += w;
+            }
+        }
+        // The next batch overwrites staged[] that slower threads may still be reading.
+        __syncthreads();
+    }
+    if (i < height && j < width) {
+        const long long pixel = (long long)i * width + j;
+        out[pixel * 3 + 0] = acc_r;
+        out[pixel * 3 + 1] = acc_g;
+        out[pixel * 3 + 2] = acc_b;
+        if (want_weight) {
+            weight[pixel] = acc_w;
+        }
+    }
+}
+
+// grad_params (n, 8) += dL/dparams given grad_image = dL/dout (height, width, 3); the caller
+// zeroes grad_params.  Each warp sums its 32 pixels' contributions to a Gaussian with
+// shuffles (warp_sum_8), and 8 lanes add the 8 sums to global memory; warps whose pixels
+// all miss the Gaussian skip both.
+extern "C" __global__ void render_backward(const float* __restrict__ params, int height,
+                                           int width, const long long* __restrict__ tile_start,
+                                           const int* __restrict__ pair_gaussian,
+                                           const float* __restrict__ grad_image,
+                                           float* __restrict__ grad_params) {
+    __shared__ cgc::Staged staged[cgc::BATCH];
+    __shared__ int staged_index[cgc::BATCH];
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    const int rank = threadIdx.y * cgc::TILE + threadIdx.x;
+    const int lane = rank % 32;
+    const int i = blockIdx.y * cgc::TILE + threadIdx.y;
+    const int j = blockIdx.x * cgc::TILE + threadIdx.x;
+    const long long begin = tile_start[tile], end = tile_start[tile + 1];
+    float gr = 0.0f, gg = 0.0f, gb = 0.0f;
+    if (i < height && j < width) {
+        const long long pixel = (long long)i * width + j;
+        gr = grad_image[pixel * 3 + 0];
+        gg = grad_image[pixel * 3 + 1];
+        gb = grad_image[pixel * 3 + 2];
+    }
+    for (long long batch = begin; batch < end; batch += cgc::BATCH) {
+        if (batch + rank < end) {
+            const int g = pair_gaussian[batch + rank];
+            staged_index[rank] = g;
+            staged[rank] = cgc::stage_gaussian(params, g, height, width);
+        }
+        __syncthreads();
+        const int count = end - batch < cgc::BATCH ? (int)(end - batch) : cgc::BATCH;
+        for (int k = 0; k < count; ++k) {
+            const cgc::Staged& s = staged[k];
+            float u, v, q;
+            const bool hit = cgc::pixel_q(s, i, j, &u, &v, &q) && q <= cgc::CUTOFF_Q;
+            // Uniform across the warp, so the shuffles below see all 32 lanes.
+            if (__ballot_sync(cgc::FULL_WARP, hit) == 0u) {
+                continue;
+            }
+            float grad[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+            if (hit) {
+                cgc::pixel_param_grad(s, u, v, cgc::gaussian_weight(q), gr, gg, gb, grad);
+            }
+            const float sum = warp_sum_8(grad, lane);
+            if (lane % 4 == 0) {
+                atomicAdd(grad_params + (long long)staged_index[k] * 8 + lane / 4, sum);
+            }
+        }
+        // The next batch overwrites staged[] that slower threads may still be reading.
+        __syncthreads();
+    }
+}
