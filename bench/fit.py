@@ -20,13 +20,14 @@ import numpy as np
 from PIL import Image
 from skimage.metrics import structural_similarity
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Benchmark this checkout (built in place), not whatever cgc is installed.
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 import classical  # noqa: E402
 
 import cgc  # noqa: E402
 from cgc.fit import DEFAULT_ITERATIONS  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
 
 

@@ -8,7 +8,7 @@ float32 or float64) before calling in: the loops here run without bounds checks.
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, sqrt, floor, ceil, fabs
+from libc.math cimport exp, sqrt, floor, ceil, fabs
 import numpy as np
 cimport numpy as np
 

@@ -15,9 +15,14 @@
 #   indices of the Gaussians whose box touches it, in increasing Gaussian index, with no cap on
 #   its length.  Backward writes one gradient row per (tile, Gaussian) pair and reduces the
 #   rows in pair order afterwards, so results do not depend on the thread count.
+# * Per-pixel u, v, q are computed in the precision of the parameters, one correctly rounded
+#   operation at a time and in the order of the CUDA helpers (common.cuh), so float32 renders
+#   agree with the kernels on which pixels pass q <= 9.  The weight exp(-q/2) itself comes
+#   from a float64 recurrence along each row (_row_weight_anchor): exp dominated the cost.
 
 cdef enum:
     TILE = 16
+    ANCHOR_EVERY = 16
 cdef double CUTOFF_Q = 9.0
 # Gaussians thinner than this (in pixels) are skipped rather than divided by.
 cdef double MIN_CHOLESKY = 1e-12
@@ -48,30 +53,23 @@ cdef inline bint _gaussian_box(double x, double y, double l11, double l21, doubl
     return j0[0] <= j1[0] and i0[0] <= i1[0]
 
 
-cdef inline floating _gaussian_weight(floating q) noexcept nogil:
-    """exp(-q / 2) in the precision of the parameters.
-
-    Per-pixel quantities (dy, u, v, q, w) are computed in that precision too, one correctly
-    rounded operation at a time and in the order of the CUDA helpers, so that float32
-    renders agree with the kernels, including which pixels pass the q <= 9 test."""
-    if floating is float:
-        return expf(<float>(-0.5) * q)
-    else:
-        return exp(-0.5 * q)
+cdef inline void _row_quadratic(double dy, double inv_l11, double l21, double inv_l22,
+                                double *a, double *b, double *c) noexcept nogil:
+    """q along one pixel row as a quadratic in dx: q(dx) = a dx^2 + 2 b dx + c, a > 0."""
+    a[0] = inv_l11 * inv_l11 * (1.0 + (l21 * inv_l22) * (l21 * inv_l22))
+    b[0] = -l21 * inv_l11 * inv_l22 * inv_l22 * dy
+    c[0] = dy * dy * inv_l22 * inv_l22
 
 
-cdef inline void _row_span(double x, double dy, double inv_l11, double l21, double inv_l22,
-                           int j_lo, int j_hi, int *j0, int *j1) noexcept nogil:
+cdef inline void _row_span(double x, double a, double b, double c, int j_lo, int j_hi,
+                           int *j0, int *j1) noexcept nogil:
     """Columns of one pixel row that may hold q <= CUTOFF_Q, intersected with [j_lo, j_hi].
 
-    q(dx) = a dx^2 + 2 b dx + c is a quadratic in dx = (j + 0.5) - x for a fixed dy.  The span
-    is widened by one pixel on each side; the caller still tests q per pixel, so rounding in
+    (a, b, c) is the row's quadratic (_row_quadratic) in dx = (j + 0.5) - x.  The span is
+    widened by one pixel on each side; the caller still tests q per pixel, so rounding in
     the roots can never drop a pixel."""
-    cdef double a, b, c, disc, root, lo, hi
-    a = inv_l11 * inv_l11 * (1.0 + (l21 * inv_l22) * (l21 * inv_l22))
-    b = -l21 * inv_l11 * inv_l22 * inv_l22 * dy
-    c = dy * dy * inv_l22 * inv_l22 - CUTOFF_Q
-    disc = b * b - a * c
+    cdef double disc, root, lo, hi
+    disc = b * b - a * (c - CUTOFF_Q)
     if disc < 0.0:
         j0[0] = 1
         j1[0] = 0
@@ -83,6 +81,18 @@ cdef inline void _row_span(double x, double dy, double inv_l11, double l21, doub
     j1[0] = <int>ceil(hi) + 1 if hi < j_hi else j_hi
     if j0[0] < j_lo: j0[0] = j_lo
     if j1[0] > j_hi: j1[0] = j_hi
+
+
+cdef inline void _row_weight_anchor(double dx, double a, double b, double c,
+                                    double *weight, double *ratio) noexcept nogil:
+    """Start of the weight recurrence along a row, at offset dx.
+
+    weight = exp(-q(dx) / 2) and ratio = weight(dx + 1) / weight(dx).  Stepping one pixel
+    right is weight *= ratio, ratio *= exp(-a): two multiplications instead of an exp.
+    Callers re-anchor every ANCHOR_EVERY pixels, which bounds the accumulated rounding to
+    a few hundred ulps of float64 (~1e-13 relative)."""
+    weight[0] = exp(-0.5 * ((a * dx + 2.0 * b) * dx + c))
+    ratio[0] = exp(-0.5 * (a * (2.0 * dx + 1.0) + 2.0 * b))
 
 
 def bin_gaussians(floating[:, ::1] params, int height, int width):
@@ -148,6 +158,7 @@ def render_forward(floating[:, ::1] params, int height, int width,
     cdef int ti0, ti1, tj0, tj1, j0, j1, i0, i1, i, j, rj0, rj1, g
     cdef bint want_weight = weight.shape[0] == height and weight.shape[1] == width
     cdef floating x, y, l21, inv_l11, inv_l22, cr, cg, cb, dy, u, v, q, w
+    cdef double qa, qb, qc, w_row, ratio, step
     out[:, :, :] = 0
     if want_weight:
         weight[:, :] = 0
@@ -155,6 +166,7 @@ def render_forward(floating[:, ::1] params, int height, int width,
         # Variables written only through pointers must be assigned here once, or Cython
         # would share them between threads instead of making them private.
         ti0 = ti1 = tj0 = tj1 = j0 = j1 = i0 = i1 = rj0 = rj1 = 0
+        qa = qb = qc = w_row = ratio = 0.0
         _tile_rect(tile, tiles_x, width, height, &ti0, &ti1, &tj0, &tj1)
         for p in range(tile_start[tile], tile_start[tile + 1]):
             g = pair_gaussian[p]
@@ -168,21 +180,27 @@ def render_forward(floating[:, ::1] params, int height, int width,
             cb = params[g, 7]
             _gaussian_box(x, y, params[g, 2], l21, params[g, 4], width, height,
                           &j0, &j1, &i0, &i1)
+            _row_quadratic(0.0, inv_l11, l21, inv_l22, &qa, &qb, &qc)
+            step = exp(-qa)
             for i in range(max(i0, ti0), min(i1, ti1) + 1):
                 dy = <floating>(i + 0.5) - y
-                _row_span(x, dy, inv_l11, l21, inv_l22, max(j0, tj0), min(j1, tj1),
-                          &rj0, &rj1)
+                _row_quadratic(dy, inv_l11, l21, inv_l22, &qa, &qb, &qc)
+                _row_span(x, qa, qb, qc, max(j0, tj0), min(j1, tj1), &rj0, &rj1)
                 for j in range(rj0, rj1 + 1):
+                    if (j - rj0) % ANCHOR_EVERY == 0:
+                        _row_weight_anchor(j + 0.5 - x, qa, qb, qc, &w_row, &ratio)
                     u = (<floating>(j + 0.5) - x) * inv_l11
                     v = (dy - l21 * u) * inv_l22
                     q = u * u + v * v
                     if q <= CUTOFF_Q:
-                        w = _gaussian_weight(q)
+                        w = <floating>w_row
                         out[i, j, 0] += cr * w
                         out[i, j, 1] += cg * w
                         out[i, j, 2] += cb * w
                         if want_weight:
                             weight[i, j] += w
+                    w_row = w_row * ratio
+                    ratio = ratio * step
 
 
 def render_backward(floating[:, ::1] params, int height, int width,
@@ -195,12 +213,14 @@ def render_backward(floating[:, ::1] params, int height, int width,
     cdef int ti0, ti1, tj0, tj1, j0, j1, i0, i1, i, j, rj0, rj1, g
     cdef floating x, y, l21, inv_l11, inv_l22, cr, cg, cb, dy, u, v, q, w, gr, gg, gb
     cdef floating s, d_u
+    cdef double qa, qb, qc, w_row, ratio, step
     cdef double acc_x, acc_y, acc_l11, acc_l21, acc_l22, acc_r, acc_g, acc_b
     cdef double[:, ::1] pair_grad = np.empty((n_pairs, 8), dtype=np.float64)
     for tile in prange(n_tiles, nogil=True, schedule="dynamic"):
         # Variables written only through pointers must be assigned here once, or Cython
         # would share them between threads instead of making them private.
         ti0 = ti1 = tj0 = tj1 = j0 = j1 = i0 = i1 = rj0 = rj1 = 0
+        qa = qb = qc = w_row = ratio = 0.0
         _tile_rect(tile, tiles_x, width, height, &ti0, &ti1, &tj0, &tj1)
         for p in range(tile_start[tile], tile_start[tile + 1]):
             g = pair_gaussian[p]
@@ -222,16 +242,20 @@ def render_backward(floating[:, ::1] params, int height, int width,
             acc_b = 0.0
             _gaussian_box(x, y, params[g, 2], l21, params[g, 4], width, height,
                           &j0, &j1, &i0, &i1)
+            _row_quadratic(0.0, inv_l11, l21, inv_l22, &qa, &qb, &qc)
+            step = exp(-qa)
             for i in range(max(i0, ti0), min(i1, ti1) + 1):
                 dy = <floating>(i + 0.5) - y
-                _row_span(x, dy, inv_l11, l21, inv_l22, max(j0, tj0), min(j1, tj1),
-                          &rj0, &rj1)
+                _row_quadratic(dy, inv_l11, l21, inv_l22, &qa, &qb, &qc)
+                _row_span(x, qa, qb, qc, max(j0, tj0), min(j1, tj1), &rj0, &rj1)
                 for j in range(rj0, rj1 + 1):
+                    if (j - rj0) % ANCHOR_EVERY == 0:
+                        _row_weight_anchor(j + 0.5 - x, qa, qb, qc, &w_row, &ratio)
                     u = (<floating>(j + 0.5) - x) * inv_l11
                     v = (dy - l21 * u) * inv_l22
                     q = u * u + v * v
                     if q <= CUTOFF_Q:
-                        w = _gaussian_weight(q)
+                        w = <floating>w_row
                         gr = grad_image[i, j, 0]
                         gg = grad_image[i, j, 1]
                         gb = grad_image[i, j, 2]
@@ -247,6 +271,8 @@ def render_backward(floating[:, ::1] params, int height, int width,
                         acc_l11 = acc_l11 - d_u * u * inv_l11
                         acc_l21 = acc_l21 - 2.0 * s * v * u * inv_l22
                         acc_l22 = acc_l22 - 2.0 * s * v * v * inv_l22
+                    w_row = w_row * ratio
+                    ratio = ratio * step
             pair_grad[p, 0] = acc_x
             pair_grad[p, 1] = acc_y
             pair_grad[p, 2] = acc_l11
