@@ -48,7 +48,7 @@ extensions = [
         extra_compile_args=extra_compile,
         extra_link_args=link_omp,
     )
-    for name, source in [("cgc._core", "cgc/_core.pyx")]
+    for name, source in [("cgc._core", "cgc/_core.pyx"), ("cgc._lossless", "cgc/_lossless.pyx")]
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}))

@@ -1,0 +1,126 @@
+"""cgc.lossless: tiled predictive rANS codec for 2-D arrays (and N-D, viewed as 2-D).
+
+    data = cgc.lossless.encode(array)            # uint8/int8/uint16/int16/float16/float32
+    data = cgc.lossless.encode(bits, bfloat16=True)   # bfloat16 as uint16 bit patterns
+    array = cgc.lossless.decode(data)            # bit-exact, same dtype and shape
+    array = cgc.lossless.decode(data, device="cuda")  # tiles decoded by a CUDA kernel
+
+The format is specified in docs/lossless-format.md.  Malformed input raises
+cgc.errors.FormatError."""
+import numpy as np
+
+from cgc import _lossless
+from cgc.errors import FormatError
+from cgc.lossless import model
+from cgc.lossless.format import metadata_dtype, parse, serialize
+from cgc.lossless.layout import (check_tile, effective_tile, element_type, matrix_shape,
+                                 tile_count, to_values)
+
+__all__ = ["encode", "decode", "decode_into", "PREDICTORS"]
+
+PREDICTORS = tuple(_lossless.PREDICTORS)
+
+
+def encode(array, tile=(64, 64), *, bfloat16=False, predictors=None):
+    """Compress array losslessly.
+
+    tile: requested (rows, cols) of a tile, at most 65536 elements; thin arrays get tiles
+    stretched along their long axis.  bfloat16: the uint16 array holds bfloat16 bit
+    patterns.  predictors: names from PREDICTORS to try per tile (default all; "none" is
+    always tried)."""
+    arr = np.asarray(array)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    etype = element_type(arr.dtype, bfloat16)
+    th, tw = check_tile(tile)
+    candidates = _candidates(predictors)
+    rows, cols = matrix_shape(arr.shape) if arr.size else (0, 0)
+    etile = effective_tile((th, tw), rows, cols) if arr.size else (th, tw)
+    nbytes = etype.nbytes
+    ntiles = tile_count(rows, cols, *etile)
+    values = to_values(np.ascontiguousarray(arr).reshape(rows, cols), etype)
+    resid = np.empty_like(values)
+    preds = np.zeros(ntiles, np.uint8)
+    _lossless.choose_residuals(values, etile[0], etile[1], nbytes, candidates, resid, preds)
+    planes, groups = model.build(resid, nbytes, etile)
+    tables = model.coding_tables(planes)
+    k = np.arange(ntiles)
+    tiles_x = -(-cols // etile[1]) if cols else 1
+    n = (np.minimum(etile[0], rows - (k // tiles_x) * etile[0])
+         * np.minimum(etile[1], cols - (k % tiles_x) * etile[1])).astype(np.int64)
+    coded = (groups != _lossless.RAW_GROUP).sum(axis=1)
+    region = np.concatenate([[0], np.cumsum(n * (2 * coded + (nbytes - coded)))]).astype(
+        np.int64)
+    scratch = np.empty(int(region[-1]), np.uint8)
+    first = np.zeros(ntiles, np.int64)
+    states = np.zeros((ntiles, _lossless.NUM_LANES), np.uint32)
+    if not _lossless.encode_tiles(resid, etile[0], etile[1], nbytes, groups, tables.ctxmap,
+                                  tables.tbase, tables.nctx, tables.prob_bits, tables.freq,
+                                  tables.start, tables.lookup, scratch, region, first,
+                                  states):
+        raise RuntimeError("cgc.lossless model left a symbol without frequency")
+    sizes = region[1:] - first
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    data = np.empty(int(sizes.sum()), np.uint8)
+    _lossless.gather(scratch, first, region, offsets, data)
+    meta = np.zeros(ntiles, metadata_dtype(nbytes))
+    meta["offset"], meta["size"], meta["pred"] = offsets, sizes, preds
+    meta["groups"], meta["states"] = groups, states
+    return serialize(etype, arr.shape, etile, planes, meta, data.tobytes())
+
+
+def _candidates(predictors):
+    names = PREDICTORS if predictors is None else ("none",) + tuple(predictors)
+    unknown = [p for p in names if p not in _lossless.PREDICTORS]
+    if unknown:
+        raise ValueError(f"unknown predictors {unknown}; choose from {PREDICTORS}")
+    return np.array(sorted({_lossless.PREDICTORS[p] for p in names}), np.uint8)
+
+
+def decode(data, device="cpu"):
+    """Decompress data; returns a new array of the encoded dtype and shape."""
+    container = parse(data)
+    out = np.empty(container.shape, container.etype.storage)
+    _decode(container, out, device)
+    return out
+
+
+def decode_into(data, out, device="cpu"):
+    """Decompress into out, a writeable C-contiguous array of the encoded dtype and shape.
+
+    On FormatError, out may be partly overwritten."""
+    container = parse(data)
+    if not isinstance(out, np.ndarray) or out.dtype != container.etype.storage \
+            or out.shape != container.shape:
+        raise ValueError(f"out must be a {container.etype.storage} array of shape "
+                         f"{container.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    _decode(container, out, device)
+    return out
+
+
+def _decode(container, out, device):
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if len(container.meta) == 0:
+        return
+    if device == "cuda":
+        from cgc.lossless import cuda
+        cuda.decode_into(container, out)
+        return
+    rows, cols = container.matrix
+    nbytes = container.etype.nbytes
+    tables = model.coding_tables(container.planes)
+    meta = container.meta
+    errors = np.zeros(len(meta), np.uint8)
+    failed = _lossless.decode_tiles(
+        container.data, meta["offset"].astype(np.int64), meta["size"].astype(np.int64),
+        np.ascontiguousarray(meta["pred"]), np.ascontiguousarray(meta["groups"]),
+        np.ascontiguousarray(meta["states"]), tables.ctxmap, tables.tbase, tables.nctx,
+        tables.prob_bits, tables.freq, tables.start, tables.lookup, rows, cols,
+        container.tile[0], container.tile[1], nbytes, container.etype.kind,
+        out.reshape(rows, cols).view(np.uint8), errors)
+    if failed:
+        raise FormatError(f"{failed} tile(s) failed to decode (first: tile "
+                          f"{int(np.flatnonzero(errors)[0])})")

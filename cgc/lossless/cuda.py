@@ -1,0 +1,62 @@
+"""GPU decode of cgc.lossless streams with the kernel in cgc/kernels/rans.cu.
+
+CuPy is imported only here, and only when device="cuda" is asked for.  launch() takes the
+array module and the kernel function as arguments so that tests can run the same argument
+packing on the CPU through the CUDA emulation."""
+import functools
+
+import numpy as np
+
+from cgc.errors import FormatError
+from cgc.kernels import KERNEL_DIR, expand_source
+from cgc.lossless import model
+
+KERNEL_SOURCE = KERNEL_DIR / "rans.cu"
+KERNEL_NAME = "rans_decode_tiles"
+LANES = 32
+
+
+def launch(function, container, xp, out_bytes):
+    """Decode container's tiles into out_bytes (an xp uint8 array of rows*cols*nbytes bytes,
+    elements native little-endian); returns the per-tile error codes as a numpy array."""
+    rows, cols = container.matrix
+    meta = container.meta
+    tables = model.coding_tables(container.planes)
+    plane_info = np.stack([tables.tbase, tables.nctx, tables.prob_bits.astype(np.int32)],
+                          axis=1).astype(np.int32)
+    host = (container.data, meta["offset"].astype(np.int64), meta["size"].astype(np.int64),
+            np.ascontiguousarray(meta["pred"]), np.ascontiguousarray(meta["groups"]),
+            np.ascontiguousarray(meta["states"]), tables.ctxmap, plane_info, tables.freq,
+            tables.start, tables.lookup)
+    # Empty arrays cannot be passed on every backend; read-only views of the input bytes
+    # cannot be handed out as device buffers.
+    device = [xp.asarray(np.require(a if a.size else np.zeros(1, a.dtype),
+                                    requirements=("C", "W"))) for a in host]
+    errors = xp.zeros(len(meta) * LANES, np.int32)
+    scalars = [np.int32(v) for v in (tables.lookup.shape[1], rows, cols, container.tile[0],
+                                     container.tile[1], container.etype.nbytes,
+                                     container.etype.kind)]
+    function((len(meta),), (LANES,), (*device, *scalars, out_bytes, errors))
+    errors = errors.get() if hasattr(errors, "get") else errors
+    return errors.reshape(len(meta), LANES).max(axis=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel():
+    import cupy
+
+    module = cupy.RawModule(code=expand_source(KERNEL_SOURCE), options=("--std=c++17",))
+    return module.get_function(KERNEL_NAME)
+
+
+def decode_into(container, out):
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError("device='cuda' needs CuPy (pip install cgc[cuda])") from exc
+    out_dev = cupy.empty(out.nbytes, cupy.uint8)
+    errors = launch(_kernel(), container, cupy, out_dev)
+    if errors.any():
+        raise FormatError(f"{int(np.count_nonzero(errors))} tile(s) failed to decode "
+                          f"(first: tile {int(np.flatnonzero(errors)[0])})")
+    out.reshape(-1).view(np.uint8)[:] = out_dev.get()

@@ -1,0 +1,227 @@
+"""Byte layout of a cgc.lossless stream: [Header][TileMetadata x N][Data].
+
+docs/lossless-format.md is the specification; this module writes it and parses it back,
+validating every count and size against the bytes actually present before anything is
+allocated from it, so malformed input raises FormatError rather than crashing or
+allocating without bound."""
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from cgc._lossless import NUM_LANES, PREDICTORS, RAW_GROUP
+from cgc.errors import FormatError
+from cgc.lossless.layout import (ELEMENT_TYPES, MAX_NDIM, MAX_TILE_ELEMENTS, matrix_shape,
+                                 tile_count)
+from cgc.lossless.model import PlaneModel
+
+MAGIC = b"CGCL"
+VERSION = 1
+_PREFIX = struct.Struct("<4sBBBBI")  # magic, version, dtype code, ndim, lanes, crc32
+MIN_PROB_BITS, MAX_PROB_BITS = 12, 14
+MAX_CONTEXTS, MAX_GROUPS = 16, 16
+SYMBOL_LIST_MAX = 31
+RANS_L = 1 << 23
+
+
+def metadata_dtype(nbytes):
+    return np.dtype([("offset", "<u8"), ("size", "<u4"), ("pred", "u1"),
+                     ("groups", "u1", (nbytes,)), ("states", "<u4", (NUM_LANES,))])
+
+
+@dataclass
+class Container:
+    etype: object
+    shape: tuple
+    tile: tuple
+    planes: list
+    meta: np.ndarray  # structured, metadata_dtype
+    data: np.ndarray  # uint8, the Data section
+
+    @property
+    def matrix(self):
+        return matrix_shape(self.shape)
+
+
+def _varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _table_bytes(freq):
+    symbols = np.flatnonzero(freq)
+    out = bytearray(_varint(symbols.size))
+    if symbols.size == 0:
+        return bytes(out)
+    if symbols.size <= SYMBOL_LIST_MAX:
+        out.extend(symbols.astype(np.uint8).tobytes())
+    else:
+        bitmap = np.zeros(256, np.uint8)
+        bitmap[symbols] = 1
+        out.extend(np.packbits(bitmap, bitorder="little").tobytes())
+    for s in symbols[:-1]:
+        out.extend(_varint(int(freq[s])))
+    return bytes(out)
+
+
+def serialize(etype, shape, tile, planes, meta, data):
+    body = bytearray()
+    for s in shape:
+        body.extend(struct.pack("<Q", s))
+    body.extend(struct.pack("<IIQ", tile[0], tile[1], len(data)))
+    for plane in planes:
+        body.extend(bytes((plane.prob_bits, plane.nctx, plane.ngroups)))
+        if plane.nctx > 1:
+            body.extend(plane.ctxmap.tobytes())
+        for freq in plane.freqs:
+            body.extend(_table_bytes(freq))
+    body.extend(meta.tobytes())
+    body.extend(data)
+    crc = zlib.crc32(body)
+    return _PREFIX.pack(MAGIC, VERSION, etype.code, len(shape), NUM_LANES, crc) + bytes(body)
+
+
+class _Reader:
+    def __init__(self, buf, pos):
+        self.buf, self.pos = buf, pos
+
+    def take(self, n, what):
+        if n < 0 or self.pos + n > len(self.buf):
+            raise FormatError(f"truncated cgc.lossless stream ({what})")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt, what):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
+
+    def varint(self, what):
+        value = 0
+        for shift in range(0, 35, 7):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+        raise FormatError(f"varint too long ({what})")
+
+
+def _read_table(reader, prob_bits):
+    total = 1 << prob_bits
+    freq = np.zeros(256, np.uint32)
+    k = reader.varint("table size")
+    if k > 256:
+        raise FormatError(f"table lists {k} symbols")
+    if k == 0:
+        return freq
+    if k <= SYMBOL_LIST_MAX:
+        symbols = np.frombuffer(reader.take(k, "table symbols"), np.uint8)
+        if np.any(np.diff(symbols.astype(np.int16)) <= 0):
+            raise FormatError("table symbols not strictly ascending")
+    else:
+        bitmap = np.frombuffer(reader.take(32, "table bitmap"), np.uint8)
+        symbols = np.flatnonzero(np.unpackbits(bitmap, bitorder="little"))
+        if symbols.size != k:
+            raise FormatError("table bitmap disagrees with its symbol count")
+    acc = 0
+    for s in symbols[:-1]:
+        f = reader.varint("table frequency")
+        if f < 1 or acc + f >= total:
+            raise FormatError("table frequencies do not fit the precision")
+        freq[s] = f
+        acc += f
+    freq[symbols[-1]] = total - acc
+    return freq
+
+
+def parse(buf):
+    """Parse and validate a stream; returns a Container whose arrays view buf."""
+    buf = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+    if len(buf) < _PREFIX.size:
+        raise FormatError("truncated cgc.lossless stream (header)")
+    magic, version, code, ndim, lanes, crc = _PREFIX.unpack(buf[:_PREFIX.size])
+    if magic != MAGIC:
+        raise FormatError("not a cgc.lossless stream (bad magic)")
+    if version != VERSION:
+        raise FormatError(f"unsupported cgc.lossless version {version}")
+    if zlib.crc32(buf[_PREFIX.size:]) != crc:
+        raise FormatError("cgc.lossless stream corrupt (CRC32 mismatch)")
+    if code not in ELEMENT_TYPES:
+        raise FormatError(f"unknown element type code {code}")
+    if ndim > MAX_NDIM:
+        raise FormatError(f"{ndim} dimensions exceed the limit of {MAX_NDIM}")
+    if lanes != NUM_LANES:
+        raise FormatError(f"stream uses {lanes} lanes; this decoder supports {NUM_LANES}")
+    etype = ELEMENT_TYPES[code]
+    reader = _Reader(buf, _PREFIX.size)
+    shape = reader.unpack(f"<{ndim}Q", "shape")
+    th, tw, data_size = reader.unpack("<IIQ", "tile")
+    if th < 1 or tw < 1 or th * tw > MAX_TILE_ELEMENTS:
+        raise FormatError(f"tile {th}x{tw} out of range")
+    rows, cols = matrix_shape(shape)
+    if any(s == 0 for s in shape):
+        rows = cols = 0
+    planes = [_read_plane(reader) for _ in range(etype.nbytes)]
+    ntiles = tile_count(rows, cols, th, tw)
+    mdtype = metadata_dtype(etype.nbytes)
+    if ntiles * mdtype.itemsize > len(buf) - reader.pos:
+        raise FormatError(f"truncated cgc.lossless stream ({ntiles} tiles of metadata)")
+    meta = np.frombuffer(reader.take(ntiles * mdtype.itemsize, "metadata"), mdtype)
+    if data_size != len(buf) - reader.pos:
+        raise FormatError(f"data section is {len(buf) - reader.pos} bytes, header says "
+                          f"{data_size}")
+    data = np.frombuffer(buf, np.uint8, count=data_size, offset=reader.pos)
+    container = Container(etype, tuple(shape), (th, tw), planes, meta, data)
+    _check_metadata(container, rows, cols)
+    return container
+
+
+def _read_plane(reader):
+    prob_bits, nctx, ngroups = reader.take(3, "plane model")
+    if not MIN_PROB_BITS <= prob_bits <= MAX_PROB_BITS:
+        raise FormatError(f"table precision {prob_bits} bits out of range")
+    if not 1 <= nctx <= MAX_CONTEXTS or ngroups > MAX_GROUPS:
+        raise FormatError(f"{nctx} contexts x {ngroups} groups out of range")
+    ctxmap = np.zeros(256, np.uint8)
+    if nctx > 1:
+        ctxmap = np.frombuffer(reader.take(256, "context map"), np.uint8)
+        if ctxmap.max() >= nctx:
+            raise FormatError("context map names a missing context")
+    freqs = np.stack([_read_table(reader, prob_bits) for _ in range(ngroups * nctx)]) \
+        if ngroups else np.zeros((0, 256), np.uint32)
+    return PlaneModel(prob_bits, nctx, ngroups, ctxmap, freqs)
+
+
+def _check_metadata(c, rows, cols):
+    meta, th, tw = c.meta, c.tile[0], c.tile[1]
+    if len(meta) == 0:
+        if len(c.data):
+            raise FormatError("data present for an empty array")
+        return
+    tiles_x = -(-cols // tw)
+    k = np.arange(len(meta))
+    heights = np.minimum(th, rows - (k // tiles_x) * th)
+    widths = np.minimum(tw, cols - (k % tiles_x) * tw)
+    sizes = meta["size"].astype(np.int64)
+    offsets = meta["offset"].astype(np.uint64)
+    ends = np.cumsum(sizes)
+    if offsets[0] != 0 or np.any(offsets[1:] != ends[:-1].astype(np.uint64)) \
+            or ends[-1] != len(c.data):
+        raise FormatError("tile offsets and sizes do not tile the data section")
+    if meta["pred"].max() >= len(PREDICTORS):
+        raise FormatError("unknown predictor")
+    groups = meta["groups"]
+    for p, plane in enumerate(c.planes):
+        g = groups[:, p]
+        if np.any((g >= plane.ngroups) & (g != RAW_GROUP)):
+            raise FormatError(f"tile names a missing table group in plane {p}")
+    nraw = (groups == RAW_GROUP).sum(axis=1)
+    if np.any(sizes < nraw * heights * widths):
+        raise FormatError("tile too short for its raw planes")
+    states = meta["states"]
+    if np.any(states < RANS_L) or np.any(states >= 256 * RANS_L):
+        raise FormatError("rANS lane state out of range")

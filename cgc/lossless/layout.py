@@ -1,0 +1,109 @@
+"""Element types, the 2-D view of an array, tile geometry and the integer transforms.
+
+Every supported dtype is coded as width-bit unsigned integers ("transformed values"):
+unsigned ints as they are, signed ints in offset binary (sign bit flipped, so that order and
+averages are preserved), floats with the sign rotated from the top bit to bit 0.  The last
+puts a float32 or bfloat16 exponent alone in the most significant byte plane, where most of
+the redundancy of neural-network weights sits, and keeps small differences of same-signed
+neighbours small for the predictors."""
+from dataclasses import dataclass
+
+import numpy as np
+
+KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT = 0, 1, 2
+
+# Tiles hold at most this many elements: it bounds the decoder's per-thread scratch and the
+# output a few bytes of metadata can claim (see docs/lossless-format.md, "Limits").
+MAX_TILE_ELEMENTS = 1 << 18
+MAX_NDIM = 32
+
+
+@dataclass(frozen=True)
+class ElementType:
+    code: int
+    name: str
+    storage: np.dtype  # dtype of decode()'s result
+    kind: int
+
+    @property
+    def nbytes(self):
+        return self.storage.itemsize
+
+
+ELEMENT_TYPES = {
+    t.code: t
+    for t in (
+        ElementType(1, "uint8", np.dtype(np.uint8), KIND_UNSIGNED),
+        ElementType(2, "int8", np.dtype(np.int8), KIND_SIGNED),
+        ElementType(3, "uint16", np.dtype(np.uint16), KIND_UNSIGNED),
+        ElementType(4, "int16", np.dtype(np.int16), KIND_SIGNED),
+        ElementType(5, "float16", np.dtype(np.float16), KIND_FLOAT),
+        ElementType(6, "bfloat16", np.dtype(np.uint16), KIND_FLOAT),
+        ElementType(7, "float32", np.dtype(np.float32), KIND_FLOAT),
+    )
+}
+_BY_NAME = {t.name: t for t in ELEMENT_TYPES.values()}
+
+
+def element_type(dtype, bfloat16=False):
+    """The ElementType of an input dtype; bfloat16 arrives as its uint16 bit patterns."""
+    dtype = np.dtype(dtype)
+    if bfloat16:
+        if dtype != np.uint16:
+            raise ValueError(f"bfloat16 data must be given as uint16 bit patterns, got {dtype}")
+        return _BY_NAME["bfloat16"]
+    name = dtype.newbyteorder("=").name if dtype.byteorder not in "=|" else dtype.name
+    if name not in _BY_NAME or name == "bfloat16":
+        supported = ", ".join(n for n in _BY_NAME if n != "bfloat16")
+        raise ValueError(f"cgc.lossless does not support dtype {dtype} (supported: "
+                         f"{supported}, and bfloat16 as uint16 with bfloat16=True)")
+    return _BY_NAME[name]
+
+
+def matrix_shape(shape):
+    """The (rows, cols) view: the last axis gives the columns, a scalar is 1 x 1."""
+    if len(shape) == 0:
+        return 1, 1
+    cols = int(shape[-1])
+    rows = 1
+    for s in shape[:-1]:
+        rows *= int(s)
+    return (rows, cols) if cols else (0, 0)
+
+
+def effective_tile(tile, rows, cols):
+    """Shrink the requested tile to the array and, where the array is thinner than the tile,
+    stretch it along the other axis so tiles keep about the requested element count (a 1-D
+    array is one row: 64 x 64 tiles would otherwise hold 64 elements each)."""
+    th, tw = tile
+    target = th * tw
+    eh = max(1, min(th, rows))
+    ew = max(1, min(cols, max(tw, target // eh)))
+    eh = max(1, min(rows, max(eh, target // ew)))
+    return eh, ew
+
+
+def check_tile(tile):
+    try:
+        th, tw = (int(v) for v in tile)
+    except (TypeError, ValueError):
+        raise ValueError(f"tile must be a pair of positive ints, got {tile!r}") from None
+    if th < 1 or tw < 1 or th * tw > MAX_TILE_ELEMENTS:
+        raise ValueError(f"tile {th}x{tw} must be positive with at most "
+                         f"{MAX_TILE_ELEMENTS} elements")
+    return th, tw
+
+
+def tile_count(rows, cols, th, tw):
+    return -(-rows // th) * -(-cols // tw) if rows and cols else 0
+
+
+def to_values(matrix, etype):
+    """Transformed values (uint32, same shape) of a C-contiguous 2-D array."""
+    bits = 8 * etype.nbytes
+    u = matrix.view(np.dtype(f"u{etype.nbytes}"))
+    if etype.kind == KIND_SIGNED:
+        u = u ^ u.dtype.type(1 << (bits - 1))
+    elif etype.kind == KIND_FLOAT:
+        u = (u << u.dtype.type(1)) | (u >> u.dtype.type(bits - 1))
+    return u.astype(np.uint32)

@@ -1,0 +1,228 @@
+"""Choice of the frequency tables: contexts per byte plane and table groups per tile.
+
+Each byte plane p is coded with tables[g * nctx + ctx], where the context ctx is a bucket of
+the same element's plane p - 1 byte (for a float, the mantissa's top bits depend on the
+exponent) and the group g is picked per tile (tiles of a tensor differ in scale; some rows
+of real checkpoints are stored at lower precision).  A tile may also store a plane raw.
+Everything is chosen by estimated coded size, table bytes included, so small inputs end up
+with one table per plane and incompressible planes stay raw (which also decodes fastest)."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from cgc._core import normalize_frequencies
+from cgc._lossless import RAW_GROUP
+
+PROB_BITS = 12
+CONTEXT_CHOICES = (1, 2, 4, 8, 16)
+GROUP_CHOICES = (1, 2, 4, 8, 16)
+KMEANS_ROUNDS = 6
+# Bits per symbol charged to coding over storing raw: the rANS and table quantisation loss
+# plus a margin that keeps near-uniform planes raw, where decoding is a copy.
+CODED_PENALTY_BITS = 0.01
+_EPS = 0.02  # pseudo-count for symbols a candidate table has not seen
+
+
+@dataclass
+class PlaneModel:
+    prob_bits: int
+    nctx: int
+    ngroups: int
+    ctxmap: np.ndarray  # uint8[256]: previous plane's byte -> context
+    freqs: np.ndarray  # uint32[ngroups * nctx, 256], rows summing to 2**prob_bits or empty
+
+
+def plane_symbols(resid, nbytes, p):
+    return ((resid >> np.uint32(8 * (nbytes - 1 - p))) & np.uint32(0xFF)).astype(np.uint8)
+
+
+def _entropy_bits(counts):
+    """Order-0 code length in bits of each row of counts."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(counts > 0, counts * np.log2(total / np.where(counts > 0, counts, 1)),
+                         0.0)
+    return terms.sum(axis=-1)
+
+
+def _table_bytes(counts):
+    """Approximate serialised size of the table for each row of counts (format.py)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    k = (counts > 0).sum(axis=-1)
+    total = np.maximum(counts.sum(axis=-1, keepdims=True), 1)
+    expected = counts * (1 << PROB_BITS) / total
+    varints = np.where(counts > 0, np.where(expected < 128, 1, 2), 0).sum(axis=-1)
+    return np.where(k > 0, 2 + np.minimum(k, 32) + varints, 1)
+
+
+def _context_map(prev, sym):
+    """Rank previous-plane bytes by how much knowing them saves, and return the best map."""
+    joint = np.bincount(prev.astype(np.int64) * 256 + sym, minlength=65536)
+    joint = joint.reshape(256, 256).astype(np.float64)
+    rowsum = joint.sum(axis=1)
+    marginal = joint.sum(axis=0)
+    # Saving of giving a byte its own context: its count times KL(P(sym|prev) || P(sym)).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = joint * marginal.sum() / (rowsum[:, None] * marginal[None, :])
+        gain = np.where(joint > 0, joint * np.log2(np.where(joint > 0, ratio, 1)), 0).sum(1)
+    order = np.argsort(-gain, kind="stable")
+    best_map, best_bits = np.zeros(256, np.uint8), None
+    for nctx in CONTEXT_CHOICES:
+        ctxmap = np.zeros(256, np.uint8)
+        ctxmap[order[:nctx - 1]] = np.arange(1, nctx, dtype=np.uint8)
+        counts = np.zeros((nctx, 256))
+        np.add.at(counts, ctxmap, joint)
+        bits = _entropy_bits(counts).sum() + 8 * _table_bytes(counts).sum()
+        if best_bits is None or bits < best_bits:
+            best_map, best_bits = ctxmap, bits
+    return best_map, int(best_map.max()) + 1
+
+
+def _assign(hist, sizes, centres):
+    """Best group (or raw) per tile and the tiles' costs in bits, for the given centres."""
+    smoothed = centres + _EPS
+    nctx = smoothed.shape[1] // 256
+    per_ctx = smoothed.reshape(len(centres), nctx, 256)
+    logq = np.log2(per_ctx / per_ctx.sum(axis=2, keepdims=True)).reshape(len(centres), -1)
+    cost = -(hist @ logq.T) + CODED_PENALTY_BITS * sizes[:, None]
+    choice = np.argmin(cost, axis=1)
+    best = cost[np.arange(len(hist)), choice]
+    raw = 8.0 * sizes
+    choice = np.where(raw <= best, -1, choice)
+    return choice, np.minimum(raw, best)
+
+
+def _cluster(hist, sizes, ngroups, init):
+    """k-means over tile histograms with code length as the distance."""
+    centres = init
+    for _ in range(KMEANS_ROUNDS):
+        choice, _ = _assign(hist, sizes, centres)
+        used = [g for g in range(len(centres)) if np.any(choice == g)]
+        if not used:
+            return choice, centres[:0]
+        centres = np.stack([hist[choice == g].sum(axis=0) for g in used])
+    choice, _ = _assign(hist, sizes, centres)
+    return choice, centres
+
+
+def _split(hist, sizes, choice, centres):
+    """Seed twice as many centres: each group adds its worst-fitting tile."""
+    smoothed = centres + _EPS
+    nctx = smoothed.shape[1] // 256
+    per_ctx = smoothed.reshape(len(centres), nctx, 256)
+    logq = np.log2(per_ctx / per_ctx.sum(axis=2, keepdims=True)).reshape(len(centres), -1)
+    seeds = [centres]
+    for g in range(len(centres)):
+        members = np.flatnonzero(choice == g)
+        if members.size > 1:
+            fit = -(hist[members] @ logq[g]) / np.maximum(sizes[members], 1)
+            seeds.append(hist[members[np.argmax(fit)]][None, :])
+    return np.concatenate(seeds)
+
+
+def _groups(hist, sizes):
+    """Choose the table groups for one plane: returns (per-tile group or -1, counts)."""
+    # Per-tile choices ignore table bytes, so all-raw must be a candidate of its own: small
+    # inputs would otherwise pay a whole table to shave a few bits off a near-uniform plane.
+    best = (8.0 * sizes.sum() + 8, np.full(len(hist), -1))
+    centres = hist.sum(axis=0, keepdims=True)
+    choice, cost = _assign(hist, sizes, centres)
+    bits = cost.sum() + 8 * _group_table_bytes(hist, choice, 1)
+    if bits < best[0]:
+        best = (bits, choice)
+    for ngroups in GROUP_CHOICES[1:]:
+        if ngroups > len(hist):
+            break
+        choice, centres = _cluster(hist, sizes, ngroups, _split(hist, sizes, choice, centres))
+        if len(centres) == 0:
+            break
+        _, cost = _assign(hist, sizes, centres)
+        bits = cost.sum() + 8 * _group_table_bytes(hist, choice, len(centres))
+        if bits < best[0]:
+            best = (bits, choice)
+    return best[1]
+
+
+def _group_table_bytes(hist, choice, ngroups):
+    nctx = hist.shape[1] // 256
+    total = 0
+    for g in range(ngroups):
+        counts = hist[choice == g].sum(axis=0).reshape(nctx, 256)
+        total += _table_bytes(counts).sum()
+    return total
+
+
+def build(resid, nbytes, tile):
+    """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane."""
+    rows, cols = resid.shape
+    th, tw = tile
+    tiles_x = -(-cols // tw) if cols else 0
+    ntiles = -(-rows // th) * tiles_x if rows else 0
+    groups = np.full((ntiles, nbytes), RAW_GROUP, dtype=np.uint8)
+    planes = []
+    if ntiles == 0:
+        for _ in range(nbytes):
+            planes.append(PlaneModel(PROB_BITS, 1, 0, np.zeros(256, np.uint8),
+                                     np.zeros((0, 256), np.uint32)))
+        return planes, groups
+    tile_id = ((np.arange(rows) // th)[:, None] * tiles_x
+               + (np.arange(cols) // tw)[None, :]).ravel()
+    sizes = np.bincount(tile_id, minlength=ntiles).astype(np.float64)
+    prev = None
+    for p in range(nbytes):
+        sym = plane_symbols(resid, nbytes, p).ravel()
+        if prev is None:
+            ctxmap, nctx = np.zeros(256, np.uint8), 1
+            ctx = 0
+        else:
+            ctxmap, nctx = _context_map(prev, sym)
+            ctx = ctxmap[prev].astype(np.int64) * 256
+        key = tile_id * (nctx * 256) + ctx + sym
+        hist = np.bincount(key, minlength=ntiles * nctx * 256)
+        hist = hist.reshape(ntiles, nctx * 256).astype(np.float64)
+        choice = _groups(hist, sizes)
+        used = np.unique(choice[choice >= 0])
+        renumber = np.full(max(int(choice.max()) + 1, 1), RAW_GROUP, dtype=np.int64)
+        renumber[used] = np.arange(used.size)
+        groups[:, p] = np.where(choice >= 0, renumber[np.maximum(choice, 0)], RAW_GROUP)
+        freqs = np.zeros((used.size * nctx, 256), np.uint32)
+        for g, old in enumerate(used):
+            counts = hist[choice == old].sum(axis=0).reshape(nctx, 256)
+            for c in range(nctx):
+                if counts[c].any():
+                    freqs[g * nctx + c] = normalize_frequencies(counts[c], PROB_BITS)
+        planes.append(PlaneModel(PROB_BITS, nctx, int(used.size), ctxmap, freqs))
+        prev = sym
+    return planes, groups
+
+
+@dataclass
+class CodingTables:
+    """The plane models flattened into the arrays the encoder and decoders index."""
+    tbase: np.ndarray  # int32[P]: first table of each plane
+    nctx: np.ndarray  # int32[P]
+    prob_bits: np.ndarray  # uint8[P]
+    ctxmap: np.ndarray  # uint8[P, 256]
+    freq: np.ndarray  # uint32[T, 256]
+    start: np.ndarray  # uint32[T, 256]: exclusive prefix sums of freq
+    lookup: np.ndarray  # uint8[T, 2**max(prob_bits)]: slot -> symbol
+
+
+def coding_tables(planes):
+    counts = [len(p.freqs) for p in planes]
+    tbase = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
+    freq = np.concatenate([p.freqs for p in planes]).astype(np.uint32)
+    if len(freq) == 0:
+        freq = np.zeros((1, 256), np.uint32)
+    start = (np.cumsum(freq, axis=1, dtype=np.uint32) - freq).astype(np.uint32)
+    width = 1 << max(p.prob_bits for p in planes)
+    lookup = np.zeros((len(freq), width), np.uint8)
+    symbols = np.arange(256, dtype=np.uint8)
+    for t in range(len(freq)):
+        row = np.repeat(symbols, freq[t])
+        lookup[t, :row.size] = row
+    return CodingTables(tbase, np.array([p.nctx for p in planes], np.int32),
+                        np.array([p.prob_bits for p in planes], np.uint8),
+                        np.stack([p.ctxmap for p in planes]).astype(np.uint8), freq, start,
+                        lookup)

@@ -1,0 +1,238 @@
+"""cgc.lossless: bit-exact round trips over dtypes, shapes and patterns; malformed input."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import cgc.lossless as lossless
+from cgc.errors import FormatError
+from cgc.lossless import format as lformat
+
+INT_DTYPES = ("uint8", "int8", "uint16", "int16")
+FLOAT_DTYPES = ("float16", "float32")
+# (dtype name, bfloat16 flag): bfloat16 travels as uint16 bit patterns.
+ALL_TYPES = [(d, False) for d in INT_DTYPES + FLOAT_DTYPES] + [("uint16", True)]
+
+
+def bits(a):
+    """Bytes of an array, so that NaN payloads and -0.0 compare exactly."""
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
+def random_bits(rng, shape, dtype):
+    """Uniformly random bit patterns of dtype (NaNs, infinities and subnormals included)."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = rng.integers(0, 256, int(np.prod(shape)) * itemsize, dtype=np.uint8)
+    return raw.view(dtype).reshape(shape)
+
+
+def pattern(name, shape, dtype, rng):
+    dtype = np.dtype(dtype)
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    if name == "noise":
+        return random_bits(rng, shape, dtype)
+    if dtype.kind == "f":
+        smooth = {"constant": np.full(shape, 1.5), "ramp": (x - 2 * y) * 0.25,
+                  "checkerboard": np.where((x + y) % 2 == 0, -3.0, 7.25),
+                  "sparse": np.where(rng.random(shape) < 0.03, rng.normal(0, 1, shape), 0.0),
+                  "weights": rng.normal(0, 0.05, shape)}[name]
+        return smooth.astype(dtype)
+    info = np.iinfo(dtype)
+    values = {"constant": np.full(shape, 7), "ramp": x * 3 + y * 5,
+              "checkerboard": np.where((x + y) % 2 == 0, info.min, info.max),
+              "sparse": np.where(rng.random(shape) < 0.03,
+                                 rng.integers(info.min, info.max, shape, endpoint=True), 0),
+              "weights": np.round(rng.normal(0, 20, shape))}[name]
+    # Wrap modulo the width like the codec's arithmetic, so ramps cross the type's limits.
+    return np.asarray(values, dtype=np.int64).astype(dtype)
+
+
+def as_input(a, bf16):
+    return (a.view(np.uint16) if bf16 else a)
+
+
+@pytest.mark.parametrize("dtype,bf16", ALL_TYPES)
+@pytest.mark.parametrize("name", ["constant", "ramp", "checkerboard", "noise", "sparse",
+                                  "weights"])
+@pytest.mark.parametrize("shape", [(64, 64), (256, 256), (1, 300), (300, 1), (100, 77)])
+def test_round_trip(dtype, bf16, name, shape):
+    rng = np.random.default_rng(zlib.crc32(repr((dtype, bf16, name, shape)).encode()))
+    source_dtype = "float16" if bf16 else dtype  # bfloat16 patterns: any 16-bit float bits
+    a = as_input(pattern(name, shape, source_dtype, rng), bf16)
+    data = lossless.encode(a, bfloat16=bf16)
+    b = lossless.decode(data)
+    assert b.dtype == a.dtype and b.shape == a.shape
+    assert np.array_equal(bits(a), bits(b))
+
+
+@pytest.mark.parametrize("tile", [(64, 64), (16, 48), (1, 1000), (7, 5)])
+def test_round_trip_tile_shapes(tile):
+    rng = np.random.default_rng(3)
+    a = np.cumsum(rng.integers(-2, 3, (97, 131)), axis=1).astype(np.int16)
+    assert np.array_equal(lossless.decode(lossless.encode(a, tile=tile)), a)
+
+
+def test_large_image_round_trip():
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[0:4096, 0:4096]
+    a = ((x // 3 + y // 5) + rng.integers(0, 4, (4096, 4096))).astype(np.uint8)
+    data = lossless.encode(a)
+    # Smooth plus 2 bits of noise: well under half the raw size, not a degenerate stream.
+    assert 0.1 * a.nbytes < len(data) < 0.5 * a.nbytes
+    assert np.array_equal(lossless.decode(data), a)
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4, 5), (2, 3, 4, 70), (0,), (3, 0), (0, 5),
+                                   (2, 0, 3)])
+def test_nd_and_empty_shapes(shape):
+    rng = np.random.default_rng(5)
+    a = rng.normal(0, 1, shape).astype(np.float32)
+    b = lossless.decode(lossless.encode(a))
+    assert b.shape == a.shape and b.dtype == np.float32
+    assert np.array_equal(bits(a), bits(b))
+
+
+def test_non_contiguous_and_big_endian_input():
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 1000, (40, 60)).astype(np.uint16)
+    assert np.array_equal(lossless.decode(lossless.encode(a[:, ::3])), a[:, ::3])
+    assert np.array_equal(lossless.decode(lossless.encode(a.astype(">u2"))), a)
+
+
+def test_bfloat16_flag_is_recorded():
+    a = np.arange(500, dtype=np.uint16).reshape(20, 25)
+    flagged, plain = lossless.encode(a, bfloat16=True), lossless.encode(a)
+    assert lformat.parse(flagged).etype.name == "bfloat16"
+    assert lformat.parse(plain).etype.name == "uint16"
+    assert np.array_equal(lossless.decode(flagged), a)
+    assert lossless.decode(flagged).dtype == np.uint16
+
+
+@pytest.mark.parametrize("predictor", [p for p in lossless.PREDICTORS if p != "none"])
+def test_each_predictor_is_chosen_and_inverted(predictor):
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:96, 0:80]
+    a = (40 * np.sin(x / 9.0) * np.cos(y / 7.0) + 3 * x + rng.integers(0, 2, x.shape))
+    a = a.astype(np.int16)
+    data = lossless.encode(a, tile=(32, 32), predictors=(predictor,))
+    preds = lformat.parse(data).meta["pred"]
+    # On a smooth field every predictor beats storing the values.
+    assert np.all(preds == lossless._lossless.PREDICTORS[predictor])
+    assert np.array_equal(lossless.decode(data), a)
+
+
+def test_compression_tracks_content():
+    rng = np.random.default_rng(8)
+    y, x = np.mgrid[0:256, 0:256]
+    ramp = (x + 2 * y).astype(np.uint16)
+    noise = rng.integers(0, 256, (256, 256), dtype=np.uint8)
+    assert len(lossless.encode(ramp)) < 0.05 * ramp.nbytes
+    # Incompressible bytes are stored raw: no more than the tile metadata is added.
+    ntiles = 16
+    assert len(lossless.encode(noise)) <= noise.nbytes + 160 * ntiles + 200
+
+
+def test_decode_into_overwrites_every_byte():
+    rng = np.random.default_rng(9)
+    a = rng.normal(0, 1, (130, 70)).astype(np.float32)
+    out = np.empty_like(a)
+    out.view(np.uint8)[...] = 0xCC
+    lossless.decode_into(lossless.encode(a, tile=(32, 32)), out)
+    assert np.array_equal(bits(out), bits(a))
+
+
+def test_decode_into_rejects_wrong_buffers():
+    data = lossless.encode(np.zeros((4, 6), np.int8))
+    with pytest.raises(ValueError):
+        lossless.decode_into(data, np.empty((6, 4), np.int8))
+    with pytest.raises(ValueError):
+        lossless.decode_into(data, np.empty((4, 6), np.uint8))
+    with pytest.raises(ValueError):
+        lossless.decode_into(data, np.empty((4, 12), np.int8)[:, ::2])
+
+
+@pytest.mark.parametrize("bad", [np.zeros(3, np.float64), np.zeros(3, np.int32),
+                                 np.zeros(3, bool)])
+def test_unsupported_dtypes_raise(bad):
+    with pytest.raises(ValueError, match="does not support"):
+        lossless.encode(bad)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError):
+        lossless.encode(np.zeros(3, np.float32), bfloat16=True)
+    for tile in [(0, 4), (4,), "ab", (1024, 1024)]:
+        with pytest.raises(ValueError):
+            lossless.encode(np.zeros((4, 4), np.uint8), tile=tile)
+    with pytest.raises(ValueError):
+        lossless.encode(np.zeros((4, 4), np.uint8), predictors=("paeth",))
+    with pytest.raises(ValueError):
+        lossless.decode(lossless.encode(np.zeros(3, np.uint8)), device="tpu")
+
+
+def small_stream():
+    rng = np.random.default_rng(10)
+    a = np.cumsum(rng.integers(-3, 4, (9, 40)), axis=1).astype(np.int16)
+    return a, lossless.encode(a, tile=(8, 32))
+
+
+def with_crc(data):
+    """data with its CRC32 recomputed, so that the structural checks are what is tested."""
+    data = bytearray(data)
+    data[8:12] = struct.pack("<I", zlib.crc32(bytes(data[12:])))
+    return bytes(data)
+
+
+def test_every_truncation_raises():
+    _, data = small_stream()
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            lossless.decode(data[:n])
+    with pytest.raises(FormatError):
+        lossless.decode(data + b"\x00")
+
+
+def test_every_flipped_byte_raises():
+    _, data = small_stream()
+    for i in range(len(data)):
+        corrupt = bytearray(data)
+        corrupt[i] ^= 0x5A
+        with pytest.raises(FormatError):
+            lossless.decode(bytes(corrupt))
+
+
+def test_flipped_bytes_behind_a_valid_crc_never_crash():
+    a, data = small_stream()
+    rejected = 0
+    for i in range(12, len(data)):
+        for flip in (0x01, 0xFF):
+            corrupt = bytearray(data)
+            corrupt[i] ^= flip
+            try:
+                b = lossless.decode(with_crc(corrupt))
+            except FormatError:
+                rejected += 1
+            else:
+                # A change the format cannot detect (a raw byte, a predictor id) still
+                # decodes to an array of the recorded type and shape.
+                assert b.shape == a.shape and b.dtype == a.dtype
+    # Most bytes are sizes, tables, states and stream: their corruption is detected.
+    assert rejected > 0.6 * 2 * (len(data) - 12)
+
+
+def test_hostile_headers_raise_before_allocating():
+    _, data = small_stream()
+    header = bytearray(data)
+    # A shape of 2**60 x 2**60 elements claims far more tiles than the bytes could hold.
+    header[12:28] = struct.pack("<QQ", 1 << 60, 1 << 60)
+    with pytest.raises(FormatError, match="tiles of metadata"):
+        lossless.decode(with_crc(header))
+    for offset, value in [(4, 2), (5, 99), (6, 40), (7, 16)]:  # version, dtype, ndim, lanes
+        bad = bytearray(data)
+        bad[offset] = value
+        with pytest.raises(FormatError):
+            lossless.decode(with_crc(bad))
+    with pytest.raises(FormatError, match="magic"):
+        lossless.decode(b"XXXX" + data[4:])

@@ -1,0 +1,97 @@
+"""The CUDA tile decoder (cgc/kernels/rans.cu) against the CPU decoder, bit for bit: through
+the CUDA emulation on the CPU, and with CuPy on a GPU when one is present."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import cgc.lossless as lossless
+import cuda_emu
+from cgc.errors import FormatError
+from cgc.kernels import has_gpu
+from cgc.lossless import cuda as lcuda
+from cgc.lossless import format as lformat
+
+emulated = pytest.mark.skipif(not cuda_emu.available(),
+                              reason=f"{cuda_emu.CXX} not found: the CUDA emulation needs it")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return cuda_emu.load_module(lcuda.KERNEL_SOURCE).get_function(lcuda.KERNEL_NAME)
+
+
+def cases():
+    """Small arrays covering every element width and kind, every predictor, raw planes,
+    context tables and edge tiles (sizes not multiples of the tile, tiles under 32
+    elements)."""
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:45, 0:70]
+    smooth = 50 * np.sin(x / 8.0) + 30 * np.cos(y / 6.0) + x
+    out = []
+    for predictor in lossless.PREDICTORS:
+        out.append((f"int16-{predictor}", smooth.astype(np.int16), False, (16, 32),
+                    (predictor,)))
+    out += [
+        ("uint8-noise", rng.integers(0, 256, (33, 50), dtype=np.uint8), False, (16, 16), None),
+        ("int8", (smooth / 4).astype(np.int8), False, (32, 32), None),
+        ("uint16", (smooth * 300 + 20000).astype(np.uint16), False, (32, 32), None),
+        ("float16", (smooth / 7).astype(np.float16), False, (32, 32), None),
+        ("bfloat16", (rng.normal(0, 0.05, (40, 64)).astype(np.float32).view(np.uint32)
+                      >> 16).astype(np.uint16), True, (32, 64), None),
+        ("float32-weights", rng.normal(0, 0.05, (40, 64)).astype(np.float32), False,
+         (32, 64), None),
+        ("float32-smooth", (smooth / 3).astype(np.float32), False, (32, 32), None),
+        ("tiny", np.arange(5, dtype=np.uint8), False, (64, 64), None),
+    ]
+    return out
+
+
+CASES = cases()
+
+
+def poisoned(nbytes):
+    return np.full(nbytes, 0xCC, np.uint8)
+
+
+@emulated
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_emulated_kernel_matches_cpu_decoder(kernel, case):
+    _, a, bf16, tile, predictors = case
+    data = lossless.encode(a, tile=tile, bfloat16=bf16, predictors=predictors)
+    container = lformat.parse(data)
+    out = poisoned(a.nbytes)
+    errors = lcuda.launch(kernel, container, np, out)
+    assert not errors.any()
+    assert np.array_equal(out, lossless.decode(data).reshape(-1).view(np.uint8))
+
+
+@emulated
+def test_emulated_kernel_reports_a_corrupt_tile(kernel):
+    a = np.cumsum(np.ones((40, 64)), axis=1).astype(np.int16)
+    data = bytearray(lossless.encode(a, tile=(32, 32)))
+    container = lformat.parse(bytes(data))
+    # Change lane 0's state of tile 1 to another in-range value and repair the CRC: only
+    # the decoders' own checks (final state, stream length) can notice.
+    meta_start = len(data) - len(container.data) - container.meta.nbytes
+    field = meta_start + container.meta.dtype.itemsize + container.meta.dtype.fields["states"][1]
+    state = struct.unpack_from("<I", data, field)[0]
+    struct.pack_into("<I", data, field, state ^ 0x10)
+    data[8:12] = struct.pack("<I", zlib.crc32(bytes(data[12:])))
+    errors = lcuda.launch(kernel, lformat.parse(bytes(data)), np, poisoned(a.nbytes))
+    assert np.flatnonzero(errors).tolist() == [1]
+    with pytest.raises(FormatError):
+        lossless.decode(bytes(data))
+
+
+@pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_gpu_decode_matches_cpu_decoder(case):
+    _, a, bf16, tile, predictors = case
+    data = lossless.encode(a, tile=tile, bfloat16=bf16, predictors=predictors)
+    out = np.empty_like(a)
+    out.reshape(-1).view(np.uint8)[:] = 0xCC
+    lossless.decode_into(data, out, device="cuda")
+    assert np.array_equal(out.reshape(-1).view(np.uint8),
+                          lossless.decode(data).reshape(-1).view(np.uint8))
