@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--kodak", default=KODAK)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "fit.json"))
     args = parser.parse_args()
+    revision = git_revision()  # at the start: the code that the whole run measured
 
     rows = []
     for name in args.images:
@@ -87,7 +88,7 @@ def main():
         summary[str(n)] = {k: statistics.mean(r[k] for r in sel)
                            for k in ("psnr", "ssim", "bpp", "encode_s", "decode_ms")}
     result = {
-        "revision": git_revision(), "python": platform.python_version(),
+        "revision": revision, "python": platform.python_version(),
         "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "rows": rows, "mean_by_n": summary,
     }
