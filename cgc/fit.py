@@ -78,9 +78,10 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="slic", 
         device="cpu", progress=None, log_every=100, max_variance=None):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
-    ``image`` is (H, W, 3), uint8 or float in [0, 1]. On the CPU the result is bit-for-bit
-    deterministic for a seed; on CUDA, gradient atomics sum in varying order, so repeated
-    fits agree only up to float32 rounding. ``progress`` shows a bar on a terminal (default: when stderr is a TTY); every
+    ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
+    deterministic for a seed on a given device (the CPU, or one GPU model with CUDA); CPU
+    and CUDA fits round differently, so they do not match each other bit for bit.
+    ``progress`` shows a bar on a terminal (default: when stderr is a TTY); every
     ``log_every`` iterations loss, PSNR, coverage and collapsed scales go to the
     ``cgc.fit`` logger."""
     target_np = as_float_image(image)

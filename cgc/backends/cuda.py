@@ -45,6 +45,7 @@ class CUDABackend:
         self._ranges = render.get_function("tile_ranges")
         self._forward = render.get_function("render_forward")
         self._backward = render.get_function("render_backward")
+        self._reduce = render.get_function("reduce_pair_gradients")
         self._adam = adam.get_function("adam_step")
         self._clamp = adam.get_function("clamp_scales")
 
@@ -123,12 +124,21 @@ class CUDABackend:
         if grad_image.shape != (height, width, 3):
             raise ValueError(f"grad_image must have shape {(height, width, 3)}")
         tile_start, pair_gaussian = self._bins(params, height, width, bins)
-        # Zeroed: the kernel accumulates with atomics, and Gaussians in no tile get no adds.
-        grad = xp.zeros(params.shape, dtype=xp.float32)
-        if pair_gaussian.shape[0] > 0:
-            grid = ((width + TILE - 1) // TILE, (height + TILE - 1) // TILE)
-            self._backward(grid, (TILE, TILE), (params, np.int32(height), np.int32(width),
-                                                tile_start, pair_gaussian, grad_image, grad))
+        n_pairs = pair_gaussian.shape[0]
+        if n_pairs == 0:
+            return xp.zeros(params.shape, dtype=xp.float32)
+        # One float32 row per (tile, Gaussian) pair, then each Gaussian's rows summed in tile
+        # order: fixed summation orders and no atomics, so gradients repeat bit for bit.
+        # Both kernels write every row of their output.
+        pair_grad = xp.empty((n_pairs, 8), dtype=xp.float32)
+        grid = ((width + TILE - 1) // TILE, (height + TILE - 1) // TILE)
+        self._backward(grid, (TILE, TILE), (params, np.int32(height), np.int32(width),
+                                            tile_start, pair_gaussian, grad_image, pair_grad))
+        n = params.shape[0]
+        grad = xp.empty(params.shape, dtype=xp.float32)
+        self._reduce(_blocks(n), (BLOCK,), (params, np.int32(n), np.int32(height),
+                                            np.int32(width), tile_start, pair_gaussian,
+                                            pair_grad, grad))
         return grad
 
     def adam_step(self, params, grads, m, v, step, lr, betas=(0.9, 0.999), eps=1e-8,

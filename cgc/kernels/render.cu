@@ -1,9 +1,10 @@
-// Tiled renderer on the GPU: binning, render_forward, render_backward.
+// Tiled renderer on the GPU: binning, render_forward, render_backward, reduce_pair_gradients.
 //
 // Mirrors cgc/_render.pxi (read its "read me first" note) with float32 arithmetic; the
 // per-Gaussian and per-pixel maths live in common.cuh.  Launch configuration, set by
 // cgc/backends/cuda.py:
-//   * prepare_gaussians, expand_pairs: one thread per Gaussian, 1-D blocks.
+//   * prepare_gaussians, expand_pairs, reduce_pair_gradients: one thread per Gaussian,
+//     1-D blocks.
 //   * tile_ranges: one thread per (tile, Gaussian) pair, 1-D blocks.
 //   * render_forward, render_backward: grid (tiles_x, tiles_y), block (TILE, TILE); every
 //     thread of a block must reach the barriers, so threads outside the image stay in the
@@ -12,11 +13,34 @@
 // Binning produces the same lists as the reference: Python sorts the keys
 // tile * n + gaussian written by expand_pairs, which orders pairs by tile and, within a
 // tile, by increasing Gaussian index.
+//
+// Gradients are deterministic: like the reference, render_backward writes one row per
+// (tile, Gaussian) pair and reduce_pair_gradients sums each Gaussian's rows in tile order.
+// Every sum has a fixed order and there are no atomics, so a run repeats bit for bit.
 
 #include "common.cuh"
 
-// Tile rectangle [tx0, tx1] x [ty0, ty1] (inclusive) of each Gaussian's box and its number of
-// tiles; a Gaussian that draws nothing gets an empty rectangle and a count of 0.
+// Tile rectangle [tx0, tx1] x [ty0, ty1] (inclusive) of Gaussian g's box: the tiles binning
+// pairs it with.  A Gaussian that draws nothing gets the empty rectangle 0, -1, 0, -1.
+// Out: rect[0..3] as tx0, tx1, ty0, ty1.
+__device__ __forceinline__ void gaussian_tiles(const float* __restrict__ params, int g,
+                                               int height, int width, int rect[4]) {
+    const float* row = params + (long long)g * 8;
+    cgc::Box box;
+    if (cgc::gaussian_box(row[0], row[1], row[2], row[3], row[4], width, height, &box)) {
+        rect[0] = box.j0 / cgc::TILE;
+        rect[1] = box.j1 / cgc::TILE;
+        rect[2] = box.i0 / cgc::TILE;
+        rect[3] = box.i1 / cgc::TILE;
+    } else {
+        rect[0] = 0;
+        rect[1] = -1;
+        rect[2] = 0;
+        rect[3] = -1;
+    }
+}
+
+// Tile rectangle (gaussian_tiles) of each Gaussian and its number of tiles.
 // Out: tile_rect (n, 4) int32 as tx0, tx1, ty0, ty1; tile_count (n,) int32.
 extern "C" __global__ void prepare_gaussians(const float* __restrict__ params, int n,
                                              int height, int width,
@@ -26,22 +50,9 @@ extern "C" __global__ void prepare_gaussians(const float* __restrict__ params, i
     if (g >= n) {
         return;
     }
-    const float* row = params + (long long)g * 8;
-    cgc::Box box;
     int* rect = tile_rect + (long long)g * 4;
-    if (cgc::gaussian_box(row[0], row[1], row[2], row[3], row[4], width, height, &box)) {
-        rect[0] = box.j0 / cgc::TILE;
-        rect[1] = box.j1 / cgc::TILE;
-        rect[2] = box.i0 / cgc::TILE;
-        rect[3] = box.i1 / cgc::TILE;
-        tile_count[g] = (rect[1] - rect[0] + 1) * (rect[3] - rect[2] + 1);
-    } else {
-        rect[0] = 0;
-        rect[1] = -1;
-        rect[2] = 0;
-        rect[3] = -1;
-        tile_count[g] = 0;
-    }
+    gaussian_tiles(params, g, height, width, rect);
+    tile_count[g] = (rect[1] - rect[0] + 1) * (rect[3] - rect[2] + 1);
 }
 
 // Write the sort key tile * n + g of every (tile, Gaussian) pair.
@@ -164,20 +175,32 @@ extern "C" __global__ void render_forward(const float* __restrict__ params, int 
     }
 }
 
-// grad_params (n, 8) += dL/dparams given grad_image = dL/dout (height, width, 3); the caller
-// zeroes grad_params.  Each warp sums its 32 pixels' contributions to a Gaussian with
-// shuffles (warp_sum_8), and 8 lanes add the 8 sums to global memory; warps whose pixels
-// all miss the Gaussian skip both.
+// Gaussians of a batch whose warp partials are reduced together: one thread of the block
+// per (Gaussian, parameter), so the reduction is one add chain per thread and the pair rows
+// are stored with one coalesced write of the whole block.
+constexpr int CHUNK = cgc::BATCH / 8;
+constexpr int WARPS = cgc::BATCH / 32;
+
+// pair_grad (n_pairs, 8): row p receives the sum over tile t's pixels of dL/dparams of pair
+// p's Gaussian, given grad_image = dL/dout (height, width, 3), for every pair p of every
+// tile t; rows of Gaussians that miss all of the tile's pixels are zeros.  Every row is
+// written exactly once, so the caller need not clear the buffer.
+// Order of the sums, the same on every run: each warp sums its 32 pixels with shuffles
+// (warp_sum_8) into partial[warp]; after every CHUNK Gaussians one thread per
+// (Gaussian, parameter) adds the WARPS partials in warp order and stores the row.
 extern "C" __global__ void render_backward(const float* __restrict__ params, int height,
                                            int width, const long long* __restrict__ tile_start,
                                            const int* __restrict__ pair_gaussian,
                                            const float* __restrict__ grad_image,
-                                           float* __restrict__ grad_params) {
+                                           float* __restrict__ pair_grad) {
     __shared__ cgc::Staged staged[cgc::BATCH];
-    __shared__ int staged_index[cgc::BATCH];
+    // [warp][Gaussian of the chunk][parameter]: the reducing threads of one warp read 32
+    // consecutive floats for each warp, free of bank conflicts.
+    __shared__ float partial[WARPS][CHUNK][8];
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
     const int rank = threadIdx.y * cgc::TILE + threadIdx.x;
     const int lane = rank % 32;
+    const int warp = rank / 32;
     const int i = blockIdx.y * cgc::TILE + threadIdx.y;
     const int j = blockIdx.x * cgc::TILE + threadIdx.x;
     const long long begin = tile_start[tile], end = tile_start[tile + 1];
@@ -190,30 +213,96 @@ extern "C" __global__ void render_backward(const float* __restrict__ params, int
     }
     for (long long batch = begin; batch < end; batch += cgc::BATCH) {
         if (batch + rank < end) {
-            const int g = pair_gaussian[batch + rank];
-            staged_index[rank] = g;
-            staged[rank] = cgc::stage_gaussian(params, g, height, width);
+            staged[rank] = cgc::stage_gaussian(params, pair_gaussian[batch + rank], height, width);
         }
         __syncthreads();
         const int count = end - batch < cgc::BATCH ? (int)(end - batch) : cgc::BATCH;
-        for (int k = 0; k < count; ++k) {
-            const cgc::Staged& s = staged[k];
-            float u, v, q;
-            const bool hit = cgc::pixel_q(s, i, j, &u, &v, &q) && q <= cgc::CUTOFF_Q;
-            // Uniform across the warp, so the shuffles below see all 32 lanes.
-            if (__ballot_sync(cgc::FULL_WARP, hit) == 0u) {
-                continue;
+        for (int chunk = 0; chunk < count; chunk += CHUNK) {
+            const int in_chunk = count - chunk < CHUNK ? count - chunk : CHUNK;
+            for (int k = 0; k < in_chunk; ++k) {
+                const cgc::Staged& s = staged[chunk + k];
+                float u, v, q;
+                const bool hit = cgc::pixel_q(s, i, j, &u, &v, &q) && q <= cgc::CUTOFF_Q;
+                // Uniform across the warp, so the shuffles below see all 32 lanes.
+                if (__ballot_sync(cgc::FULL_WARP, hit) == 0u) {
+                    if (lane < 8) {
+                        partial[warp][k][lane] = 0.0f;
+                    }
+                    continue;
+                }
+                float grad[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                if (hit) {
+                    cgc::pixel_param_grad(s, u, v, cgc::gaussian_weight(q), gr, gg, gb, grad);
+                }
+                const float sum = warp_sum_8(grad, lane);
+                if (lane % 4 == 0) {
+                    partial[warp][k][lane / 4] = sum;
+                }
             }
-            float grad[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-            if (hit) {
-                cgc::pixel_param_grad(s, u, v, cgc::gaussian_weight(q), gr, gg, gb, grad);
+            __syncthreads();
+            const int k = rank / 8, param = rank % 8;
+            if (k < in_chunk) {
+                float total = partial[0][k][param];
+#pragma unroll
+                for (int w = 1; w < WARPS; ++w) {
+                    total += partial[w][k][param];
+                }
+                pair_grad[(batch + chunk + k) * 8 + param] = total;
             }
-            const float sum = warp_sum_8(grad, lane);
-            if (lane % 4 == 0) {
-                atomicAdd(grad_params + (long long)staged_index[k] * 8 + lane / 4, sum);
+            // The next chunk overwrites partial[], and the next batch staged[], that slower
+            // threads may still be reading.
+            __syncthreads();
+        }
+    }
+}
+
+// grad_params (n, 8) = dL/dparams: row g is the sum of pair_grad's rows of Gaussian g, added
+// in increasing tile order as the reference does, so the result does not depend on how the
+// threads are scheduled.  Every row is written, zeros for Gaussians in no tile.
+// The pairs of g are those of the tiles in its rectangle (gaussian_tiles, as binning made
+// them); each tile's list is sorted by Gaussian index, so g's pair is found by bisection.
+// This needs no sorted copy of the pairs and no state beyond the bins.  A tile without g
+// (bins from a box that rounded differently) is skipped: render_backward gives g nothing
+// outside its own box anyway.
+extern "C" __global__ void reduce_pair_gradients(const float* __restrict__ params, int n,
+                                                 int height, int width,
+                                                 const long long* __restrict__ tile_start,
+                                                 const int* __restrict__ pair_gaussian,
+                                                 const float* __restrict__ pair_grad,
+                                                 float* __restrict__ grad_params) {
+    const int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= n) {
+        return;
+    }
+    int rect[4];
+    gaussian_tiles(params, g, height, width, rect);
+    const int tiles_x = (width + cgc::TILE - 1) / cgc::TILE;
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int ty = rect[2]; ty <= rect[3]; ++ty) {
+        for (int tx = rect[0]; tx <= rect[1]; ++tx) {
+            const int tile = ty * tiles_x + tx;
+            // First pair of the tile whose Gaussian index is >= g.
+            long long lo = tile_start[tile], hi = tile_start[tile + 1];
+            const long long stop = hi;
+            while (lo < hi) {
+                const long long mid = lo + (hi - lo) / 2;
+                if (pair_gaussian[mid] < g) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if (lo < stop && pair_gaussian[lo] == g) {
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    acc[k] += pair_grad[lo * 8 + k];
+                }
             }
         }
-        // The next batch overwrites staged[] that slower threads may still be reading.
-        __syncthreads();
+    }
+    float* row = grad_params + (long long)g * 8;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        row[k] = acc[k];
     }
 }
