@@ -15,8 +15,13 @@ Read me first (docs/lossless-format.md has the full layout)
 * The table of a symbol is tbase[p] + group * nctx[p] + ctxmap[p, symbol of plane p - 1]
   (context 0 for plane 0); group GROUP_RAW stores the plane's bytes verbatim after the
   stream instead.
-* Callers (cgc.lossless) validate every size and index before calling in; the loops here
-  only check the byte reads that depend on stream content."""
+* The decoder writes each plane's symbols to a byte array of its own (a raw plane is used
+  where it lies in the stream) and assembles elements afterwards in vectorisable loops; its
+  symbol loop refills branch-free and reads 4 stream bytes per lane unchecked while at least
+  2 * 32 + 2 bytes remain, switching to checked reads for the last few steps of a tile.
+* Callers (cgc.lossless) validate every size and index before calling in (the stream's
+  tables and tile records are parsed and checked by read_table and check_metadata here);
+  the loops only check the byte reads that depend on stream content."""
 
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
@@ -42,10 +47,31 @@ cdef enum:
     KIND_UNSIGNED = 0
     KIND_SIGNED = 1
     KIND_FLOAT = 2
+    SYMBOL_LIST_MAX = 31  # tables of more symbols list them as a bitmap
+    TABLE_TRUNCATED = -1
+    TABLE_BAD_VARINT = -2
+    TABLE_BAD_SYMBOLS = -3
+    TABLE_BAD_FREQUENCIES = -4
+    PRED_COUNT = 6  # predictor ids are 0 .. PRED_MED
+    META_LAYOUT = 1
+    META_PREDICTOR = 2
+    META_GROUP = 3
+    META_RAW_SHORT = 4
+    META_STATE = 5
 
 PREDICTORS = {"none": PRED_NONE, "left": PRED_LEFT, "top": PRED_TOP, "avg": PRED_AVG,
               "planar": PRED_PLANAR, "med": PRED_MED}
 RAW_GROUP = GROUP_RAW
+TABLE_SYMBOL_LIST_MAX = SYMBOL_LIST_MAX
+METADATA_ERRORS = {META_LAYOUT: "tile offsets and sizes do not tile the data section",
+                   META_PREDICTOR: "unknown predictor",
+                   META_GROUP: "tile names a missing table group",
+                   META_RAW_SHORT: "tile too short for its raw planes",
+                   META_STATE: "rANS lane state out of range"}
+TABLE_ERRORS = {TABLE_TRUNCATED: "truncated cgc.lossless stream (table)",
+                TABLE_BAD_VARINT: "varint too long (table)",
+                TABLE_BAD_SYMBOLS: "table symbols not strictly ascending or miscounted",
+                TABLE_BAD_FREQUENCIES: "table frequencies do not fit the precision"}
 NUM_LANES = LANES
 
 
@@ -168,22 +194,19 @@ def choose_residuals(const uint32_t[:, ::1] values, int tile_h, int tile_w, int 
 
 
 cdef struct Tables:
-    # Raw pointers into the arrays of cgc.lossless.model.CodingTables: memoryviews passed
-    # to per-symbol helpers would be reference-counted on every call.
+    # The encoder's tables: raw pointers into the arrays of cgc.lossless.model.CodingTables,
+    # as memoryviews passed to per-symbol helpers would be reference-counted on every call.
     const int32_t *tbase
     const int32_t *nctx
     const uint8_t *prob_bits
     const uint8_t *ctxmap  # [plane][256]
     const uint32_t *freq  # [table][256]
     const uint32_t *start  # [table][256]
-    const uint8_t *lookup  # [table][lookup_width]
-    Py_ssize_t lookup_width
 
 
 cdef Tables make_tables(const int32_t[::1] tbase, const int32_t[::1] nctx,
                         const uint8_t[::1] prob_bits, const uint8_t[:, ::1] ctxmap,
-                        const uint32_t[:, ::1] freq, const uint32_t[:, ::1] start,
-                        const uint8_t[:, ::1] lookup):
+                        const uint32_t[:, ::1] freq, const uint32_t[:, ::1] start):
     cdef Tables t
     t.tbase = &tbase[0]
     t.nctx = &nctx[0]
@@ -191,8 +214,6 @@ cdef Tables make_tables(const int32_t[::1] tbase, const int32_t[::1] nctx,
     t.ctxmap = &ctxmap[0, 0]
     t.freq = &freq[0, 0]
     t.start = &start[0, 0]
-    t.lookup = &lookup[0, 0]
-    t.lookup_width = lookup.shape[1]
     return t
 
 
@@ -251,9 +272,8 @@ def encode_tiles(const uint32_t[:, ::1] resid, int tile_h, int tile_w, int nbyte
                  const uint8_t[:, ::1] groups, const uint8_t[:, ::1] ctxmap,
                  const int32_t[::1] tbase, const int32_t[::1] nctx,
                  const uint8_t[::1] prob_bits, const uint32_t[:, ::1] freq,
-                 const uint32_t[:, ::1] start, const uint8_t[:, ::1] lookup,
-                 uint8_t[::1] scratch, const int64_t[::1] region, int64_t[::1] first,
-                 uint32_t[:, ::1] states):
+                 const uint32_t[:, ::1] start, uint8_t[::1] scratch,
+                 const int64_t[::1] region, int64_t[::1] first, uint32_t[:, ::1] states):
     """rANS-code every tile into its scratch region [region[k], region[k + 1]).
 
     The region holds 2 bytes per coded symbol (the most rans_encode_symbol writes) followed
@@ -266,7 +286,7 @@ def encode_tiles(const uint32_t[:, ::1] resid, int tile_h, int tile_w, int nbyte
     cdef Tables tb
     if ntiles == 0:
         return True
-    tb = make_tables(tbase, nctx, prob_bits, ctxmap, freq, start, lookup)
+    tb = make_tables(tbase, nctx, prob_bits, ctxmap, freq, start)
     for k in prange(ntiles, nogil=True, schedule="dynamic"):
         y0 = (k // tiles_x) * tile_h
         x0 = (k % tiles_x) * tile_w
@@ -288,6 +308,252 @@ def gather(const uint8_t[::1] scratch, const int64_t[::1] first, const int64_t[:
             memcpy(&out[offsets[k]], &scratch[first[k]], region[k + 1] - first[k])
 
 
+cdef Py_ssize_t read_varint(const uint8_t *buf, Py_ssize_t n, Py_ssize_t pos,
+                            uint32_t *value) noexcept nogil:
+    """A LEB128 varint of at most 5 bytes and 32 bits at buf[pos]; returns the position after
+    it, TABLE_TRUNCATED or TABLE_BAD_VARINT."""
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef uint8_t byte
+    while True:
+        if pos >= n:
+            return TABLE_TRUNCATED
+        byte = buf[pos]
+        pos += 1
+        v |= <uint64_t>(byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift >= 35:
+            return TABLE_BAD_VARINT
+    if v >> 32:
+        return TABLE_BAD_VARINT
+    value[0] = <uint32_t>v
+    return pos
+
+
+def read_table(const uint8_t[::1] buf, Py_ssize_t pos, int prob_bits, uint32_t[::1] freq):
+    """Parse one frequency table (docs/lossless-format.md) at buf[pos] into freq[256];
+    returns the position after it or a negative TABLE_* error.  Compiled: a Python loop
+    over the varints cost a quarter of the decode time of small tensors."""
+    cdef Py_ssize_t n = buf.shape[0], i
+    cdef uint32_t k, f, total = <uint32_t>1 << prob_bits, acc = 0
+    cdef int count = 0, s, last = -1
+    cdef uint8_t symbols[256]
+    for s in range(256):
+        freq[s] = 0
+    pos = read_varint(&buf[0], n, pos, &k)
+    if pos < 0 or k == 0:
+        return pos
+    if k > 256:
+        return TABLE_BAD_SYMBOLS
+    if k <= SYMBOL_LIST_MAX:
+        if pos + k > n:
+            return TABLE_TRUNCATED
+        for i in range(k):
+            if <int>buf[pos + i] <= last:
+                return TABLE_BAD_SYMBOLS
+            last = buf[pos + i]
+            symbols[i] = buf[pos + i]
+        pos += k
+    else:
+        if pos + 32 > n:
+            return TABLE_TRUNCATED
+        for s in range(256):
+            if (buf[pos + s // 8] >> (s % 8)) & 1:
+                symbols[count] = <uint8_t>s
+                count += 1
+        if <uint32_t>count != k:
+            return TABLE_BAD_SYMBOLS
+        pos += 32
+    for i in range(k - 1):
+        pos = read_varint(&buf[0], n, pos, &f)
+        if pos < 0:
+            return pos
+        if f < 1 or f >= total - acc:
+            return TABLE_BAD_FREQUENCIES
+        acc += f
+        freq[symbols[i]] = f
+    freq[symbols[k - 1]] = total - acc
+    return pos
+
+
+cdef inline uint64_t load_le(const uint8_t *p, int n) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(n - 1, -1, -1):
+        v = (v << 8) | p[i]
+    return v
+
+
+def check_metadata(const uint8_t[:, ::1] meta, int nbytes, const uint8_t[::1] ngroups,
+                   Py_ssize_t data_size, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t tile_h,
+                   Py_ssize_t tile_w):
+    """Validate the tile records (rows of bytes laid out as cgc.lossless.format's
+    metadata_dtype) against the Data size and the plane models; returns 0 or a META_* error.
+    Compiled: a dozen numpy passes over a few records cost more than decoding small
+    tensors."""
+    cdef Py_ssize_t k, ntiles = meta.shape[0], tiles_x = (cols + tile_w - 1) // tile_w
+    cdef Py_ssize_t expect = 0, size, h, w
+    cdef const uint8_t *rec
+    cdef int p, j, nraw
+    cdef uint64_t state
+    for k in range(ntiles):
+        rec = &meta[k, 0]
+        size = <Py_ssize_t>load_le(rec + 8, 4)
+        if load_le(rec, 8) != <uint64_t>expect:
+            return META_LAYOUT
+        expect += size
+        if rec[12] >= PRED_COUNT:
+            return META_PREDICTOR
+        nraw = 0
+        for p in range(nbytes):
+            if rec[13 + p] == GROUP_RAW:
+                nraw += 1
+            elif rec[13 + p] >= ngroups[p]:
+                return META_GROUP
+        h = min(tile_h, rows - (k // tiles_x) * tile_h)
+        w = min(tile_w, cols - (k % tiles_x) * tile_w)
+        if size < nraw * h * w:
+            return META_RAW_SHORT
+        for j in range(LANES):
+            state = load_le(rec + 13 + nbytes + 4 * j, 4)
+            if state < RANS_L or state >= 256 * <uint64_t>RANS_L:
+                return META_STATE
+    if expect != data_size:
+        return META_LAYOUT
+    return 0
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    /* The 4 stream bytes at p as a big-endian number: one load, whatever the alignment. */
+    static inline uint32_t cgc_load_be32(const uint8_t *p) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return __builtin_bswap32(v);
+    }
+    """
+    uint32_t load_be32 "cgc_load_be32"(const uint8_t *p) noexcept nogil
+
+
+cdef struct DecodeTables:
+    # Each table is one block: its slot -> symbol lookup (2**lookup_shift bytes) followed
+    # by fs[256], freq << 16 | start as uint32 (both at most 2**14), so that one pointer
+    # reaches both.
+    const uint8_t *blocks
+    Py_ssize_t block_bytes
+    int lookup_shift
+    const int32_t *tbase
+    const int32_t *nctx
+    const uint8_t *prob_bits
+    const uint8_t *ctxmap  # [plane][256]
+
+
+cdef inline Py_ssize_t decode_lane(uint32_t *x, uint8_t *sym_out, const uint8_t *block,
+                                   int pb, int lookup_shift, const uint8_t *data,
+                                   Py_ssize_t pos) noexcept nogil:
+    """One lane's symbol from a table block with a branch-free refill; returns the new pos.
+
+    After a decode x >= 2**7, so the lane needs (x < 2**23) + (x < 2**15) bytes, known
+    before reading them.  Four bytes are always read (the caller guarantees they exist) and
+    the unneeded ones shifted out, so the only serial chain across lanes is pos += need: a
+    refill loop's data-dependent branch mispredicts about every other symbol."""
+    cdef uint32_t xj = x[0]
+    cdef uint32_t slot = xj & ((<uint32_t>1 << pb) - 1)
+    cdef uint32_t sym = block[slot]
+    cdef uint32_t f = (<const uint32_t *>(block + (1 << lookup_shift)))[sym]
+    cdef Py_ssize_t need
+    xj = (f >> 16) * (xj >> pb) + slot - (f & 0xFFFF)
+    need = (xj < RANS_L) + (xj < (RANS_L >> 8))
+    x[0] = <uint32_t>((((<uint64_t>xj) << 32) | load_be32(data + pos)) >> (32 - 8 * need))
+    sym_out[0] = <uint8_t>sym
+    return pos + need
+
+
+cdef inline Py_ssize_t decode_plane_pb(uint32_t *x, uint8_t *cur, const uint8_t *prev,
+                                       Py_ssize_t jmax, const uint8_t *blocks,
+                                       const int32_t *ctx_off, int pb, int lookup_shift,
+                                       const uint8_t *data, Py_ssize_t pos) noexcept nogil:
+    # Inlined with constant pb and lookup_shift, so that shifts and masks are immediates;
+    # plane 0 (prev NULL) has no context and skips a dependent load per lane.
+    cdef Py_ssize_t j
+    if prev == NULL:
+        for j in range(jmax):
+            pos = decode_lane(&x[j], &cur[j], blocks + ctx_off[0], pb, lookup_shift, data, pos)
+    else:
+        for j in range(jmax):
+            pos = decode_lane(&x[j], &cur[j], blocks + ctx_off[prev[j]], pb, lookup_shift,
+                              data, pos)
+    return pos
+
+
+cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nbytes,
+                    Py_ssize_t n, const uint8_t *group, const uint32_t *state,
+                    const DecodeTables *tb, uint8_t *scratch,
+                    const uint8_t **planes) noexcept nogil:
+    """Decode one tile's residual byte planes; 0 on success, else an error code.
+
+    On return planes[p] points at plane p's n bytes: in scratch[p * n:] for coded planes, in
+    data for raw ones.  The context of a symbol is the same element's byte of the previous
+    plane, read back from that plane."""
+    cdef uint32_t x[LANES]
+    cdef int32_t ctx_off[4][256]  # [plane][previous plane's byte]: table block offset
+    cdef Py_ssize_t t, jmax, raw_at, end, j, e0, nsteps = (n + LANES - 1) // LANES
+    cdef int p, nraw = 0, pb, ls = tb.lookup_shift
+    cdef const uint8_t *block
+    cdef const uint8_t *prev
+    cdef uint8_t *cur
+    for p in range(nbytes):
+        if group[p] == GROUP_RAW:
+            nraw += 1
+    end = pos + size - nraw * n
+    raw_at = end
+    for p in range(nbytes):
+        if group[p] == GROUP_RAW:
+            planes[p] = data + raw_at
+            raw_at += n
+            continue
+        planes[p] = scratch + p * n
+        for j in range(256 if p > 0 else 1):
+            ctx_off[p][j] = <int32_t>(tb.block_bytes * (
+                tb.tbase[p] + group[p] * tb.nctx[p] + (tb.ctxmap[256 * p + j] if p > 0 else 0)))
+    for j in range(LANES):
+        x[j] = state[j]
+    for t in range(nsteps):
+        e0 = t * LANES
+        jmax = min(LANES, n - e0)
+        for p in range(nbytes):
+            if group[p] == GROUP_RAW:
+                continue
+            cur = scratch + p * n + e0
+            prev = planes[p - 1] + e0 if p > 0 else NULL
+            pb = tb.prob_bits[p]
+            if end - pos >= 2 * jmax + 2:
+                if pb == 12 and ls == 12:  # what the encoder writes
+                    pos = decode_plane_pb(x, cur, prev, jmax, tb.blocks, ctx_off[p], 12, 12,
+                                          data, pos)
+                else:
+                    pos = decode_plane_pb(x, cur, prev, jmax, tb.blocks, ctx_off[p], pb, ls,
+                                          data, pos)
+                continue
+            for j in range(jmax):  # near the end of the stream: check every byte read
+                block = tb.blocks + ctx_off[p][prev[j] if p > 0 else 0]
+                cur[j] = block[x[j] & ((1u << pb) - 1)]
+                if not rans_decode_advance(
+                        &x[j], (<const uint32_t *>(block + (1 << ls)))[cur[j]] & 0xFFFF,
+                        (<const uint32_t *>(block + (1 << ls)))[cur[j]] >> 16, pb, data,
+                        &pos, end):
+                    return 1
+    if pos != end:
+        return 2
+    for j in range(LANES):
+        if x[j] != RANS_L:
+            return 2
+    return 0
+
+
 cdef inline uint32_t untransform(uint32_t v, int kind, int wbits, uint32_t mask) noexcept nogil:
     if kind == KIND_SIGNED:
         return v ^ (<uint32_t>1 << (wbits - 1))
@@ -296,56 +562,82 @@ cdef inline uint32_t untransform(uint32_t v, int kind, int wbits, uint32_t mask)
     return v
 
 
-cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nbytes,
-                    Py_ssize_t n, const uint8_t *group, const uint32_t *state,
-                    const Tables *tb, uint32_t *res) noexcept nogil:
-    """Decode one tile's residuals into res[0:n]; 0 on success, else an error code."""
-    cdef uint32_t x[LANES]
-    cdef uint32_t prev[LANES]
-    cdef Py_ssize_t t, e, jmax, raw_at, end, nsteps = (n + LANES - 1) // LANES
-    cdef int p, j, g, nraw = 0, pb
-    cdef Py_ssize_t tbl
-    cdef uint32_t sym, mask
-    cdef const uint8_t *lookup
-    for p in range(nbytes):
-        if group[p] == GROUP_RAW:
-            nraw += 1
-    end = pos + size - nraw * n
-    for j in range(LANES):
-        x[j] = state[j]
-        prev[j] = 0
+cdef void unpredict(uint32_t *res, Py_ssize_t h, Py_ssize_t w, int pred,
+                    uint32_t mask) noexcept nogil:
+    """Residuals to values in place, in raster order: neighbours are already values."""
+    cdef Py_ssize_t y, x, e
+    for y in range(h):
+        for x in range(w):
+            e = y * w + x
+            res[e] = (unzigzag(res[e], mask) + predict(pred, res, w, y, x, mask)) & mask
+
+
+cdef void assemble(const uint8_t **planes, Py_ssize_t n, int nbytes, uint32_t *res) noexcept nogil:
+    """Element values from their byte planes, most significant first."""
+    cdef Py_ssize_t e
+    cdef int p
     for e in range(n):
-        res[e] = 0
-    for t in range(nsteps):
-        jmax = min(LANES, n - t * LANES)
-        raw_at = end
-        for p in range(nbytes):
-            g = group[p]
-            if g == GROUP_RAW:
-                for j in range(jmax):
-                    e = t * LANES + j
-                    sym = data[raw_at + e]
-                    res[e] = (res[e] << 8) | sym
-                    prev[j] = sym
-                raw_at += n
-                continue
-            pb = tb.prob_bits[p]
-            mask = (<uint32_t>1 << pb) - 1
-            for j in range(jmax):
-                e = t * LANES + j
-                tbl = table_of(tb, p, prev[j], g)
-                sym = tb.lookup[tbl * tb.lookup_width + (x[j] & mask)]
-                if not rans_decode_advance(&x[j], tb.start[256 * tbl + sym],
-                                           tb.freq[256 * tbl + sym], pb, data, &pos, end):
-                    return 1
-                res[e] = (res[e] << 8) | sym
-                prev[j] = sym
-    if pos != end:
-        return 2
-    for j in range(LANES):
-        if x[j] != RANS_L:
-            return 2
-    return 0
+        res[e] = planes[0][e]
+    for p in range(1, nbytes):
+        for e in range(n):
+            res[e] = (res[e] << 8) | planes[p][e]
+
+
+cdef void store_planes(const uint8_t **planes, Py_ssize_t h, Py_ssize_t w, int nbytes,
+                       int kind, uint8_t *out, Py_ssize_t row_bytes) noexcept nogil:
+    """Unpredicted tile (predictor NONE): inverse transform of the planes into the output
+    rows (out points at the tile's first byte), one vectorisable loop per width and kind."""
+    cdef Py_ssize_t y, x
+    cdef const uint8_t *a
+    cdef const uint8_t *b
+    cdef const uint8_t *c
+    cdef const uint8_t *d
+    cdef uint32_t v
+    cdef uint8_t *o8
+    cdef uint16_t *o16
+    cdef uint32_t *o32
+    cdef uint8_t flip = 0x80 if kind == KIND_SIGNED else 0
+    for y in range(h):
+        a = planes[0] + y * w
+        if nbytes == 1:
+            o8 = out + y * row_bytes
+            for x in range(w):
+                o8[x] = a[x] ^ flip
+        elif nbytes == 2:
+            b = planes[1] + y * w
+            o16 = <uint16_t *>(out + y * row_bytes)
+            if kind == KIND_FLOAT:
+                for x in range(w):
+                    o16[x] = <uint16_t>((a[x] << 7) | (b[x] >> 1) | ((b[x] & 1) << 15))
+            else:
+                for x in range(w):
+                    o16[x] = <uint16_t>(((a[x] ^ flip) << 8) | b[x])
+        else:
+            b = planes[1] + y * w
+            c = planes[2] + y * w
+            d = planes[3] + y * w
+            o32 = <uint32_t *>(out + y * row_bytes)
+            for x in range(w):
+                v = (<uint32_t>a[x] << 24) | (<uint32_t>b[x] << 16) | (<uint32_t>c[x] << 8) | d[x]
+                o32[x] = (v >> 1) | (v << 31)
+
+
+cdef void store_values(const uint32_t *res, Py_ssize_t h, Py_ssize_t w, int nbytes,
+                       int kind, uint8_t *out, Py_ssize_t row_bytes) noexcept nogil:
+    """Inverse transform of a tile's values into the output rows."""
+    cdef Py_ssize_t y, x
+    cdef uint32_t v
+    cdef int wbits = 8 * nbytes
+    cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << wbits) - 1)
+    for y in range(h):
+        for x in range(w):
+            v = untransform(res[y * w + x], kind, wbits, mask)
+            if nbytes == 1:
+                (out + y * row_bytes)[x] = <uint8_t>v
+            elif nbytes == 2:
+                (<uint16_t *>(out + y * row_bytes))[x] = <uint16_t>v
+            else:
+                (<uint32_t *>(out + y * row_bytes))[x] = v
 
 
 def decode_tiles(const uint8_t[::1] data, const int64_t[::1] offsets,
@@ -363,19 +655,32 @@ def decode_tiles(const uint8_t[::1] data, const int64_t[::1] offsets,
     then partly written.  Returns the number of failed tiles."""
     cdef Py_ssize_t tiles_x = (cols + tile_w - 1) // tile_w
     cdef Py_ssize_t ntiles = offsets.shape[0]
-    cdef Py_ssize_t k, y0, x0, h, w, y, x, n, e, failed = 0
-    cdef int wbits = 8 * nbytes, pred, code
-    cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << wbits) - 1)
-    cdef uint32_t v
+    cdef Py_ssize_t k, y0, x0, h, w, failed = 0, cap = <Py_ssize_t>tile_h * tile_w
+    cdef int code
+    cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << (8 * nbytes)) - 1)
+    cdef uint8_t *scratch
     cdef uint32_t *res
-    cdef Tables tb
+    cdef const uint8_t **planes
+    cdef DecodeTables tb
     if ntiles == 0:
         return 0
-    tb = make_tables(tbase, nctx, prob_bits, ctxmap, freq, start, lookup)
+    fs = (np.asarray(freq, dtype=np.uint32) << 16) | np.asarray(start, dtype=np.uint32)
+    cdef const uint8_t[:, ::1] blocks = np.concatenate(
+        [np.asarray(lookup), fs.view(np.uint8).reshape(len(fs), 1024)], axis=1)
+    tb.blocks = &blocks[0, 0]
+    tb.block_bytes = blocks.shape[1]
+    tb.lookup_shift = (lookup.shape[1] - 1).bit_length()
+    tb.tbase = &tbase[0]
+    tb.nctx = &nctx[0]
+    tb.prob_bits = &prob_bits[0]
+    tb.ctxmap = &ctxmap[0, 0]
     with nogil, parallel():
-        res = <uint32_t *>malloc(tile_h * tile_w * sizeof(uint32_t))
+        # Per thread: a C array declared outside the parallel block would be shared.
+        planes = <const uint8_t **>malloc(4 * sizeof(uint8_t *))
+        scratch = <uint8_t *>malloc(cap * nbytes)
+        res = <uint32_t *>malloc(cap * sizeof(uint32_t))
         for k in prange(ntiles, schedule="dynamic"):
-            if res == NULL:
+            if planes == NULL or scratch == NULL or res == NULL:
                 errors[k] = 3
                 failed += 1
                 continue
@@ -383,28 +688,18 @@ def decode_tiles(const uint8_t[::1] data, const int64_t[::1] offsets,
             x0 = (k % tiles_x) * tile_w
             h = min(tile_h, rows - y0)
             w = min(tile_w, cols - x0)
-            n = h * w
-            code = decode_one(&data[0], offsets[k], sizes[k], nbytes, n, &groups[k, 0],
-                              &states[k, 0], &tb, res)
+            code = decode_one(&data[0], offsets[k], sizes[k], nbytes, h * w, &groups[k, 0],
+                              &states[k, 0], &tb, scratch, planes)
             errors[k] = <uint8_t>code
             if code != 0:
                 failed += 1
-                continue
-            pred = preds[k]
-            # In place in raster order: neighbours are already values, res[e] still residual.
-            if pred != PRED_NONE:
-                for y in range(h):
-                    for x in range(w):
-                        e = y * w + x
-                        res[e] = (unzigzag(res[e], mask) + predict(pred, res, w, y, x, mask)) & mask
-            for y in range(h):
-                for x in range(w):
-                    v = untransform(res[y * w + x], kind, wbits, mask)
-                    if nbytes == 1:
-                        out[y0 + y, x0 + x] = <uint8_t>v
-                    elif nbytes == 2:
-                        (<uint16_t *>&out[y0 + y, 2 * (x0 + x)])[0] = <uint16_t>v
-                    else:
-                        (<uint32_t *>&out[y0 + y, 4 * (x0 + x)])[0] = v
+            elif preds[k] == PRED_NONE:
+                store_planes(planes, h, w, nbytes, kind, &out[y0, x0 * nbytes], cols * nbytes)
+            else:
+                assemble(planes, h * w, nbytes, res)
+                unpredict(res, h, w, preds[k], mask)
+                store_values(res, h, w, nbytes, kind, &out[y0, x0 * nbytes], cols * nbytes)
+        free(planes)
+        free(scratch)
         free(res)
     return failed

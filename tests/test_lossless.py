@@ -123,6 +123,20 @@ def test_each_predictor_is_chosen_and_inverted(predictor):
     assert np.array_equal(lossless.decode(data), a)
 
 
+@pytest.mark.parametrize("prob_bits", [13, 14])
+def test_round_trip_at_every_table_precision(monkeypatch, prob_bits):
+    # The encoder writes 12-bit tables, which the decoder has a specialised loop for; the
+    # format allows up to 14 bits, decoded by the general loop.
+    from cgc.lossless import model
+
+    monkeypatch.setattr(model, "PROB_BITS", prob_bits)
+    rng = np.random.default_rng(13)
+    a = rng.normal(0, 0.05, (70, 300)).astype(np.float32)
+    data = lossless.encode(a, tile=(32, 128))
+    assert {plane.prob_bits for plane in lformat.parse(data).planes} == {prob_bits}
+    assert np.array_equal(bits(lossless.decode(data)), bits(a))
+
+
 def test_compression_tracks_content():
     rng = np.random.default_rng(8)
     y, x = np.mgrid[0:256, 0:256]
@@ -130,8 +144,24 @@ def test_compression_tracks_content():
     noise = rng.integers(0, 256, (256, 256), dtype=np.uint8)
     assert len(lossless.encode(ramp)) < 0.05 * ramp.nbytes
     # Incompressible bytes are stored raw: no more than the tile metadata is added.
-    ntiles = 16
-    assert len(lossless.encode(noise)) <= noise.nbytes + 160 * ntiles + 200
+    for tile in (None, (64, 64)):
+        data = lossless.encode(noise, tile=tile)
+        assert len(data) <= noise.nbytes + 160 * len(lformat.parse(data).meta) + 200
+
+
+def test_default_tile_is_large_and_pays_less_metadata():
+    # Weight-like bfloat16: the planes code alike in any tile, so the difference is the
+    # per-tile metadata (32 lane states), which the default tile spreads over 16x the data.
+    rng = np.random.default_rng(12)
+    w = (rng.normal(0, 0.05, (512, 1024)).astype(np.float32).view(np.uint32) >> 16)
+    w = w.astype(np.uint16)
+    default, small = lossless.encode(w, bfloat16=True), lossless.encode(w, tile=(64, 64),
+                                                                        bfloat16=True)
+    assert lformat.parse(default).tile == lossless.DEFAULT_TILE
+    assert len(lformat.parse(small).meta) == 16 * len(lformat.parse(default).meta)
+    assert len(default) < len(small) - 0.01 * w.nbytes
+    for data in (default, small):
+        assert np.array_equal(lossless.decode(data), w)
 
 
 def test_decode_into_overwrites_every_byte():

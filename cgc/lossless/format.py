@@ -3,14 +3,17 @@
 docs/lossless-format.md is the specification; this module writes it and parses it back,
 validating every count and size against the bytes actually present before anything is
 allocated from it, so malformed input raises FormatError rather than crashing or
-allocating without bound."""
+allocating without bound.  The loops over table entries and tile records are compiled
+(cgc._lossless.read_table and check_metadata): in Python they cost more than decoding a
+small tensor."""
 import struct
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from cgc._lossless import NUM_LANES, PREDICTORS, RAW_GROUP
+from cgc._lossless import (METADATA_ERRORS, NUM_LANES, TABLE_ERRORS, TABLE_SYMBOL_LIST_MAX,
+                           check_metadata, read_table)
 from cgc.errors import FormatError
 from cgc.lossless.layout import (ELEMENT_TYPES, MAX_NDIM, MAX_TILE_ELEMENTS, matrix_shape,
                                  tile_count)
@@ -21,8 +24,6 @@ VERSION = 1
 _PREFIX = struct.Struct("<4sBBBBI")  # magic, version, dtype code, ndim, lanes, crc32
 MIN_PROB_BITS, MAX_PROB_BITS = 12, 14
 MAX_CONTEXTS, MAX_GROUPS = 16, 16
-SYMBOL_LIST_MAX = 31
-RANS_L = 1 << 23
 
 
 def metadata_dtype(nbytes):
@@ -58,7 +59,7 @@ def _table_bytes(freq):
     out = bytearray(_varint(symbols.size))
     if symbols.size == 0:
         return bytes(out)
-    if symbols.size <= SYMBOL_LIST_MAX:
+    if symbols.size <= TABLE_SYMBOL_LIST_MAX:
         out.extend(symbols.astype(np.uint8).tobytes())
     else:
         bitmap = np.zeros(256, np.uint8)
@@ -100,47 +101,20 @@ class _Reader:
     def unpack(self, fmt, what):
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
-    def varint(self, what):
-        value = 0
-        for shift in range(0, 35, 7):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-        raise FormatError(f"varint too long ({what})")
-
 
 def _read_table(reader, prob_bits):
-    total = 1 << prob_bits
     freq = np.zeros(256, np.uint32)
-    k = reader.varint("table size")
-    if k > 256:
-        raise FormatError(f"table lists {k} symbols")
-    if k == 0:
-        return freq
-    if k <= SYMBOL_LIST_MAX:
-        symbols = np.frombuffer(reader.take(k, "table symbols"), np.uint8)
-        if np.any(np.diff(symbols.astype(np.int16)) <= 0):
-            raise FormatError("table symbols not strictly ascending")
-    else:
-        bitmap = np.frombuffer(reader.take(32, "table bitmap"), np.uint8)
-        symbols = np.flatnonzero(np.unpackbits(bitmap, bitorder="little"))
-        if symbols.size != k:
-            raise FormatError("table bitmap disagrees with its symbol count")
-    acc = 0
-    for s in symbols[:-1]:
-        f = reader.varint("table frequency")
-        if f < 1 or acc + f >= total:
-            raise FormatError("table frequencies do not fit the precision")
-        freq[s] = f
-        acc += f
-    freq[symbols[-1]] = total - acc
+    end = read_table(reader.buf, reader.pos, prob_bits, freq)
+    if end < 0:
+        raise FormatError(TABLE_ERRORS[end])
+    reader.pos = end
     return freq
 
 
 def parse(buf):
     """Parse and validate a stream; returns a Container whose arrays view buf."""
-    buf = memoryview(buf).cast("B") if not isinstance(buf, bytes) else buf
+    # A memoryview, so that the slices below (CRC, metadata) do not copy the stream.
+    buf = memoryview(buf).cast("B")
     if len(buf) < _PREFIX.size:
         raise FormatError("truncated cgc.lossless stream (header)")
     magic, version, code, ndim, lanes, crc = _PREFIX.unpack(buf[:_PREFIX.size])
@@ -197,31 +171,13 @@ def _read_plane(reader):
 
 
 def _check_metadata(c, rows, cols):
-    meta, th, tw = c.meta, c.tile[0], c.tile[1]
-    if len(meta) == 0:
+    if len(c.meta) == 0:
         if len(c.data):
             raise FormatError("data present for an empty array")
         return
-    tiles_x = -(-cols // tw)
-    k = np.arange(len(meta))
-    heights = np.minimum(th, rows - (k // tiles_x) * th)
-    widths = np.minimum(tw, cols - (k % tiles_x) * tw)
-    sizes = meta["size"].astype(np.int64)
-    offsets = meta["offset"].astype(np.uint64)
-    ends = np.cumsum(sizes)
-    if offsets[0] != 0 or np.any(offsets[1:] != ends[:-1].astype(np.uint64)) \
-            or ends[-1] != len(c.data):
-        raise FormatError("tile offsets and sizes do not tile the data section")
-    if meta["pred"].max() >= len(PREDICTORS):
-        raise FormatError("unknown predictor")
-    groups = meta["groups"]
-    for p, plane in enumerate(c.planes):
-        g = groups[:, p]
-        if np.any((g >= plane.ngroups) & (g != RAW_GROUP)):
-            raise FormatError(f"tile names a missing table group in plane {p}")
-    nraw = (groups == RAW_GROUP).sum(axis=1)
-    if np.any(sizes < nraw * heights * widths):
-        raise FormatError("tile too short for its raw planes")
-    states = meta["states"]
-    if np.any(states < RANS_L) or np.any(states >= 256 * RANS_L):
-        raise FormatError("rANS lane state out of range")
+    ngroups = np.array([plane.ngroups for plane in c.planes], np.uint8)
+    records = c.meta.view(np.uint8).reshape(len(c.meta), c.meta.dtype.itemsize)
+    error = check_metadata(records, c.etype.nbytes, ngroups, len(c.data), rows, cols,
+                           c.tile[0], c.tile[1])
+    if error:
+        raise FormatError(METADATA_ERRORS[error])
