@@ -34,20 +34,13 @@ def _set_colours(params, image):
     params[:, 5:] = weighted[:, 5:] / np.maximum(mass[:, 5:], 1e-6)
 
 
-def _isotropic(n, sigma):
-    chol = np.zeros((n, 3), dtype=np.float32)
-    chol[:, 0] = sigma
-    chol[:, 2] = sigma
-    return chol
-
-
 def init_random(image, n, rng):
     """Uniform random positions, round Gaussians sized to the mean spacing."""
     height, width = image.shape[:2]
     params = np.zeros((n, 8), dtype=np.float32)
     params[:, 0] = rng.uniform(0, width, n)
     params[:, 1] = rng.uniform(0, height, n)
-    params[:, 2:5] = _isotropic(n, 0.6 * _mean_spacing(height, width, n))
+    params[:, 2] = params[:, 4] = 0.6 * _mean_spacing(height, width, n)
     _set_colours(params, image)
     return params
 
@@ -74,7 +67,6 @@ def init_gradient(image, n, rng):
     # A Gaussian where samples are k times denser than average gets a sqrt(k) smaller side.
     density = prob.ravel()[idx] * mag.size
     sigma = 0.6 * _mean_spacing(height, width, n) / np.sqrt(density)
-    params[:, 2:5] = _isotropic(n, 1.0)
     params[:, 2] = sigma
     params[:, 4] = sigma
     _set_colours(params, image)
