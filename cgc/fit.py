@@ -137,10 +137,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="slic", 
 def _log_diagnostics(backend, step, mse, coverage, params, bounds, elapsed):
     """Loss, PSNR, share of pixels with little total weight, collapsed Gaussians."""
     cov = backend.to_numpy(coverage)
-    chol = backend.to_numpy(params)[:, 2:5].astype(np.float64)
     gaussians = Gaussians(backend.to_numpy(params), *cov.shape)
     eig_min = np.linalg.eigvalsh(gaussians.covariance())[:, 0]
     collapsed = int(np.count_nonzero(eig_min <= bounds[0] * 1.001))
     uncovered = float(np.mean(cov < 0.05))
     log.info("step %d  loss %.6g  PSNR %.2f dB  uncovered %.2f%%  collapsed %d/%d  %.1f s",
-             step, mse, psnr(mse), 100 * uncovered, collapsed, chol.shape[0], elapsed)
+             step, mse, psnr(mse), 100 * uncovered, collapsed, len(gaussians), elapsed)
