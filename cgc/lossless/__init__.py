@@ -117,10 +117,8 @@ def _decode(container, out, device):
     meta = container.meta
     errors = np.zeros(len(meta), np.uint8)
     failed = _lossless.decode_tiles(
-        container.data, meta["offset"].astype(np.int64), meta["size"].astype(np.int64),
-        np.ascontiguousarray(meta["pred"]), np.ascontiguousarray(meta["groups"]),
-        np.ascontiguousarray(meta["states"]), tables.ctxmap, tables.tbase, tables.nctx,
-        tables.prob_bits, tables.freq, tables.start, tables.lookup, rows, cols,
+        container.data, meta.view(np.uint8).reshape(len(meta), meta.dtype.itemsize),
+        tables.ctxmap, tables.tbase, tables.nctx, tables.prob_bits, tables.freq, rows, cols,
         container.tile[0], container.tile[1], nbytes, container.etype.kind,
         out.reshape(rows, cols).view(np.uint8), errors)
     if failed:

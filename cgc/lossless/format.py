@@ -9,6 +9,7 @@ small tensor."""
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -26,6 +27,7 @@ MIN_PROB_BITS, MAX_PROB_BITS = 12, 14
 MAX_CONTEXTS, MAX_GROUPS = 16, 16
 
 
+@lru_cache(maxsize=None)  # parse asks for it per stream, and building a dtype is slow
 def metadata_dtype(nbytes):
     return np.dtype([("offset", "<u8"), ("size", "<u4"), ("pred", "u1"),
                      ("groups", "u1", (nbytes,)), ("states", "<u4", (NUM_LANES,))])
@@ -102,13 +104,11 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))
 
 
-def _read_table(reader, prob_bits):
-    freq = np.zeros(256, np.uint32)
+def _read_table(reader, prob_bits, freq):
     end = read_table(reader.buf, reader.pos, prob_bits, freq)
     if end < 0:
         raise FormatError(TABLE_ERRORS[end])
     reader.pos = end
-    return freq
 
 
 def parse(buf):
@@ -165,8 +165,9 @@ def _read_plane(reader):
         ctxmap = np.frombuffer(reader.take(256, "context map"), np.uint8)
         if ctxmap.max() >= nctx:
             raise FormatError("context map names a missing context")
-    freqs = np.stack([_read_table(reader, prob_bits) for _ in range(ngroups * nctx)]) \
-        if ngroups else np.zeros((0, 256), np.uint32)
+    freqs = np.zeros((ngroups * nctx, 256), np.uint32)
+    for freq in freqs:
+        _read_table(reader, prob_bits, freq)
     return PlaneModel(prob_bits, nctx, ngroups, ctxmap, freqs)
 
 

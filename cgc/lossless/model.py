@@ -7,6 +7,7 @@ of real checkpoints are stored at lower precision).  A tile may also store a pla
 Everything is chosen by estimated coded size, table bytes included, so small inputs end up
 with one table per plane and incompressible planes stay raw (which also decodes fastest)."""
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -206,7 +207,18 @@ class CodingTables:
     ctxmap: np.ndarray  # uint8[P, 256]
     freq: np.ndarray  # uint32[T, 256]
     start: np.ndarray  # uint32[T, 256]: exclusive prefix sums of freq
-    lookup: np.ndarray  # uint8[T, 2**max(prob_bits)]: slot -> symbol
+
+    @cached_property
+    def lookup(self):
+        """uint8[T, 2**max(prob_bits)]: slot -> symbol.  Built on first use: only the CUDA
+        decoder reads it (the CPU decoder builds its own tables in C), and a loop over the
+        tables costs more than decoding a small tensor."""
+        lookup = np.zeros((len(self.freq), 1 << int(self.prob_bits.max())), np.uint8)
+        symbols = np.arange(256, dtype=np.uint8)
+        for t in range(len(self.freq)):
+            row = np.repeat(symbols, self.freq[t])
+            lookup[t, :row.size] = row
+        return lookup
 
 
 def coding_tables(planes):
@@ -216,13 +228,6 @@ def coding_tables(planes):
     if len(freq) == 0:
         freq = np.zeros((1, 256), np.uint32)
     start = (np.cumsum(freq, axis=1, dtype=np.uint32) - freq).astype(np.uint32)
-    width = 1 << max(p.prob_bits for p in planes)
-    lookup = np.zeros((len(freq), width), np.uint8)
-    symbols = np.arange(256, dtype=np.uint8)
-    for t in range(len(freq)):
-        row = np.repeat(symbols, freq[t])
-        lookup[t, :row.size] = row
     return CodingTables(tbase, np.array([p.nctx for p in planes], np.int32),
                         np.array([p.prob_bits for p in planes], np.uint8),
-                        np.stack([p.ctxmap for p in planes]).astype(np.uint8), freq, start,
-                        lookup)
+                        np.stack([p.ctxmap for p in planes]).astype(np.uint8), freq, start)
