@@ -83,6 +83,15 @@ cdef inline void _row_span(double x, double a, double b, double c, int j_lo, int
     if j1[0] > j_hi: j1[0] = j_hi
 
 
+cdef inline floating _direct_weight(floating q) noexcept nogil:
+    """exp(-q / 2) evaluated directly: the fallback when the row recurrence has left [0, 1].
+
+    That happens only for degenerate Gaussians (footprints far below a pixel or with huge
+    shear, as a corrupted file may hold), where the recurrence's ratio overflows; the true
+    weight of a pixel with q <= 9 always lies in [exp(-4.5), 1]."""
+    return <floating>exp(-0.5 * q)
+
+
 cdef inline void _row_weight_anchor(double dx, double a, double b, double c,
                                     double *weight, double *ratio) noexcept nogil:
     """Start of the weight recurrence along a row, at offset dx.
@@ -193,7 +202,7 @@ def render_forward(floating[:, ::1] params, int height, int width,
                     v = (dy - l21 * u) * inv_l22
                     q = u * u + v * v
                     if q <= CUTOFF_Q:
-                        w = <floating>w_row
+                        w = <floating>w_row if 0.0 <= w_row <= 1.0 else _direct_weight(q)
                         out[i, j, 0] += cr * w
                         out[i, j, 1] += cg * w
                         out[i, j, 2] += cb * w
@@ -255,7 +264,7 @@ def render_backward(floating[:, ::1] params, int height, int width,
                     v = (dy - l21 * u) * inv_l22
                     q = u * u + v * v
                     if q <= CUTOFF_Q:
-                        w = <floating>w_row
+                        w = <floating>w_row if 0.0 <= w_row <= 1.0 else _direct_weight(q)
                         gr = grad_image[i, j, 0]
                         gg = grad_image[i, j, 1]
                         gb = grad_image[i, j, 2]

@@ -151,3 +151,16 @@ def test_bad_shapes_raise():
         backend.render_forward(np.zeros((3, 8)), 0, 4)
     with pytest.raises(ValueError):
         backend.render_backward(np.zeros((3, 8)), 4, 4, np.zeros((4, 5, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_degenerate_shapes_render_finite_weights(dtype):
+    """Needle-thin and hugely sheared Gaussians (as a corrupted file may hold) still give
+    weights in [0, 1]: the row recurrence falls back to a direct exp when it overflows."""
+    for l11 in (1e-11, 1e-8, 1e-5, 1e-3):
+        for l21 in (1e-3, 1e3, 1e6, 1e9):
+            for l22 in (1e-11, 1e-6, 1e-2, 1.0):
+                params = np.array([[10.3, 10.7, l11, l21, l22, 1, 1, 1]], dtype)
+                image = backend.render_forward(params, 24, 24)
+                assert np.isfinite(image).all(), (l11, l21, l22)
+                assert image.min() >= 0 and image.max() <= 1, (l11, l21, l22)
