@@ -24,6 +24,10 @@ cdef enum:
     TILE = 16
     ANCHOR_EVERY = 16
 cdef double CUTOFF_Q = 9.0
+# Rows of Gaussians thinner than 1 / sqrt(RECURRENCE_MAX_A) pixels (far below the fit's
+# minimum scale) are evaluated pixel by pixel: their recurrence ratio spans so many orders of
+# magnitude per pixel that float64 would underflow or overflow.
+cdef double RECURRENCE_MAX_A = 50.0
 # Gaussians thinner than this (in pixels) are skipped rather than divided by.
 cdef double MIN_CHOLESKY = 1e-12
 
@@ -196,7 +200,7 @@ def render_forward(floating[:, ::1] params, int height, int width,
                 _row_quadratic(dy, inv_l11, l21, inv_l22, &qa, &qb, &qc)
                 _row_span(x, qa, qb, qc, max(j0, tj0), min(j1, tj1), &rj0, &rj1)
                 for j in range(rj0, rj1 + 1):
-                    if (j - rj0) % ANCHOR_EVERY == 0:
+                    if (j - rj0) % ANCHOR_EVERY == 0 or qa > RECURRENCE_MAX_A:
                         _row_weight_anchor(j + 0.5 - x, qa, qb, qc, &w_row, &ratio)
                     u = (<floating>(j + 0.5) - x) * inv_l11
                     v = (dy - l21 * u) * inv_l22
@@ -258,7 +262,7 @@ def render_backward(floating[:, ::1] params, int height, int width,
                 _row_quadratic(dy, inv_l11, l21, inv_l22, &qa, &qb, &qc)
                 _row_span(x, qa, qb, qc, max(j0, tj0), min(j1, tj1), &rj0, &rj1)
                 for j in range(rj0, rj1 + 1):
-                    if (j - rj0) % ANCHOR_EVERY == 0:
+                    if (j - rj0) % ANCHOR_EVERY == 0 or qa > RECURRENCE_MAX_A:
                         _row_weight_anchor(j + 0.5 - x, qa, qb, qc, &w_row, &ratio)
                     u = (<floating>(j + 0.5) - x) * inv_l11
                     v = (dy - l21 * u) * inv_l22

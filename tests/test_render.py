@@ -157,10 +157,13 @@ def test_bad_shapes_raise():
 def test_degenerate_shapes_render_finite_weights(dtype):
     """Needle-thin and hugely sheared Gaussians (as a corrupted file may hold) still give
     weights in [0, 1]: the row recurrence falls back to a direct exp when it overflows."""
-    for l11 in (1e-11, 1e-8, 1e-5, 1e-3):
-        for l21 in (1e-3, 1e3, 1e6, 1e9):
-            for l22 in (1e-11, 1e-6, 1e-2, 1.0):
-                params = np.array([[10.3, 10.7, l11, l21, l22, 1, 1, 1]], dtype)
-                image = backend.render_forward(params, 24, 24)
-                assert np.isfinite(image).all(), (l11, l21, l22)
-                assert image.min() >= 0 and image.max() <= 1, (l11, l21, l22)
+    # The first shape came out of a mutated file: a = (1 + (l21 / l22)^2) / l11^2 ~ 1800
+    # makes the recurrence's ratio overflow to inf while the weight underflows to 0.
+    shapes = [(0.5738, 1.2951, 0.05364)] + [
+        (l11, l21, l22) for l11 in (1e-11, 1e-5, 1e-3, 0.5) for l21 in (1e-3, 1.0, 1e6)
+        for l22 in (1e-11, 1e-2, 0.05)]
+    for l11, l21, l22 in shapes:
+        params = np.array([[27.47, 8.157, l11, l21, l22, 1, 1, 1]], dtype)
+        image = backend.render_forward(params, 30, 40)
+        assert np.isfinite(image).all(), (l11, l21, l22)
+        assert image.min() >= 0 and image.max() <= 1, (l11, l21, l22)
