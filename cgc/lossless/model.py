@@ -107,19 +107,25 @@ def _cluster(hist, sizes, ngroups, init):
     return choice, centres
 
 
-def _split(hist, sizes, choice, centres):
-    """Seed twice as many centres: each group adds its worst-fitting tile."""
+def _split(hist, sizes, choice, centres, limit):
+    """Seed up to limit centres: the raw tiles add the one that its own table would compress
+    most, then each group adds its worst-fitting tile.  Without the former, tiles that no
+    group fits (another predictor's residuals, say) would stay raw at every group count."""
     smoothed = centres + _EPS
     nctx = smoothed.shape[1] // 256
     per_ctx = smoothed.reshape(len(centres), nctx, 256)
     logq = np.log2(per_ctx / per_ctx.sum(axis=2, keepdims=True)).reshape(len(centres), -1)
     seeds = [centres]
+    raw = np.flatnonzero(choice < 0)
+    if raw.size:
+        own = _entropy_bits(hist[raw].reshape(raw.size, nctx, 256)).sum(axis=1)
+        seeds.append(hist[raw[np.argmin(own / np.maximum(sizes[raw], 1))]][None, :])
     for g in range(len(centres)):
         members = np.flatnonzero(choice == g)
         if members.size > 1:
             fit = -(hist[members] @ logq[g]) / np.maximum(sizes[members], 1)
             seeds.append(hist[members[np.argmax(fit)]][None, :])
-    return np.concatenate(seeds)
+    return np.concatenate(seeds)[:limit]
 
 
 def _groups(hist, sizes):
@@ -135,7 +141,8 @@ def _groups(hist, sizes):
     for ngroups in GROUP_CHOICES[1:]:
         if ngroups > len(hist):
             break
-        choice, centres = _cluster(hist, sizes, ngroups, _split(hist, sizes, choice, centres))
+        seeds = _split(hist, sizes, choice, centres, ngroups)
+        choice, centres = _cluster(hist, sizes, ngroups, seeds)
         if len(centres) == 0:
             break
         _, cost = _assign(hist, sizes, centres)
