@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import cgc.lossless as lossless  # noqa: E402
 
 REPEATS = 3
-# None: encode()'s default tile (cgc.lossless.DEFAULT_TILE, 128 x 512; 256 x 1024 for int8).
+# None: encode()'s default tile (cgc.lossless.DEFAULT_TILE, 128 x 512).
 WEIGHT_TILES = {"cgc (default tiles)": None, "cgc (64x64 tiles)": (64, 64)}
 TABLE_BYTES = 512
 KODAK = ROOT.parent / "shared" / "data" / "kodak"  # shared/ sits beside the checkout

@@ -13,8 +13,8 @@ from cgc import _lossless
 from cgc.errors import FormatError
 from cgc.lossless import model
 from cgc.lossless.format import metadata_dtype, parse, serialize
-from cgc.lossless.layout import (DEFAULT_TILE, check_tile, default_tile, effective_tile,
-                                 element_type, matrix_shape, tile_count, to_values)
+from cgc.lossless.layout import (DEFAULT_TILE, check_tile, effective_tile, element_type,
+                                 matrix_shape, tile_count, to_values)
 
 __all__ = ["encode", "decode", "decode_into", "PREDICTORS", "DEFAULT_TILE"]
 
@@ -25,17 +25,17 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None):
     """Compress array losslessly.
 
     tile: requested (rows, cols) of a tile, at most 2**18 elements; None asks for
-    DEFAULT_TILE, 128 x 512, or 256 x 1024 for 1-byte dtypes (see cgc.lossless.layout for
-    the measurements behind them).  The tile is shrunk to the array, and thin arrays get
-    tiles stretched along their long axis.  Smaller tiles such as (64, 64) adapt predictors
-    and tables more locally but pay 1.8 % of a 16-bit tensor in per-tile metadata.
-    bfloat16: the uint16 array holds bfloat16 bit patterns.  predictors: names from
-    PREDICTORS to try per tile (default all; "none" is always tried)."""
+    DEFAULT_TILE, 128 x 512 (see cgc.lossless.layout for the measurements behind it).  The
+    tile is shrunk to the array, and thin arrays get tiles stretched along their long axis.
+    Smaller tiles such as (64, 64) adapt predictors and tables more locally but pay 1.8 %
+    of a 16-bit tensor in per-tile metadata.  bfloat16: the uint16 array holds bfloat16 bit
+    patterns.  predictors: names from PREDICTORS to try per tile (default all; "none" is
+    always tried)."""
     arr = np.asarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
     etype = element_type(arr.dtype, bfloat16)
-    th, tw = check_tile(default_tile(etype.nbytes) if tile is None else tile)
+    th, tw = check_tile(DEFAULT_TILE if tile is None else tile)
     candidates = _candidates(predictors)
     rows, cols = matrix_shape(arr.shape) if arr.size else (0, 0)
     etile = effective_tile((th, tw), rows, cols) if arr.size else (th, tw)

@@ -23,11 +23,6 @@ MAX_TILE_ELEMENTS = 1 << 18
 # twice the per-thread decoder scratch), 256 x 1024 66.30 % (fewer tiles to adapt the
 # table groups to).
 DEFAULT_TILE = (128, 512)
-# The default for 1-byte elements, 2**18 of them: 141 + 1 metadata bytes are 0.2 % of a
-# 128 x 512 tile of int8, and the decoder's scratch per tile (bytes, not elements) is that of
-# a float32 tile of DEFAULT_TILE.  On all-MiniLM-L6-v2 quantised to int8: 90.81 % of the
-# original with 128 x 512, 90.73 % with 256 x 512, 90.70 % with 256 x 1024.
-DEFAULT_BYTE_TILE = (256, 1024)
 MAX_NDIM = 32
 
 
@@ -82,10 +77,6 @@ def matrix_shape(shape):
     for s in shape[:-1]:
         rows *= int(s)
     return (rows, cols) if cols else (0, 0)
-
-
-def default_tile(nbytes):
-    return DEFAULT_BYTE_TILE if nbytes == 1 else DEFAULT_TILE
 
 
 def effective_tile(tile, rows, cols):
