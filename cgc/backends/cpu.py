@@ -13,7 +13,7 @@ def _as_params(params):
     return params
 
 
-def _check_size(height, width):
+def check_image_size(height, width):
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
 
@@ -27,13 +27,13 @@ class CPUBackend:
     def bin(self, params, height, width):
         """Tile binning of ``params``: (tile_start, pair_gaussian)."""
         params = _as_params(params)
-        _check_size(height, width)
+        check_image_size(height, width)
         return _core.bin_gaussians(params, height, width)
 
     def render_forward(self, params, height, width, bins=None, weight=False):
         """Render (H, W, 3) unclipped; with ``weight=True`` also return the (H, W) coverage."""
         params = _as_params(params)
-        _check_size(height, width)
+        check_image_size(height, width)
         if bins is None:
             bins = _core.bin_gaussians(params, height, width)
         out = np.empty((height, width, 3), dtype=params.dtype)
@@ -44,7 +44,7 @@ class CPUBackend:
     def render_backward(self, params, height, width, grad_image, bins=None):
         """dL/dparams (N, 8) given dL/dimage (H, W, 3)."""
         params = _as_params(params)
-        _check_size(height, width)
+        check_image_size(height, width)
         grad_image = np.ascontiguousarray(grad_image, dtype=params.dtype)
         if grad_image.shape != (height, width, 3):
             raise ValueError(f"grad_image must have shape {(height, width, 3)}")

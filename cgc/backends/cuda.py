@@ -5,6 +5,8 @@ xp=numpy)`` drives this same code with a CPU emulation of CUDA, which is how it 
 on machines without a GPU."""
 import numpy as np
 
+from cgc.backends.cpu import check_image_size
+
 TILE = 16
 # Threads per block of the one-thread-per-item kernels.
 BLOCK = 256
@@ -12,11 +14,6 @@ BLOCK = 256
 
 def _blocks(count):
     return ((count + BLOCK - 1) // BLOCK,)
-
-
-def _check_size(height, width):
-    if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {height}x{width}")
 
 
 class CUDABackend:
@@ -73,7 +70,7 @@ class CUDABackend:
         """Tile binning of ``params``: (tile_start, pair_gaussian), as ``CPUBackend.bin``."""
         xp = self.xp
         params = self._params(params)
-        _check_size(height, width)
+        check_image_size(height, width)
         n = params.shape[0]
         tiles_x = (width + TILE - 1) // TILE
         n_tiles = tiles_x * ((height + TILE - 1) // TILE)
@@ -104,7 +101,7 @@ class CUDABackend:
         """Render (H, W, 3) unclipped; with ``weight=True`` also return the (H, W) coverage."""
         xp = self.xp
         params = self._params(params)
-        _check_size(height, width)
+        check_image_size(height, width)
         tile_start, pair_gaussian = self._bins(params, height, width, bins)
         out = xp.empty((height, width, 3), dtype=xp.float32)
         # The kernel takes a pointer either way; a 1-element placeholder stands in for "none".
@@ -119,7 +116,7 @@ class CUDABackend:
         """dL/dparams (N, 8) given dL/dimage (H, W, 3)."""
         xp = self.xp
         params = self._params(params)
-        _check_size(height, width)
+        check_image_size(height, width)
         grad_image = xp.ascontiguousarray(xp.asarray(grad_image, dtype=xp.float32))
         if grad_image.shape != (height, width, 3):
             raise ValueError(f"grad_image must have shape {(height, width, 3)}")

@@ -3,15 +3,13 @@
 CuPy is imported only here, and only when device="cuda" is asked for.  launch() takes the
 array module and the kernel function as arguments so that tests can run the same argument
 packing on the CPU through the CUDA emulation."""
-import functools
-
 import numpy as np
 
 from cgc.errors import FormatError
-from cgc.kernels import KERNEL_DIR, expand_source
+from cgc.kernels import load_module
 from cgc.lossless import model
 
-KERNEL_SOURCE = KERNEL_DIR / "rans.cu"
+KERNEL_MODULE = "rans"
 KERNEL_NAME = "rans_decode_tiles"
 LANES = 32
 
@@ -41,21 +39,14 @@ def launch(function, container, xp, out_bytes):
     return errors.reshape(len(meta), LANES).max(axis=1)
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel():
-    import cupy
-
-    module = cupy.RawModule(code=expand_source(KERNEL_SOURCE), options=("--std=c++17",))
-    return module.get_function(KERNEL_NAME)
-
-
 def decode_into(container, out):
     try:
         import cupy
     except ImportError as exc:
         raise RuntimeError("device='cuda' needs CuPy (pip install cgc[cuda])") from exc
     out_dev = cupy.empty(out.nbytes, cupy.uint8)
-    errors = launch(_kernel(), container, cupy, out_dev)
+    errors = launch(load_module(KERNEL_MODULE).get_function(KERNEL_NAME), container, cupy,
+                    out_dev)
     if errors.any():
         raise FormatError(f"{int(np.count_nonzero(errors))} tile(s) failed to decode "
                           f"(first: tile {int(np.flatnonzero(errors)[0])})")
