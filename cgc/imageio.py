@@ -67,6 +67,8 @@ def load_image(path):
             elif img.mode.startswith("I;16"):
                 return _array_to_float(np.asarray(img).astype(np.uint16))
             array = np.asarray(img)
+    except FormatError:
+        raise
     # Pillow reports malformed files through several exception types, a decompression bomb
     # among them; all of them mean the same thing here.
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
