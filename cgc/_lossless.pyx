@@ -438,6 +438,31 @@ cdef extern from *:
     uint32_t load_be32 "cgc_load_be32"(const uint8_t *p) noexcept nogil
 
 
+cdef extern from "_lossless_avx2.h" nogil:
+    int have_avx2 "cgc_have_avx2"()
+    Py_ssize_t avx2_decode_steps "cgc_avx2_decode_steps"(
+        uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
+        const int32_t **table, const uint32_t *entries, const uint8_t *data, Py_ssize_t *pos,
+        Py_ssize_t end, Py_ssize_t full_steps)
+    uint32_t avx2_entry "cgc_avx2_entry"(uint32_t symbol, uint32_t freq, uint32_t offset)
+    enum:
+        AVX2_PROB_BITS "CGC_AVX2_PROB_BITS"
+        AVX2_SLOTS "CGC_AVX2_SLOTS"
+
+
+cdef bint avx2_present = have_avx2()
+cdef bint use_avx2 = avx2_present
+
+
+def simd_decoder(enabled=None):
+    """Whether tile decoding uses the AVX2 decoder (present on this CPU and not switched
+    off); enabled=True/False switches it on (if present) or off, for tests and benches."""
+    global use_avx2
+    if enabled is not None:
+        use_avx2 = bool(enabled) and avx2_present
+    return bool(use_avx2)
+
+
 cdef struct DecodeTables:
     # Each table is one block: its slot -> symbol lookup (2**lookup_shift bytes) followed
     # by fs[256], freq << 16 | start as uint32 (both at most 2**14), so that one pointer
@@ -449,6 +474,9 @@ cdef struct DecodeTables:
     const int32_t *nctx
     const uint8_t *prob_bits
     const uint8_t *ctxmap  # [plane][256]
+    # The AVX2 decoder's packed tables (AVX2_SLOTS entries each, same table order), or NULL
+    # when it is off or some plane's precision is not AVX2_PROB_BITS.
+    const uint32_t *entries
 
 
 cdef inline Py_ssize_t decode_lane(uint32_t *x, uint8_t *sym_out, const uint8_t *block,
@@ -501,8 +529,15 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
     plane, read back from that plane."""
     cdef uint32_t x[LANES]
     cdef const uint8_t *ctx_block[4][256]  # [plane][previous plane's byte]: table block
+    cdef int32_t ctx_entry[4][256]  # the same tables as indexes into tb.entries
+    # The coded planes alone, in order, for the AVX2 decoder.
+    cdef uint8_t *coded_out[4]
+    cdef const uint8_t *coded_ctx[4]
+    cdef const int32_t *coded_table[4]
+    cdef Py_ssize_t table
     cdef Py_ssize_t t, jmax, raw_at, end, j, e0, nsteps = (n + LANES - 1) // LANES
-    cdef int p, nraw = 0, pb, ls = tb.lookup_shift
+    cdef Py_ssize_t first_step = 0
+    cdef int p, nraw = 0, ncoded = 0, pb, ls = tb.lookup_shift
     cdef const uint8_t *block
     cdef const uint8_t *prev
     cdef uint8_t *cur
@@ -518,11 +553,19 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
             continue
         planes[p] = scratch + p * n
         for j in range(256 if p > 0 else 1):
-            ctx_block[p][j] = tb.blocks + tb.block_bytes * (
-                tb.tbase[p] + group[p] * tb.nctx[p] + (tb.ctxmap[256 * p + j] if p > 0 else 0))
+            table = tb.tbase[p] + group[p] * tb.nctx[p] + (tb.ctxmap[256 * p + j] if p > 0 else 0)
+            ctx_block[p][j] = tb.blocks + tb.block_bytes * table
+            ctx_entry[p][j] = <int32_t>(AVX2_SLOTS * table)
+        coded_out[ncoded] = scratch + p * n
+        coded_ctx[ncoded] = planes[p - 1] if p > 0 else NULL
+        coded_table[ncoded] = ctx_entry[p]
+        ncoded += 1
     for j in range(LANES):
         x[j] = <uint32_t>load_le(state + 4 * j, 4)
-    for t in range(nsteps):
+    if tb.entries != NULL and ncoded > 0:
+        first_step = avx2_decode_steps(x, ncoded, coded_out, coded_ctx, coded_table,
+                                       tb.entries, data, &pos, end, n // LANES)
+    for t in range(first_step, nsteps):
         e0 = t * LANES
         jmax = min(LANES, n - e0)
         for p in range(nbytes):
@@ -656,7 +699,7 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
     cdef Py_ssize_t tiles_x = (cols + tile_w - 1) // tile_w
     cdef Py_ssize_t ntiles = meta.shape[0]
     cdef Py_ssize_t k, y0, x0, h, w, failed = 0, cap = <Py_ssize_t>tile_h * tile_w
-    cdef Py_ssize_t t, acc, width
+    cdef Py_ssize_t t, acc, width, i
     cdef int code, s, p, pb_max = 0
     cdef uint32_t f
     cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << (8 * nbytes)) - 1)
@@ -675,6 +718,11 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
     # table's coded symbols fill exactly its 2**prob_bits slots; a table of an unseen
     # context has none and leaves its lookup 0.
     cdef uint8_t[:, ::1] blocks = np.zeros((freq.shape[0], width + 1024), np.uint8)
+    cdef bint packed = use_avx2 and pb_max == AVX2_PROB_BITS
+    cdef uint32_t[:, ::1] entries = np.zeros((freq.shape[0] if packed else 1, AVX2_SLOTS),
+                                             np.uint32)
+    for p in range(nbytes):
+        packed = packed and prob_bits[p] == AVX2_PROB_BITS
     for t in range(freq.shape[0]):
         fs = <uint32_t *>&blocks[t, width]
         acc = 0
@@ -685,6 +733,9 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
             fs[s] = (f << 16) | <uint32_t>acc
             if f:
                 memset(&blocks[t, acc], s, f)
+                if packed:
+                    for i in range(f):
+                        entries[t, acc + i] = avx2_entry(s, f, i)
                 acc += f
     tb.blocks = &blocks[0, 0]
     tb.block_bytes = blocks.shape[1]
@@ -693,6 +744,7 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
     tb.nctx = &nctx[0]
     tb.prob_bits = &prob_bits[0]
     tb.ctxmap = &ctxmap[0, 0]
+    tb.entries = &entries[0, 0] if packed else NULL
     with nogil, parallel():
         # Per thread: a C array declared outside the parallel block would be shared.
         planes = <const uint8_t **>malloc(4 * sizeof(uint8_t *))

@@ -1,0 +1,166 @@
+/* AVX2 decoder for the full steps of a cgc.lossless tile (docs/lossless-format.md).
+
+Read me first
+-------------
+* Same symbol order as the scalar decoder in _lossless.pyx: for each step, for each coded
+  plane, lanes 0..31 in order, all reading refill bytes from one shared stream.  The 32 lane
+  states live in four 8-lane vectors; each vector decodes its 8 symbols at once and finds
+  each lane's refill bytes at pos + (exclusive prefix sum of the lanes' byte needs), which
+  a 256-entry table gives from the 8-bit masks "needs >= 1 byte" and "needs 2 bytes".
+* A group of 8 lanes consumes at most 16 bytes, so it loads the 16 at its position once
+  and hands each lane its bytes with a shuffle.  A step of P coded planes may thus read up
+  to 64 * P bytes past pos: the loop stops at the first step for which fewer than that
+  remain, and the scalar decoder, which checks each byte, finishes the tile.
+* Tables are arrays of 2**12 packed slot entries (cgc_avx2_entry), one gather per symbol;
+  the decoder builds them only when every coded plane uses 12-bit probabilities, which is
+  what the encoder writes.  A lane's table is found from the byte of plane p - 1 through a
+  256-entry index (index 0 for plane 0).
+* The build needs no -mavx2: the functions carry a target attribute and are only called
+  when cgc_have_avx2() found the instructions at run time.  Elsewhere (other CPUs, other
+  compilers) cgc_have_avx2() is 0 and the scalar decoder runs alone. */
+#ifndef CGC_LOSSLESS_AVX2_H
+#define CGC_LOSSLESS_AVX2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CGC_AVX2_LANES 32
+#define CGC_AVX2_RANS_L (1u << 23)
+/* Tables of 2**12 slots, the precision the encoder writes; others take the scalar path. */
+#define CGC_AVX2_PROB_BITS 12
+#define CGC_AVX2_SLOTS (1 << CGC_AVX2_PROB_BITS)
+/* Bytes one plane's step may touch past pos: each 8-lane group reads 16 bytes at its
+   start, after at most 3 * 16 bytes consumed by the groups before it. */
+#define CGC_AVX2_STEP_BYTES (4 * 16)
+
+/* The entry of a table slot: symbol | (freq - 1) << 8 | (slot - start) << 20, where the
+   symbol owns slots [start, start + freq) of the 2**12. */
+static inline uint32_t cgc_avx2_entry(uint32_t symbol, uint32_t freq, uint32_t offset) {
+    return symbol | (freq - 1) << 8 | offset << 20;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define CGC_AVX2_TARGET __attribute__((target("avx2,popcnt")))
+
+/* prefix8[m] holds, for lane j = 0..7, the number of bits of m below bit j. */
+static uint8_t cgc_avx2_prefix8[256][8];
+
+static int cgc_have_avx2(void) {
+    int m, j, c;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("popcnt"))
+        return 0;
+    for (m = 0; m < 256; m++)
+        for (j = 0, c = 0; j < 8; j++) {
+            cgc_avx2_prefix8[m][j] = (uint8_t)c;
+            c += (m >> j) & 1;
+        }
+    return 1;
+}
+
+/* One 8-lane group of one plane: decodes its symbols into *sym (as int32), updates the
+   states in *x and returns how many stream bytes the group consumed. */
+CGC_AVX2_TARGET static inline int cgc_avx2_group(
+        __m256i *x, __m256i *sym, __m256i table, const uint32_t *entries,
+        const uint8_t *stream) {
+    /* Per dword: the byte index of each lane's refill position, copied to its 4 bytes, plus
+       3, 2, 1, 0 so that the shuffle assembles the 4 stream bytes most significant first. */
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+                                            0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+    const __m256i big_endian = _mm256_set1_epi32(0x00010203);
+    __m256i e = _mm256_i32gather_epi32(
+        (const int *)entries,
+        _mm256_add_epi32(table, _mm256_and_si256(*x, _mm256_set1_epi32(CGC_AVX2_SLOTS - 1))),
+        4);
+    __m256i freq = _mm256_add_epi32(
+        _mm256_and_si256(_mm256_srli_epi32(e, 8), _mm256_set1_epi32(CGC_AVX2_SLOTS - 1)),
+        _mm256_set1_epi32(1));
+    /* freq * (x >> 12) + bias < 2**31: the signed compares below are exact. */
+    __m256i v = _mm256_add_epi32(
+        _mm256_mullo_epi32(freq, _mm256_srli_epi32(*x, CGC_AVX2_PROB_BITS)),
+        _mm256_srli_epi32(e, 20));
+    __m256i one = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)CGC_AVX2_RANS_L), v);
+    __m256i two = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(CGC_AVX2_RANS_L >> 8)), v);
+    int m1 = _mm256_movemask_ps(_mm256_castsi256_ps(one));
+    int m2 = _mm256_movemask_ps(_mm256_castsi256_ps(two));
+    __m256i at = _mm256_add_epi32(
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)cgc_avx2_prefix8[m1])),
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)cgc_avx2_prefix8[m2])));
+    /* The group consumes at most 16 bytes: lane j takes bytes at_j .. at_j + need_j - 1 of
+       them; bytes a shuffle index beyond 15 picks are shifted out below. */
+    __m256i bytes = _mm256_shuffle_epi8(
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)stream)),
+        _mm256_add_epi32(_mm256_shuffle_epi8(at, spread), big_endian));
+    /* need = 0, 1 or 2 bytes: x = x << 8 need | top 8 need bits of the 4 bytes (variable
+       shifts by 32 give 0, which is what need = 0 wants). */
+    __m256i bits = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                      _mm256_add_epi32(one, two)), 3);
+    *x = _mm256_or_si256(_mm256_sllv_epi32(v, bits),
+                         _mm256_srlv_epi32(bytes, _mm256_sub_epi32(_mm256_set1_epi32(32),
+                                                                   bits)));
+    *sym = _mm256_and_si256(e, _mm256_set1_epi32(0xFF));
+    return __builtin_popcount(m1) + __builtin_popcount(m2);
+}
+
+/* Decode steps t = 0, 1, ... of a tile while each is full (32 elements, t < full_steps)
+   and its planes cannot read past end; returns the number of steps done, with x (the 32
+   lane states) and *pos advanced past them.
+
+   planes: the nplanes coded planes in order; out[i] receives plane i's bytes (element e at
+   out[i][e]); ctx[i] is the byte array whose element e selects the table of plane i's
+   symbol e (NULL: plane 0, table[i][0]); table[i] maps that byte to the index of the
+   table's first entry in entries (CGC_AVX2_SLOTS entries per table, see
+   cgc_avx2_entry). */
+CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
+        uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
+        const int32_t **table, const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos,
+        ptrdiff_t end, ptrdiff_t full_steps) {
+    __m256i x[4], sym[4];
+    ptrdiff_t t, p = *pos, step_bytes = (ptrdiff_t)CGC_AVX2_STEP_BYTES * nplanes;
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int g, i;
+    for (g = 0; g < 4; g++)
+        x[g] = _mm256_loadu_si256((const __m256i *)(x_lanes + 8 * g));
+    for (t = 0; t < full_steps && end - p >= step_bytes; t++) {
+        ptrdiff_t e0 = t * CGC_AVX2_LANES;
+        for (i = 0; i < nplanes; i++) {
+            for (g = 0; g < 4; g++) {
+                __m256i first = ctx[i] == NULL
+                    ? _mm256_set1_epi32(table[i][0])
+                    : _mm256_i32gather_epi32(
+                          table[i], _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                        (const __m128i *)(ctx[i] + e0 + 8 * g))), 4);
+                p += cgc_avx2_group(&x[g], &sym[g], first, entries, data + p);
+            }
+            /* 4 x 8 int32 symbols < 256 -> 32 bytes in lane order. */
+            _mm256_storeu_si256(
+                (__m256i *)(out[i] + e0),
+                _mm256_permutevar8x32_epi32(
+                    _mm256_packus_epi16(_mm256_packs_epi32(sym[0], sym[1]),
+                                        _mm256_packs_epi32(sym[2], sym[3])),
+                    order));
+        }
+    }
+    for (g = 0; g < 4; g++)
+        _mm256_storeu_si256((__m256i *)(x_lanes + 8 * g), x[g]);
+    *pos = p;
+    return t;
+}
+
+#else
+
+static int cgc_have_avx2(void) { return 0; }
+
+static ptrdiff_t cgc_avx2_decode_steps(
+        uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
+        const int32_t **table, const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos,
+        ptrdiff_t end, ptrdiff_t full_steps) {
+    (void)x_lanes; (void)nplanes; (void)out; (void)ctx; (void)table; (void)entries;
+    (void)data; (void)pos; (void)end; (void)full_steps;
+    return 0;
+}
+
+#endif
+#endif

@@ -1,0 +1,91 @@
+"""The AVX2 tile decoder against the scalar one: same arrays, same failures.
+
+Both decoders are compiled into cgc._lossless; simd_decoder() switches between them.  The
+AVX2 one decodes the full steps of a tile while enough stream bytes remain and hands the
+rest to the scalar one, so every case here crosses that hand-over."""
+import zlib
+
+import numpy as np
+import pytest
+
+import cgc.lossless as lossless
+from cgc import _lossless
+from cgc.errors import FormatError
+from cgc.lossless import format as lformat
+from test_lossless import ALL_TYPES, as_input, bits, pattern, with_crc
+
+pytestmark = pytest.mark.skipif(not _lossless.simd_decoder(),
+                                reason="this CPU has no AVX2: only the scalar decoder runs")
+
+
+@pytest.fixture
+def decoders():
+    """Decode data with the AVX2 decoder and with the scalar one into 0xcc-poisoned
+    buffers; returns the two results (array or FormatError) in that order."""
+    def run(data):
+        results = []
+        for simd in (True, False):
+            _lossless.simd_decoder(simd)
+            try:
+                results.append(_decode_poisoned(data))
+            except FormatError as exc:
+                results.append(exc)
+        return results
+    yield run
+    _lossless.simd_decoder(True)
+
+
+def _decode_poisoned(data):
+    container = lformat.parse(data)
+    out = np.empty(container.shape, container.etype.storage)
+    out.reshape(-1).view(np.uint8)[:] = 0xCC
+    return lossless.decode_into(data, out)
+
+
+@pytest.mark.parametrize("dtype,bf16", ALL_TYPES)
+@pytest.mark.parametrize("name", ["constant", "ramp", "noise", "sparse", "weights"])
+# 256 x 512: one default-size tile of many full steps; 70 x 45: a partial last step.
+@pytest.mark.parametrize("shape", [(256, 512), (70, 45)])
+def test_simd_decoder_matches_scalar(decoders, dtype, bf16, name, shape):
+    rng = np.random.default_rng(zlib.crc32(repr((dtype, bf16, name, shape)).encode()))
+    a = as_input(pattern(name, shape, "float16" if bf16 else dtype, rng), bf16)
+    simd, scalar = decoders(lossless.encode(a, bfloat16=bf16))
+    assert np.array_equal(bits(simd), bits(a))
+    assert np.array_equal(bits(scalar), bits(a))
+
+
+def test_simd_decoder_on_planes_with_contexts_and_raw_planes(decoders):
+    # Normal float32 weights: exponent coded, top mantissa byte coded in its context,
+    # lower mantissa bytes stored raw (so a raw plane can be the context of no plane and
+    # coded planes sit between raw ones).
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 0.02, (384, 1536)).astype(np.float32)
+    data = lossless.encode(a)
+    container = lformat.parse(data)
+    groups = container.meta["groups"]
+    assert (groups == _lossless.RAW_GROUP).any() and (groups != _lossless.RAW_GROUP).any()
+    assert container.planes[1].nctx > 1
+    simd, scalar = decoders(data)
+    assert np.array_equal(bits(simd), bits(a)) and np.array_equal(bits(scalar), bits(a))
+
+
+def test_simd_decoder_fails_like_scalar_on_corrupt_streams(decoders):
+    # Corrupt stream bytes behind a valid CRC: both decoders must reject the same tiles or
+    # decode the same bytes; neither may read outside the stream (no crash).
+    rng = np.random.default_rng(11)
+    a = np.round(rng.normal(0, 30, (64, 640))).astype(np.int16)
+    data = lossless.encode(a, tile=(32, 320))
+    container = lformat.parse(data)
+    start = len(data) - len(container.data)
+    rejected = 0
+    for i in rng.choice(np.arange(start, len(data)), 120, replace=False):
+        corrupt = bytearray(data)
+        corrupt[i] ^= int(rng.integers(1, 256))
+        simd, scalar = decoders(with_crc(corrupt))
+        if isinstance(scalar, FormatError):
+            rejected += 1
+            assert isinstance(simd, FormatError) and str(simd) == str(scalar)
+        else:
+            assert np.array_equal(bits(simd), bits(scalar))
+    assert rejected > 100  # a flipped stream byte almost always breaks the final states
+
