@@ -8,6 +8,10 @@ PNG and lossless WebP, in bits per pixel.  Every codec's output is decoded and c
 bit for bit; a codec that fails to import is recorded as unavailable.
 
     python bench/lossless.py [--kodak N] [--kodak-dir DIR] [--out FILE.json]
+    OMP_NUM_THREADS=1 python bench/lossless.py --zipnn-threads 1 --out ...  # one core each
+
+cgc decodes with its AVX2 tile decoder where the CPU has one; the "scalar decoder" row
+decodes the same streams with the portable one.
 """
 import argparse
 import glob
@@ -26,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cgc.lossless as lossless  # noqa: E402
+from cgc import _lossless  # noqa: E402
 
 REPEATS = 3
 # None: encode()'s default tile (cgc.lossless.DEFAULT_TILE, 128 x 512).
-WEIGHT_TILES = {"cgc (default tiles)": None, "cgc (64x64 tiles)": (64, 64)}
+# name -> (tile, decode with the AVX2 decoder when present)
+WEIGHT_CODECS = {"cgc (default tiles)": (None, True), "cgc (64x64 tiles)": ((64, 64), True),
+                 "cgc (default tiles, scalar decoder)": (None, False)}
+ZIPNN_THREADS = 0  # ZipNN's own default; --zipnn-threads sets it
 TABLE_BYTES = 512
 KODAK = ROOT.parent / "shared" / "data" / "kodak"  # shared/ sits beside the checkout
 
@@ -60,11 +68,19 @@ def load_variants():
 
 # Each codec: name -> factory(variant) returning (encode(array) -> bytes,
 # decode(bytes, like_array) -> array), or raising if unavailable for the variant.
-def cgc_codec(tile):
+def cgc_codec(tile, simd):
     def make(variant):
         bf16 = variant == "bf16"
-        return (lambda a: lossless.encode(a, tile=tile, bfloat16=bf16),
-                lambda d, like: lossless.decode(d))
+
+        def decode(data, like):
+            previous = _lossless.simd_decoder()
+            _lossless.simd_decoder(simd)
+            try:
+                return lossless.decode(data)
+            finally:
+                _lossless.simd_decoder(previous)
+
+        return lambda a: lossless.encode(a, tile=tile, bfloat16=bf16), decode
     return make
 
 
@@ -83,7 +99,7 @@ def zipnn_codec(variant):
     from zipnn import ZipNN
 
     dtype = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}[variant]
-    codec = ZipNN(input_format="byte", bytearray_dtype=dtype)
+    codec = ZipNN(input_format="byte", bytearray_dtype=dtype, threads=ZIPNN_THREADS)
     return (lambda a: bytes(codec.compress(a.tobytes())),
             lambda d, like: np.frombuffer(bytes(codec.decompress(d)), like.dtype)
             .reshape(like.shape))
@@ -152,7 +168,7 @@ def run_codec(make, variant, arrays):
 
 def bench_weights():
     variants = load_variants()
-    codecs = {name: cgc_codec(tile) for name, tile in WEIGHT_TILES.items()}
+    codecs = {name: cgc_codec(*how) for name, how in WEIGHT_CODECS.items()}
     codecs.update({"zstd -3": zstd_codec(3), "zstd -19": zstd_codec(19),
                    "zipnn": zipnn_codec, "constriction (order-0 planes)": constriction_codec})
     results = {}
@@ -174,9 +190,10 @@ def bench_kodak(directory, count):
         h, w, _ = rgb.shape
         planar = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         entry = {"image": path.name, "pixels": h * w}
-        for name, tile in (("cgc", None), ("cgc (64x64 tiles)", (64, 64))):
-            data = lossless.encode(planar, tile=tile)
-            assert np.array_equal(lossless.decode(data), planar)
+        for name, array, image in (("cgc (image=True)", rgb, True),
+                                   ("cgc (planes, no colour transform)", planar, False)):
+            data = lossless.encode(array, image=image)
+            assert np.array_equal(lossless.decode(data), array)
             entry[name] = 8.0 * len(data) / (h * w)
         for name, kwargs in (("png (optimize)", {"format": "PNG", "optimize": True}),
                              ("webp lossless", {"format": "WEBP", "lossless": True,
@@ -198,14 +215,14 @@ def git_head():
 
 
 def print_tables(report):
-    print(f"{'variant':<6} {'codec':<30} {'size %':>8} {'enc MB/s':>9} {'dec MB/s':>9}  status")
+    print(f"{'variant':<6} {'codec':<36} {'size %':>8} {'enc MB/s':>9} {'dec MB/s':>9}  status")
     for variant, entry in report["weights"].items():
         for name, r in entry["codecs"].items():
             if "percent" in r:
-                print(f"{variant:<6} {name:<30} {r['percent']:8.2f} {r['encode_MBps']:9.1f} "
+                print(f"{variant:<6} {name:<36} {r['percent']:8.2f} {r['encode_MBps']:9.1f} "
                       f"{r['decode_MBps']:9.1f}  {r['status']}")
             else:
-                print(f"{variant:<6} {name:<30} {'':>8} {'':>9} {'':>9}  {r['status']}")
+                print(f"{variant:<6} {name:<36} {'':>8} {'':>9} {'':>9}  {r['status']}")
     if report["kodak"]:
         names = [k for k in report["kodak"][0] if k not in ("image", "pixels")]
         print("\nKodak, bits per pixel (RGB): " + ", ".join(names))
@@ -221,9 +238,15 @@ def main():
     parser.add_argument("--kodak", type=int, default=4, help="number of Kodak images")
     parser.add_argument("--kodak-dir", default=str(KODAK), help="folder of kodim*.png")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "lossless.json"))
+    parser.add_argument("--zipnn-threads", type=int, default=0,
+                        help="ZipNN's threads argument (0: its default)")
     args = parser.parse_args()
+    global ZIPNN_THREADS
+    ZIPNN_THREADS = args.zipnn_threads
     report = {"git_head": git_head(), "python": platform.python_version(),
               "cpu_count": os.cpu_count(), "repeats": REPEATS,
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+              "zipnn_threads": ZIPNN_THREADS, "cgc_simd_decoder": _lossless.simd_decoder(),
               "weights": bench_weights(), "kodak": bench_kodak(args.kodak_dir, args.kodak)}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

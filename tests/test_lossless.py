@@ -257,10 +257,11 @@ def test_hostile_headers_raise_before_allocating():
     _, data = small_stream()
     header = bytearray(data)
     # A shape of 2**60 x 2**60 elements claims far more tiles than the bytes could hold.
-    header[12:28] = struct.pack("<QQ", 1 << 60, 1 << 60)
+    header[13:29] = struct.pack("<QQ", 1 << 60, 1 << 60)
     with pytest.raises(FormatError, match="tiles of metadata"):
         lossless.decode(with_crc(header))
-    for offset, value in [(4, 2), (5, 99), (6, 40), (7, 16)]:  # version, dtype, ndim, lanes
+    # version, dtype, ndim, lanes, layout (unknown; planar for a 2-D shape)
+    for offset, value in [(4, 3), (5, 99), (6, 40), (7, 16), (12, 9), (12, 1), (12, 2)]:
         bad = bytearray(data)
         bad[offset] = value
         with pytest.raises(FormatError):

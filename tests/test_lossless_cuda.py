@@ -95,3 +95,32 @@ def test_gpu_decode_matches_cpu_decoder(case):
     lossless.decode_into(data, out, device="cuda")
     assert np.array_equal(out.reshape(-1).view(np.uint8),
                           lossless.decode(data).reshape(-1).view(np.uint8))
+
+
+def rgb_image():
+    y, x = np.mgrid[0:21, 0:37]
+    return ((x[..., None] * 5 + y[..., None] * 3 + np.array([40, 10, 70])) % 256).astype(
+        np.uint8)
+
+
+@emulated
+def test_emulated_kernel_decodes_an_image_through_decode(kernel, monkeypatch):
+    # decode(device="cuda") hands the kernel the coded matrix (colour-difference planes)
+    # and undoes the layout afterwards: here the emulated kernel stands in for CuPy.
+    def decode_into(container, matrix):
+        bits = matrix.reshape(-1).view(np.uint8)
+        bits[:] = 0xCC
+        assert not lcuda.launch(kernel, container, np, bits).any()
+
+    monkeypatch.setattr(lcuda, "decode_into", decode_into)
+    img = rgb_image()
+    assert np.array_equal(lossless.decode(lossless.encode(img, image=True, tile=(16, 16)),
+                                          device="cuda"), img)
+
+
+@pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
+def test_gpu_decode_of_an_image():
+    img = rgb_image()
+    out = np.full_like(img, 0xCC)
+    lossless.decode_into(lossless.encode(img, image=True, tile=(16, 16)), out, device="cuda")
+    assert np.array_equal(out, img)

@@ -2,6 +2,7 @@
 
     data = cgc.lossless.encode(array)            # uint8/int8/uint16/int16/float16/float32
     data = cgc.lossless.encode(bits, bfloat16=True)   # bfloat16 as uint16 bit patterns
+    data = cgc.lossless.encode(rgb, image=True)  # (H, W, C) image: planes, colour differences
     array = cgc.lossless.decode(data)            # bit-exact, same dtype and shape
     array = cgc.lossless.decode(data, device="cuda")  # tiles decoded by a CUDA kernel
 
@@ -13,15 +14,16 @@ from cgc import _lossless
 from cgc.errors import FormatError
 from cgc.lossless import model
 from cgc.lossless.format import metadata_dtype, parse, serialize
-from cgc.lossless.layout import (DEFAULT_TILE, check_tile, effective_tile, element_type,
-                                 matrix_shape, tile_count, to_values)
+from cgc.lossless.layout import (DEFAULT_TILE, LAYOUT_ARRAY, check_tile, effective_tile,
+                                 element_type, from_matrix, image_layout, layout_matrix_shape,
+                                 tile_count, to_matrix, to_values)
 
 __all__ = ["encode", "decode", "decode_into", "PREDICTORS", "DEFAULT_TILE"]
 
 PREDICTORS = tuple(_lossless.PREDICTORS)
 
 
-def encode(array, tile=None, *, bfloat16=False, predictors=None):
+def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False):
     """Compress array losslessly.
 
     tile: requested (rows, cols) of a tile, at most 2**18 elements; None asks for
@@ -30,18 +32,22 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None):
     Smaller tiles such as (64, 64) adapt predictors and tables more locally but pay 1.8 %
     of a 16-bit tensor in per-tile metadata.  bfloat16: the uint16 array holds bfloat16 bit
     patterns.  predictors: names from PREDICTORS to try per tile (default all; "none" is
-    always tried)."""
+    always tried).  image: array is an (H, W) or (H, W, C) image: an (H, W, C) one is coded
+    as C planes of H x W (instead of rows of C columns), with red and blue coded as their
+    difference from green when C >= 3 and the type is an integer one; decode() returns the
+    same (H, W, C) array."""
     arr = np.asarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
     etype = element_type(arr.dtype, bfloat16)
     th, tw = check_tile(DEFAULT_TILE if tile is None else tile)
     candidates = _candidates(predictors)
-    rows, cols = matrix_shape(arr.shape) if arr.size else (0, 0)
+    layout = image_layout(arr.shape, etype) if image else LAYOUT_ARRAY
+    rows, cols = layout_matrix_shape(arr.shape, layout)
     etile = effective_tile((th, tw), rows, cols) if arr.size else (th, tw)
     nbytes = etype.nbytes
     ntiles = tile_count(rows, cols, *etile)
-    values = to_values(np.ascontiguousarray(arr).reshape(rows, cols), etype)
+    values = to_values(to_matrix(arr, layout).reshape(rows, cols), etype)
     resid = np.empty_like(values)
     preds = np.zeros(ntiles, np.uint8)
     _lossless.choose_residuals(values, etile[0], etile[1], nbytes, candidates, resid, preds)
@@ -68,7 +74,7 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None):
     meta = np.zeros(ntiles, metadata_dtype(nbytes))
     meta["offset"], meta["size"], meta["pred"] = offsets, sizes, preds
     meta["groups"], meta["states"] = groups, states
-    return serialize(etype, arr.shape, etile, planes, meta, data.tobytes())
+    return serialize(etype, arr.shape, layout, etile, planes, meta, data.tobytes())
 
 
 def _candidates(predictors):
@@ -107,20 +113,28 @@ def _decode(container, out, device):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if len(container.meta) == 0:
         return
+    rows, cols = container.matrix
+    planar = container.layout != LAYOUT_ARRAY
+    matrix = np.empty((rows, cols), out.dtype) if planar else out.reshape(rows, cols)
     if device == "cuda":
         from cgc.lossless import cuda
-        cuda.decode_into(container, out)
-        return
+        cuda.decode_into(container, matrix)
+    else:
+        _decode_cpu(container, matrix)
+    if planar:
+        from_matrix(matrix, container.layout, out)
+
+
+def _decode_cpu(container, matrix):
     rows, cols = container.matrix
-    nbytes = container.etype.nbytes
     tables = model.coding_tables(container.planes)
     meta = container.meta
     errors = np.zeros(len(meta), np.uint8)
     failed = _lossless.decode_tiles(
         container.data, meta.view(np.uint8).reshape(len(meta), meta.dtype.itemsize),
         tables.ctxmap, tables.tbase, tables.nctx, tables.prob_bits, tables.freq, rows, cols,
-        container.tile[0], container.tile[1], nbytes, container.etype.kind,
-        out.reshape(rows, cols).view(np.uint8), errors)
+        container.tile[0], container.tile[1], container.etype.nbytes, container.etype.kind,
+        matrix.view(np.uint8), errors)
     if failed:
         raise FormatError(f"{failed} tile(s) failed to decode (first: tile "
                           f"{int(np.flatnonzero(errors)[0])})")

@@ -16,12 +16,12 @@ import numpy as np
 from cgc._lossless import (METADATA_ERRORS, NUM_LANES, TABLE_ERRORS, TABLE_SYMBOL_LIST_MAX,
                            check_metadata, read_table)
 from cgc.errors import FormatError
-from cgc.lossless.layout import (ELEMENT_TYPES, MAX_NDIM, MAX_TILE_ELEMENTS, matrix_shape,
-                                 tile_count)
+from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, MAX_NDIM, MAX_TILE_ELEMENTS,
+                                 check_layout, layout_matrix_shape, tile_count)
 from cgc.lossless.model import PlaneModel
 
 MAGIC = b"CGCL"
-VERSION = 1
+VERSION = 2  # 2 added the layout byte; version 1 streams (layout 0) still decode
 _PREFIX = struct.Struct("<4sBBBBI")  # magic, version, dtype code, ndim, lanes, crc32
 MIN_PROB_BITS, MAX_PROB_BITS = 12, 14
 MAX_CONTEXTS, MAX_GROUPS = 16, 16
@@ -41,10 +41,11 @@ class Container:
     planes: list
     meta: np.ndarray  # structured, metadata_dtype
     data: np.ndarray  # uint8, the Data section
+    layout: int = LAYOUT_ARRAY
 
     @property
     def matrix(self):
-        return matrix_shape(self.shape)
+        return layout_matrix_shape(self.shape, self.layout)
 
 
 def _varint(value):
@@ -72,8 +73,8 @@ def _table_bytes(freq):
     return bytes(out)
 
 
-def serialize(etype, shape, tile, planes, meta, data):
-    body = bytearray()
+def serialize(etype, shape, layout, tile, planes, meta, data):
+    body = bytearray((layout,))
     for s in shape:
         body.extend(struct.pack("<Q", s))
     body.extend(struct.pack("<IIQ", tile[0], tile[1], len(data)))
@@ -120,7 +121,7 @@ def parse(buf):
     magic, version, code, ndim, lanes, crc = _PREFIX.unpack(buf[:_PREFIX.size])
     if magic != MAGIC:
         raise FormatError("not a cgc.lossless stream (bad magic)")
-    if version != VERSION:
+    if version not in (1, VERSION):
         raise FormatError(f"unsupported cgc.lossless version {version}")
     if zlib.crc32(buf[_PREFIX.size:]) != crc:
         raise FormatError("cgc.lossless stream corrupt (CRC32 mismatch)")
@@ -132,11 +133,15 @@ def parse(buf):
         raise FormatError(f"stream uses {lanes} lanes; this decoder supports {NUM_LANES}")
     etype = ELEMENT_TYPES[code]
     reader = _Reader(buf, _PREFIX.size)
+    layout = reader.take(1, "layout")[0] if version >= 2 else LAYOUT_ARRAY
     shape = reader.unpack(f"<{ndim}Q", "shape")
+    problem = check_layout(layout, shape, etype)
+    if problem:
+        raise FormatError(problem)
     th, tw, data_size = reader.unpack("<IIQ", "tile")
     if th < 1 or tw < 1 or th * tw > MAX_TILE_ELEMENTS:
         raise FormatError(f"tile {th}x{tw} out of range")
-    rows, cols = matrix_shape(shape)
+    rows, cols = layout_matrix_shape(shape, layout)
     if any(s == 0 for s in shape):
         rows = cols = 0
     planes = [_read_plane(reader) for _ in range(etype.nbytes)]
@@ -149,7 +154,7 @@ def parse(buf):
         raise FormatError(f"data section is {len(buf) - reader.pos} bytes, header says "
                           f"{data_size}")
     data = np.frombuffer(buf, np.uint8, count=data_size, offset=reader.pos)
-    container = Container(etype, tuple(shape), (th, tw), planes, meta, data)
+    container = Container(etype, tuple(shape), (th, tw), planes, meta, data, layout)
     _check_metadata(container, rows, cols)
     return container
 

@@ -68,6 +68,72 @@ def element_type(dtype, bfloat16=False):
     return _BY_NAME[name]
 
 
+# How the array becomes the coded matrix (docs/lossless-format.md, "Layouts").
+LAYOUT_ARRAY = 0  # the last axis gives the columns
+LAYOUT_PLANAR = 1  # (H, W, C) image coded as C planes of H x W: a (C*H) x W matrix
+# As LAYOUT_PLANAR, channels 0 and 2 (red, blue) coded as their difference from channel 1
+# (green) modulo 2**bits: on Kodak this saves about 3.8 of 13.7 bits per pixel, as the
+# three colour planes share most of their edges and texture.
+LAYOUT_PLANAR_RGB = 2
+LAYOUTS = (LAYOUT_ARRAY, LAYOUT_PLANAR, LAYOUT_PLANAR_RGB)
+
+
+def image_layout(shape, etype):
+    """The layout encode(..., image=True) uses for an array of this shape and type."""
+    if len(shape) == 2:
+        return LAYOUT_ARRAY  # one channel: the array is already its plane
+    if len(shape) != 3:
+        raise ValueError(f"image=True needs an (H, W) or (H, W, C) array, got shape {shape}")
+    return LAYOUT_PLANAR_RGB if shape[2] >= 3 and etype.kind != KIND_FLOAT else LAYOUT_PLANAR
+
+
+def check_layout(layout, shape, etype):
+    """None if the layout fits the shape and type, else the reason it does not."""
+    if layout not in LAYOUTS:
+        return f"unknown layout {layout}"
+    if layout != LAYOUT_ARRAY and len(shape) != 3:
+        return f"planar layout needs 3 dimensions, not {len(shape)}"
+    if layout == LAYOUT_PLANAR_RGB and (shape[2] < 3 or etype.kind == KIND_FLOAT):
+        return "colour layout needs 3 or more integer channels"
+    return None
+
+
+def layout_matrix_shape(shape, layout):
+    """(rows, cols) of the coded matrix; (0, 0) for an array with no elements."""
+    if any(int(s) == 0 for s in shape):
+        return 0, 0
+    if layout == LAYOUT_ARRAY:
+        return matrix_shape(shape)
+    h, w, c = (int(s) for s in shape)
+    return c * h, w
+
+
+def to_matrix(array, layout):
+    """The C-contiguous coded matrix of array (planes and colour differences for images)."""
+    if layout == LAYOUT_ARRAY:
+        rows, cols = matrix_shape(array.shape)
+        return np.ascontiguousarray(array).reshape(rows, cols)
+    h, w, c = array.shape
+    planes = np.ascontiguousarray(np.moveaxis(array, 2, 0))
+    if layout == LAYOUT_PLANAR_RGB:
+        u = planes.view(np.dtype(f"u{array.dtype.itemsize}"))
+        u[0] -= u[1]
+        u[2] -= u[1]
+    return planes.reshape(c * h, w)
+
+
+def from_matrix(matrix, layout, out):
+    """Inverse of to_matrix for the planar layouts: write the array of a decoded matrix into
+    out (an (H, W, C) array; matrix is modified)."""
+    h, w, c = out.shape
+    planes = matrix.reshape(c, h, w)
+    if layout == LAYOUT_PLANAR_RGB:
+        u = planes.view(np.dtype(f"u{out.dtype.itemsize}"))
+        u[0] += u[1]
+        u[2] += u[1]
+    out[...] = np.moveaxis(planes, 0, 2)
+
+
 def matrix_shape(shape):
     """The (rows, cols) view: the last axis gives the columns, a scalar is 1 x 1."""
     if len(shape) == 0:
