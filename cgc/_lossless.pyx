@@ -13,8 +13,8 @@ Read me first (docs/lossless-format.md has the full layout)
   that moment; the encoder visits the exact reverse order, so a GPU warp can decode a step
   of a plane in parallel (each lane finds its bytes by a prefix sum of the refill counts).
 * The table of a symbol is tbase[p] + group * nctx[p] + ctxmap[p, symbol of plane p - 1]
-  (context 0 for plane 0); group GROUP_RAW stores the plane's bytes verbatim after the
-  stream instead.
+  (for plane 0: ctxmap[0, activity of the row above], see _lossless_context.h); group
+  GROUP_RAW stores the plane's bytes verbatim after the stream instead.
 * The decoder writes each plane's symbols to a byte array of its own (a raw plane is used
   where it lies in the stream) and assembles elements afterwards in vectorisable loops; its
   symbol loop refills branch-free and reads 4 stream bytes per lane unchecked while at least
@@ -217,17 +217,18 @@ cdef Tables make_tables(const int32_t[::1] tbase, const int32_t[::1] nctx,
     return t
 
 
-cdef inline Py_ssize_t table_of(const Tables *t, int p, uint32_t prev, int group) noexcept nogil:
-    if p == 0:
-        return t.tbase[0] + group * t.nctx[0]
-    return t.tbase[p] + group * t.nctx[p] + t.ctxmap[256 * p + prev]
+cdef inline Py_ssize_t table_of(const Tables *t, int p, uint32_t ctx_byte,
+                                int group) noexcept nogil:
+    # ctx_byte: the activity for plane 0, the previous plane's byte for the others.
+    return t.tbase[p] + group * t.nctx[p] + t.ctxmap[256 * p + ctx_byte]
 
 
-cdef Py_ssize_t encode_one(const uint32_t *resid, Py_ssize_t stride, Py_ssize_t h,
-                           Py_ssize_t w, int nbytes, const uint8_t *group, const Tables *tb,
-                           uint8_t *region, uint32_t *state) noexcept nogil:
-    """Code one tile (resid points at its (0, 0) element) into region; returns where its
-    bytes start, or -1 for a symbol without frequency (a modelling bug, never bad input)."""
+cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *sym0, Py_ssize_t stride,
+                           Py_ssize_t h, Py_ssize_t w, int nbytes, const uint8_t *group,
+                           const Tables *tb, uint8_t *region, uint32_t *state) noexcept nogil:
+    """Code one tile (resid and sym0, its plane-0 symbols, point at its (0, 0) element) into
+    region; returns where its bytes start, or -1 for a symbol without frequency (a
+    modelling bug, never bad input)."""
     cdef Py_ssize_t n = h * w, nsteps = (n + LANES - 1) // LANES
     cdef Py_ssize_t t, e, jmax, coded = 0, raw_pos
     cdef int p, j, g
@@ -258,7 +259,10 @@ cdef Py_ssize_t encode_one(const uint32_t *resid, Py_ssize_t stride, Py_ssize_t 
                 e = t * LANES + j
                 v = resid[(e // w) * stride + e % w]
                 sym = (v >> (8 * (nbytes - 1 - p))) & 0xFF
-                prev = (v >> (8 * (nbytes - p))) & 0xFF if p > 0 else 0
+                if p > 0:
+                    prev = (v >> (8 * (nbytes - p))) & 0xFF
+                else:
+                    prev = activity(sym0, stride, w, e // w, e % w)
                 tbl = table_of(tb, p, prev, g)
                 f = tb.freq[256 * tbl + sym]
                 if f == 0:
@@ -268,7 +272,21 @@ cdef Py_ssize_t encode_one(const uint32_t *resid, Py_ssize_t stride, Py_ssize_t 
     return ptr - region
 
 
-def encode_tiles(const uint32_t[:, ::1] resid, int tile_h, int tile_w, int nbytes,
+def activity_map(const uint8_t[:, ::1] sym0, int tile_h, int tile_w, uint8_t[:, ::1] out):
+    """out[y, x] = the activity (plane-0 context input) of every element, from the plane-0
+    symbols sym0 of the whole matrix cut into tile_h x tile_w tiles."""
+    cdef Py_ssize_t rows = sym0.shape[0], cols = sym0.shape[1], y, x, y0, x0
+    if rows == 0 or cols == 0:
+        return
+    for y in prange(rows, nogil=True, schedule="static"):
+        y0 = y - y % tile_h
+        for x in range(cols):
+            x0 = x - x % tile_w
+            out[y, x] = activity(&sym0[y0, x0], cols, min(tile_w, cols - x0), y - y0, x - x0)
+
+
+def encode_tiles(const uint32_t[:, ::1] resid, const uint8_t[:, ::1] sym0, int tile_h,
+                 int tile_w, int nbytes,
                  const uint8_t[:, ::1] groups, const uint8_t[:, ::1] ctxmap,
                  const int32_t[::1] tbase, const int32_t[::1] nctx,
                  const uint8_t[::1] prob_bits, const uint32_t[:, ::1] freq,
@@ -290,8 +308,9 @@ def encode_tiles(const uint32_t[:, ::1] resid, int tile_h, int tile_w, int nbyte
     for k in prange(ntiles, nogil=True, schedule="dynamic"):
         y0 = (k // tiles_x) * tile_h
         x0 = (k % tiles_x) * tile_w
-        at = encode_one(&resid[y0, x0], cols, min(tile_h, rows - y0), min(tile_w, cols - x0),
-                        nbytes, &groups[k, 0], &tb, &scratch[0] + region[k], &states[k, 0])
+        at = encode_one(&resid[y0, x0], &sym0[y0, x0], cols, min(tile_h, rows - y0),
+                        min(tile_w, cols - x0), nbytes, &groups[k, 0], &tb,
+                        &scratch[0] + region[k], &states[k, 0])
         if at < 0:
             bad += 1
         else:
@@ -438,12 +457,19 @@ cdef extern from *:
     uint32_t load_be32 "cgc_load_be32"(const uint8_t *p) noexcept nogil
 
 
+cdef extern from "_lossless_context.h" nogil:
+    uint8_t activity "cgc_activity"(const uint8_t *s, Py_ssize_t stride, Py_ssize_t w,
+                                    Py_ssize_t y, Py_ssize_t x)
+    void step_activity "cgc_step_activity"(const uint8_t *s, Py_ssize_t w, Py_ssize_t e0,
+                                           int count, uint8_t *act)
+
+
 cdef extern from "_lossless_avx2.h" nogil:
     int have_avx2 "cgc_have_avx2"()
     Py_ssize_t avx2_decode_steps "cgc_avx2_decode_steps"(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
         const int32_t **table, const uint32_t *entries, const uint8_t *data, Py_ssize_t *pos,
-        Py_ssize_t end, Py_ssize_t full_steps)
+        Py_ssize_t end, Py_ssize_t full_steps, Py_ssize_t activity_w)
     uint32_t avx2_entry "cgc_avx2_entry"(uint32_t symbol, uint32_t freq, uint32_t offset)
     enum:
         AVX2_PROB_BITS "CGC_AVX2_PROB_BITS"
@@ -505,8 +531,8 @@ cdef inline Py_ssize_t decode_plane_pb(uint32_t *x, uint8_t *cur, const uint8_t 
                                        int pb, int lookup_shift,
                                        const uint8_t *data, Py_ssize_t pos) noexcept nogil:
     # Inlined with constant pb and lookup_shift, so that shifts and masks are immediates,
-    # and for full steps a constant jmax (about 5 % faster than a loaded bound); plane 0
-    # (prev NULL) has no context and skips a dependent load per lane.
+    # and for full steps a constant jmax (about 5 % faster than a loaded bound); a plane 0
+    # without activity contexts (prev NULL) skips a dependent load per lane.
     cdef Py_ssize_t j
     if prev == NULL:
         for j in range(jmax):
@@ -519,7 +545,7 @@ cdef inline Py_ssize_t decode_plane_pb(uint32_t *x, uint8_t *cur, const uint8_t 
 
 
 cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nbytes,
-                    Py_ssize_t n, const uint8_t *group, const uint8_t *state,
+                    Py_ssize_t n, Py_ssize_t w, const uint8_t *group, const uint8_t *state,
                     const DecodeTables *tb, uint8_t *scratch,
                     const uint8_t **planes) noexcept nogil:
     """Decode one tile's residual byte planes; 0 on success, else an error code.
@@ -535,6 +561,8 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
     cdef const uint8_t *coded_ctx[4]
     cdef const int32_t *coded_table[4]
     cdef Py_ssize_t table
+    cdef uint8_t act[LANES]  # plane-0 context input of a step's elements
+    cdef bint by_activity = group[0] != GROUP_RAW and tb.nctx[0] > 1
     cdef Py_ssize_t t, jmax, raw_at, end, j, e0, nsteps = (n + LANES - 1) // LANES
     cdef Py_ssize_t first_step = 0
     cdef int p, nraw = 0, ncoded = 0, pb, ls = tb.lookup_shift
@@ -552,8 +580,8 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
             raw_at += n
             continue
         planes[p] = scratch + p * n
-        for j in range(256 if p > 0 else 1):
-            table = tb.tbase[p] + group[p] * tb.nctx[p] + (tb.ctxmap[256 * p + j] if p > 0 else 0)
+        for j in range(256 if p > 0 or by_activity else 1):
+            table = tb.tbase[p] + group[p] * tb.nctx[p] + tb.ctxmap[256 * p + j]
             ctx_block[p][j] = tb.blocks + tb.block_bytes * table
             ctx_entry[p][j] = <int32_t>(AVX2_SLOTS * table)
         coded_out[ncoded] = scratch + p * n
@@ -564,7 +592,8 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
         x[j] = <uint32_t>load_le(state + 4 * j, 4)
     if tb.entries != NULL and ncoded > 0:
         first_step = avx2_decode_steps(x, ncoded, coded_out, coded_ctx, coded_table,
-                                       tb.entries, data, &pos, end, n // LANES)
+                                       tb.entries, data, &pos, end, n // LANES,
+                                       w if by_activity else 0)
     for t in range(first_step, nsteps):
         e0 = t * LANES
         jmax = min(LANES, n - e0)
@@ -572,7 +601,13 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
             if group[p] == GROUP_RAW:
                 continue
             cur = scratch + p * n + e0
-            prev = planes[p - 1] + e0 if p > 0 else NULL
+            if p > 0:
+                prev = planes[p - 1] + e0
+            elif by_activity:
+                step_activity(scratch, w, e0, <int>jmax, act)
+                prev = act
+            else:
+                prev = NULL
             pb = tb.prob_bits[p]
             if end - pos >= 2 * jmax + 2:
                 if pb == 12 and ls == 12 and jmax == LANES:  # what the encoder writes
@@ -583,7 +618,7 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
                                           data, pos)
                 continue
             for j in range(jmax):  # near the end of the stream: check every byte read
-                block = ctx_block[p][prev[j] if p > 0 else 0]
+                block = ctx_block[p][prev[j] if prev != NULL else 0]
                 cur[j] = block[x[j] & ((1u << pb) - 1)]
                 if not rans_decode_advance(
                         &x[j], (<const uint32_t *>(block + (1 << ls)))[cur[j]] & 0xFFFF,
@@ -761,7 +796,7 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
             w = min(tile_w, cols - x0)
             rec = &meta[k, 0]
             code = decode_one(&data[0], <Py_ssize_t>load_le(rec, 8),
-                              <Py_ssize_t>load_le(rec + 8, 4), nbytes, h * w, rec + 13,
+                              <Py_ssize_t>load_le(rec + 8, 4), nbytes, h * w, w, rec + 13,
                               rec + 13 + nbytes, &tb, scratch, planes)
             errors[k] = <uint8_t>code
             if code != 0:

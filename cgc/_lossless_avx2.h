@@ -24,6 +24,8 @@ Read me first
 #include <stddef.h>
 #include <stdint.h>
 
+#include "_lossless_context.h"
+
 #define CGC_AVX2_LANES 32
 #define CGC_AVX2_RANS_L (1u << 23)
 /* Tables of 2**12 slots, the precision the encoder writes; others take the scalar path. */
@@ -110,14 +112,16 @@ CGC_AVX2_TARGET static inline int cgc_avx2_group(
 
    planes: the nplanes coded planes in order; out[i] receives plane i's bytes (element e at
    out[i][e]); ctx[i] is the byte array whose element e selects the table of plane i's
-   symbol e (NULL: plane 0, table[i][0]); table[i] maps that byte to the index of the
-   table's first entry in entries (CGC_AVX2_SLOTS entries per table, see
+   symbol e (NULL: plane 0, table[i][0], or, when activity_w > 0, the activity of each
+   element computed from out[0], a tile activity_w wide); table[i] maps that byte to the
+   index of the table's first entry in entries (CGC_AVX2_SLOTS entries per table, see
    cgc_avx2_entry). */
 CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
         const int32_t **table, const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos,
-        ptrdiff_t end, ptrdiff_t full_steps) {
+        ptrdiff_t end, ptrdiff_t full_steps, ptrdiff_t activity_w) {
     __m256i x[4], sym[4];
+    uint8_t activity[CGC_AVX2_LANES];
     ptrdiff_t t, p = *pos, step_bytes = (ptrdiff_t)CGC_AVX2_STEP_BYTES * nplanes;
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     int g, i;
@@ -126,12 +130,17 @@ CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
     for (t = 0; t < full_steps && end - p >= step_bytes; t++) {
         ptrdiff_t e0 = t * CGC_AVX2_LANES;
         for (i = 0; i < nplanes; i++) {
+            const uint8_t *c = ctx[i] != NULL ? ctx[i] + e0 : NULL;
+            if (c == NULL && activity_w > 0) {
+                cgc_step_activity(out[0], activity_w, e0, CGC_AVX2_LANES, activity);
+                c = activity;
+            }
             for (g = 0; g < 4; g++) {
-                __m256i first = ctx[i] == NULL
+                __m256i first = c == NULL
                     ? _mm256_set1_epi32(table[i][0])
                     : _mm256_i32gather_epi32(
                           table[i], _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                        (const __m128i *)(ctx[i] + e0 + 8 * g))), 4);
+                                        (const __m128i *)(c + 8 * g))), 4);
                 p += cgc_avx2_group(&x[g], &sym[g], first, entries, data + p);
             }
             /* 4 x 8 int32 symbols < 256 -> 32 bytes in lane order. */
@@ -156,9 +165,9 @@ static int cgc_have_avx2(void) { return 0; }
 static ptrdiff_t cgc_avx2_decode_steps(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
         const int32_t **table, const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos,
-        ptrdiff_t end, ptrdiff_t full_steps) {
+        ptrdiff_t end, ptrdiff_t full_steps, ptrdiff_t activity_w) {
     (void)x_lanes; (void)nplanes; (void)out; (void)ctx; (void)table; (void)entries;
-    (void)data; (void)pos; (void)end; (void)full_steps;
+    (void)data; (void)pos; (void)end; (void)full_steps; (void)activity_w;
     return 0;
 }
 

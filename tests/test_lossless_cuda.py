@@ -12,6 +12,7 @@ from cgc.errors import FormatError
 from cgc.kernels import has_gpu
 from cgc.lossless import cuda as lcuda
 from cgc.lossless import format as lformat
+from skimage import data as skdata
 
 emulated = pytest.mark.skipif(not cuda_emu.available(),
                               reason=f"{cuda_emu.CXX} not found: the CUDA emulation needs it")
@@ -44,11 +45,19 @@ def cases():
          (32, 64), None),
         ("float32-smooth", (smooth / 3).astype(np.float32), False, (32, 32), None),
         ("tiny", np.arange(5, dtype=np.uint8), False, (64, 64), None),
+        # Plane 0 coded with activity contexts of the row above (tiles of 33+ columns).
+        ("uint8-photo", skdata.camera()[:256, :256].copy(), False, (64, 64), None),
     ]
     return out
 
 
 CASES = cases()
+
+
+def test_cases_include_activity_contexts():
+    _, a, bf16, tile, predictors = next(c for c in CASES if c[0] == "uint8-photo")
+    container = lformat.parse(lossless.encode(a, tile=tile, predictors=predictors))
+    assert container.planes[0].nctx > 1
 
 
 def poisoned(nbytes):

@@ -116,18 +116,20 @@ def _lcg_bytes(seed, n):
 
 
 def golden_inputs():
-    """An RGB uint8 image (colour layout, every predictor competing) and float32 values
-    (exponent plane, mantissa plane in context tables, raw planes), both with edge tiles."""
-    y, x = np.mgrid[0:21, 0:37]
-    noise = _lcg_bytes(7, 21 * 37 * 3).reshape(21, 37, 3) % 9
-    rgb = ((x[..., None] * 3 + y[..., None] * 2 + np.array([40, 10, 70])) % 256
-           + noise).astype(np.uint8)
+    """An RGB uint8 image (colour layout; stripes of low and high noise, so that plane 0 is
+    coded with activity contexts) and float32 values (exponent plane, mantissa plane in
+    context tables, raw planes), both with edge tiles."""
+    y, x = np.mgrid[0:24, 0:80]
+    noise = _lcg_bytes(7, 24 * 80 * 3).reshape(24, 80, 3).astype(np.int64)
+    amplitude = np.where((x // 12) % 2 == 0, 2, 64)[..., None]
+    rgb = ((x[..., None] * 3 + y[..., None] * 2 + np.array([40, 10, 70]) + noise % amplitude)
+           % 256).astype(np.uint8)
     # 17 magnitudes (each exponent has few mantissas: context tables pay) with random low
     # 16 bits (stored raw).
     k = (_lcg_bytes(11, 30 * 50).reshape(30, 50) % 17).astype(np.float32) - 8
     low = _lcg_bytes(12, 2 * 30 * 50).view("<u2").reshape(30, 50).astype(np.uint32)
     weights = ((k * np.float32(0.013)).view(np.uint32) ^ low).view(np.float32)
-    return {"lossless_rgb.cgcl": (rgb, dict(image=True, tile=(16, 16))),
+    return {"lossless_rgb.cgcl": (rgb, dict(image=True, tile=(24, 40))),
             "lossless_weights.cgcl": (weights, dict(tile=(16, 32)))}
 
 
@@ -145,12 +147,15 @@ def test_golden_stream(request, name):
     assert np.array_equal(bits(lossless.decode(golden)), bits(array))
 
 
-def test_golden_weights_use_context_tables_and_raw_planes():
+def test_golden_streams_pin_every_context_kind_and_raw_planes():
     with open(os.path.join(GOLDEN_DIR, "lossless_weights.cgcl"), "rb") as f:
         container = lformat.parse(f.read())
     groups = container.meta["groups"]
     assert container.planes[1].nctx > 1
     assert (groups == 255).any() and (groups != 255).any()
+    with open(os.path.join(GOLDEN_DIR, "lossless_rgb.cgcl"), "rb") as f:
+        container = lformat.parse(f.read())
+    assert container.layout == LAYOUT_PLANAR_RGB and container.planes[0].nctx > 1
 
 
 def test_corrupt_layout_byte_raises():
@@ -159,3 +164,61 @@ def test_corrupt_layout_byte_raises():
     data[12] = 7
     with pytest.raises(FormatError):
         lossless.decode(bytes(data))
+
+
+# ----------------------------------------------------------------------------- contexts
+
+def activity_reference(sym0, th, tw):
+    """The plane-0 context input as docs/lossless-format.md defines it, tile by tile."""
+    rows, cols = sym0.shape
+    out = np.zeros(sym0.shape, np.int64)
+    s = sym0.astype(np.int64)
+    for y0 in range(0, rows, th):
+        for x0 in range(0, cols, tw):
+            t = s[y0:y0 + th, x0:x0 + tw]
+            h, w = t.shape
+            if w < 33 or h < 2:
+                continue
+            up = t[:-1]
+            left = np.concatenate([up[:, :1], up[:, :-1]], axis=1)
+            right = np.concatenate([up[:, 1:], up[:, -1:]], axis=1)
+            out[y0 + 1:y0 + h, x0:x0 + w] = np.minimum(255, left + 2 * up + right)
+    return out
+
+
+@pytest.mark.parametrize("shape,tile", [((70, 100), (32, 40)), ((64, 64), (64, 32)),
+                                        ((50, 90), (50, 90)), ((9, 200), (4, 33))])
+def test_activity_map_matches_its_definition(shape, tile):
+    from cgc import _lossless
+
+    rng = np.random.default_rng(shape[0])
+    # Mostly small symbols, some large, so both the sum and the cap at 255 are exercised.
+    sym0 = np.where(rng.random(shape) < 0.9, rng.integers(0, 20, shape),
+                    rng.integers(0, 256, shape)).astype(np.uint8)
+    out = np.full(shape, 0xCC, np.uint8)
+    _lossless.activity_map(sym0, tile[0], tile[1], out)
+    assert np.array_equal(out, activity_reference(sym0, *tile))
+
+
+def test_photo_uses_activity_contexts_and_decoders_agree():
+    from cgc import _lossless
+
+    img = skdata.astronaut()[100:300, 150:400]
+    data = lossless.encode(img, image=True)
+    assert lformat.parse(data).planes[0].nctx > 1
+    for simd in (True, False):
+        _lossless.simd_decoder(simd)
+        try:
+            assert np.array_equal(decode_poisoned(data), img)
+        finally:
+            _lossless.simd_decoder(True)
+
+
+def test_version_1_stream_with_plane_0_contexts_is_rejected():
+    data = lossless.encode(skdata.camera()[:256, :256], tile=(64, 64))
+    assert lformat.parse(data).planes[0].nctx > 1
+    v1 = bytearray(data[:12] + data[13:])
+    v1[4] = 1
+    v1[8:12] = struct.pack("<I", zlib.crc32(bytes(v1[12:])))
+    with pytest.raises(FormatError, match="plane-0 contexts"):
+        lossless.decode(bytes(v1))

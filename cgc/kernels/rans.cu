@@ -12,8 +12,9 @@
 //   exclusive prefix sum of those counts over the lanes gives each lane its bytes, and the
 //   stream advances by the total.  The encoder wrote the exact reverse order.
 // * The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous
-//   plane's byte of the same element] (context 0 for plane 0).  Group 255 means the plane
-//   is stored raw after the stream, plane after plane, each in element order.
+//   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
+//   (activity() below).  Group 255 means the plane is stored raw after the stream, plane
+//   after plane, each in element order.
 // * Phases of a block, separated by barriers: residuals (written into out), inverse
 //   predictor as a wavefront (lane j owns row j of each band of 32 rows, one column behind
 //   lane j - 1), inverse integer transform.
@@ -30,6 +31,7 @@
 #define PRED_PLANAR 4
 #define KIND_SIGNED 1
 #define KIND_FLOAT 2
+#define ACTIVITY_MIN_WIDTH 33
 
 __device__ __forceinline__ unsigned load_value(const unsigned char* out, long long index,
                                                int nbytes) {
@@ -65,6 +67,18 @@ __device__ __forceinline__ unsigned predict(int pred, const unsigned char* out, 
     return (a + b - c) & mask;
 }
 
+// Plane-0 context input of element (y, x) of a tile w wide whose (0, 0) element is at base:
+// the rule of cgc_activity in cgc/_lossless_context.h, reading the plane-0 symbols of the
+// row above as the top bytes of the residuals already stored in out.
+__device__ __forceinline__ unsigned activity(const unsigned char* out, long long base,
+                                             int cols, int w, int y, int x, int nbytes) {
+    if (y == 0 || w < ACTIVITY_MIN_WIDTH) return 0u;
+    const unsigned char* up = out + (base + (long long)(y - 1) * cols) * nbytes + nbytes - 1;
+    const unsigned a = up[(x > 0 ? x - 1 : x) * nbytes] + 2u * up[x * nbytes]
+                       + up[(x + 1 < w ? x + 1 : x) * nbytes];
+    return a < 255u ? a : 255u;
+}
+
 extern "C" __global__ void rans_decode_tiles(
     const unsigned char* data, const long long* tile_offset, const long long* tile_size,
     const unsigned char* tile_pred, const unsigned char* tile_group,
@@ -93,10 +107,16 @@ extern "C" __global__ void rans_decode_tiles(
     unsigned x = tile_state[k * LANES + lane];
     int err = 0, parity = 0;
     const int nsteps = (n + LANES - 1) / LANES;
+    // Uniform over the block, so the barrier below is reached by every lane or none.
+    const bool by_activity = group[0] != GROUP_RAW && plane_info[1] > 1;
     for (int t = 0; t < nsteps; ++t) {
         const int e = t * LANES + lane;
         const bool active = e < n;
-        unsigned acc = 0, prev = 0;
+        // The activity reads residuals other lanes stored at earlier steps.
+        if (by_activity) __syncthreads();
+        unsigned acc = 0, prev = by_activity && active
+                                     ? activity(out, base, cols, w, e / w, e % w, nbytes)
+                                     : 0u;
         long long raw_at = end;
         for (int p = 0; p < nbytes; ++p) {
             const int g = group[p];
@@ -110,7 +130,7 @@ extern "C" __global__ void rans_decode_tiles(
                     const int pb = plane_info[3 * p + 2];
                     const unsigned slot = x & ((1u << pb) - 1u);
                     const long long table = plane_info[3 * p] + g * plane_info[3 * p + 1]
-                                            + (p > 0 ? ctx_map[256 * p + prev] : 0);
+                                            + ctx_map[256 * p + prev];
                     sym = lookup[table * lookup_width + slot];
                     x = freq[table * 256 + sym] * (x >> pb) + slot - start[table * 256 + sym];
                     need = x < (1u << 15) ? 2u : (x < RANS_L ? 1u : 0u);

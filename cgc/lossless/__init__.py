@@ -51,7 +51,10 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False):
     resid = np.empty_like(values)
     preds = np.zeros(ntiles, np.uint8)
     _lossless.choose_residuals(values, etile[0], etile[1], nbytes, candidates, resid, preds)
-    planes, groups = model.build(resid, nbytes, etile)
+    sym0 = model.plane_symbols(resid, nbytes, 0)
+    activity = np.empty_like(sym0)
+    _lossless.activity_map(sym0, etile[0], etile[1], activity)
+    planes, groups = model.build(resid, activity, nbytes, etile)
     tables = model.coding_tables(planes)
     k = np.arange(ntiles)
     tiles_x = -(-cols // etile[1]) if cols else 1
@@ -63,9 +66,9 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False):
     scratch = np.empty(int(region[-1]), np.uint8)
     first = np.zeros(ntiles, np.int64)
     states = np.zeros((ntiles, _lossless.NUM_LANES), np.uint32)
-    if not _lossless.encode_tiles(resid, etile[0], etile[1], nbytes, groups, tables.ctxmap,
-                                  tables.tbase, tables.nctx, tables.prob_bits, tables.freq,
-                                  tables.start, scratch, region, first, states):
+    if not _lossless.encode_tiles(resid, sym0, etile[0], etile[1], nbytes, groups,
+                                  tables.ctxmap, tables.tbase, tables.nctx, tables.prob_bits,
+                                  tables.freq, tables.start, scratch, region, first, states):
         raise RuntimeError("cgc.lossless model left a symbol without frequency")
     sizes = region[1:] - first
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

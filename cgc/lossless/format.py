@@ -145,6 +145,8 @@ def parse(buf):
     if any(s == 0 for s in shape):
         rows = cols = 0
     planes = [_read_plane(reader) for _ in range(etype.nbytes)]
+    if version == 1 and planes[0].nctx > 1:
+        raise FormatError("version 1 streams have no plane-0 contexts")
     ntiles = tile_count(rows, cols, th, tw)
     mdtype = metadata_dtype(etype.nbytes)
     if ntiles * mdtype.itemsize > len(buf) - reader.pos:

@@ -2,8 +2,10 @@
 
 Each byte plane p is coded with tables[g * nctx + ctx], where the context ctx is a bucket of
 the same element's plane p - 1 byte (for a float, the mantissa's top bits depend on the
-exponent) and the group g is picked per tile (tiles of a tensor differ in scale; some rows
-of real checkpoints are stored at lower precision).  A tile may also store a plane raw.
+exponent), or for plane 0 a bucket of the activity of the row above (residuals are large
+where an image is busy; see cgc/_lossless_context.h), and the group g is picked per tile
+(tiles of a tensor differ in scale; some rows of real checkpoints are stored at lower
+precision).  A tile may also store a plane raw.
 Everything is chosen by estimated coded size, table bytes included, so small inputs end up
 with one table per plane and incompressible planes stay raw (which also decodes fastest)."""
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ class PlaneModel:
     prob_bits: int
     nctx: int
     ngroups: int
-    ctxmap: np.ndarray  # uint8[256]: previous plane's byte -> context
+    ctxmap: np.ndarray  # uint8[256]: previous plane's byte (plane 0: activity) -> context
     freqs: np.ndarray  # uint32[ngroups * nctx, 256], rows summing to 2**prob_bits or empty
 
 
@@ -161,8 +163,9 @@ def _group_table_bytes(hist, choice, ngroups):
     return total
 
 
-def build(resid, nbytes, tile):
-    """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane."""
+def build(resid, activity, nbytes, tile):
+    """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane; activity
+    holds the plane-0 context input of every element (cgc._lossless.activity_map)."""
     rows, cols = resid.shape
     th, tw = tile
     tiles_x = -(-cols // tw) if cols else 0
@@ -177,15 +180,11 @@ def build(resid, nbytes, tile):
     tile_id = ((np.arange(rows) // th)[:, None] * tiles_x
                + (np.arange(cols) // tw)[None, :]).ravel()
     sizes = np.bincount(tile_id, minlength=ntiles).astype(np.float64)
-    prev = None
+    prev = activity.ravel()
     for p in range(nbytes):
         sym = plane_symbols(resid, nbytes, p).ravel()
-        if prev is None:
-            ctxmap, nctx = np.zeros(256, np.uint8), 1
-            ctx = 0
-        else:
-            ctxmap, nctx = _context_map(prev, sym)
-            ctx = ctxmap[prev].astype(np.int64) * 256
+        ctxmap, nctx = _context_map(prev, sym)
+        ctx = ctxmap[prev].astype(np.int64) * 256
         key = tile_id * (nctx * 256) + ctx + sym
         hist = np.bincount(key, minlength=ntiles * nctx * 256)
         hist = hist.reshape(ntiles, nctx * 256).astype(np.float64)
