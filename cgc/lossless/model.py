@@ -74,12 +74,18 @@ def _context_map(prev, sym):
     for nctx in CONTEXT_CHOICES:
         ctxmap = np.zeros(256, np.uint8)
         ctxmap[order[:nctx - 1]] = np.arange(1, nctx, dtype=np.uint8)
-        counts = np.zeros((nctx, 256))
-        np.add.at(counts, ctxmap, joint)
+        counts = np.stack([joint[ctxmap == c].sum(axis=0) for c in range(nctx)])
         bits = _entropy_bits(counts).sum() + 8 * _table_bytes(counts).sum()
         if best_bits is None or bits < best_bits:
             best_map, best_bits = ctxmap, bits
     return best_map, int(best_map.max()) + 1
+
+
+def _products(a, b):
+    """a @ b.T without BLAS: these products are small, and waking a BLAS thread pool for
+    them left its threads spinning against the codec's OpenMP threads (on 2 cores the
+    encoder ran at half speed and decodes timed right after it slowed down)."""
+    return np.einsum("ij,kj->ik", a, b, optimize=False)
 
 
 def _assign(hist, sizes, centres):
@@ -88,7 +94,7 @@ def _assign(hist, sizes, centres):
     nctx = smoothed.shape[1] // 256
     per_ctx = smoothed.reshape(len(centres), nctx, 256)
     logq = np.log2(per_ctx / per_ctx.sum(axis=2, keepdims=True)).reshape(len(centres), -1)
-    cost = -(hist @ logq.T) + CODED_PENALTY_BITS * sizes[:, None]
+    cost = -_products(hist, logq) + CODED_PENALTY_BITS * sizes[:, None]
     choice = np.argmin(cost, axis=1)
     best = cost[np.arange(len(hist)), choice]
     raw = 8.0 * sizes
@@ -125,7 +131,7 @@ def _split(hist, sizes, choice, centres, limit):
     for g in range(len(centres)):
         members = np.flatnonzero(choice == g)
         if members.size > 1:
-            fit = -(hist[members] @ logq[g]) / np.maximum(sizes[members], 1)
+            fit = -_products(hist[members], logq[g:g + 1])[:, 0] / np.maximum(sizes[members], 1)
             seeds.append(hist[members[np.argmax(fit)]][None, :])
     return np.concatenate(seeds)[:limit]
 
