@@ -10,7 +10,8 @@
 //   (step, plane, lane).  After decoding its symbol every lane knows how many refill bytes
 //   it needs (0, 1 or 2: x >= 2^7 after any decode with at most 16 probability bits); an
 //   exclusive prefix sum of those counts over the lanes gives each lane its bytes, and the
-//   stream advances by the total.  The encoder wrote the exact reverse order.
+//   stream advances by the total.  The sum is two ballots ("needs >= 1", "needs 2") and
+//   popcounts of the lanes below.  The encoder wrote the exact reverse order.
 // * The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous
 //   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
 //   (activity() below).  Group 255 means the plane is stored raw after the stream, plane
@@ -86,8 +87,8 @@ extern "C" __global__ void rans_decode_tiles(
     const unsigned* freq, const unsigned* start, const unsigned char* lookup,
     int lookup_width, int rows, int cols, int tile_h, int tile_w, int nbytes, int kind,
     unsigned char* out, int* errors) {
-    __shared__ unsigned refill[2][LANES];
     const int lane = threadIdx.x;
+    const unsigned lanes_below = (1u << lane) - 1u;
     const long long k = blockIdx.x;
     const int tiles_x = (cols + tile_w - 1) / tile_w;
     const int y0 = (int)(k / tiles_x) * tile_h;
@@ -105,7 +106,7 @@ extern "C" __global__ void rans_decode_tiles(
     const long long end = pos + tile_size[k] - (long long)nraw * n;
 
     unsigned x = tile_state[k * LANES + lane];
-    int err = 0, parity = 0;
+    int err = 0;
     const int nsteps = (n + LANES - 1) / LANES;
     // Uniform over the block, so the barrier below is reached by every lane or none.
     const bool by_activity = group[0] != GROUP_RAW && plane_info[1] > 1;
@@ -135,17 +136,9 @@ extern "C" __global__ void rans_decode_tiles(
                     x = freq[table * 256 + sym] * (x >> pb) + slot - start[table * 256 + sym];
                     need = x < (1u << 15) ? 2u : (x < RANS_L ? 1u : 0u);
                 }
-                refill[parity][lane] = need;
-                __syncthreads();
-                unsigned before = 0, total = 0;
-                for (int j = 0; j < LANES; ++j) {
-                    const unsigned c = refill[parity][j];
-                    before += j < lane ? c : 0u;
-                    total += c;
-                }
-                // The other buffer is written next, so one barrier per round suffices.
-                parity ^= 1;
-                long long q = pos + before;
+                const unsigned one = __ballot_sync(0xFFFFFFFFu, need >= 1u);
+                const unsigned two = __ballot_sync(0xFFFFFFFFu, need == 2u);
+                long long q = pos + __popc(one & lanes_below) + __popc(two & lanes_below);
                 for (unsigned i = 0; i < need; ++i, ++q) {
                     unsigned byte = 0;
                     if (q < end) {
@@ -155,7 +148,7 @@ extern "C" __global__ void rans_decode_tiles(
                     }
                     x = (x << 8) | byte;
                 }
-                pos += total;
+                pos += __popc(one) + __popc(two);
             }
             acc = (acc << 8) | sym;
             prev = sym;

@@ -14,9 +14,9 @@ KERNEL_NAME = "rans_decode_tiles"
 LANES = 32
 
 
-def launch(function, container, xp, out_bytes):
-    """Decode container's tiles into out_bytes (an xp uint8 array of rows*cols*nbytes bytes,
-    elements native little-endian); returns the per-tile error codes as a numpy array."""
+def kernel_arguments(container, xp):
+    """The kernel's inputs for container (stream, tile records, tables, sizes) as xp arrays
+    and scalars: uploaded once, they can be reused for repeated launches (bench/gpu.py)."""
     rows, cols = container.matrix
     meta = container.meta
     tables = model.coding_tables(container.planes)
@@ -30,13 +30,22 @@ def launch(function, container, xp, out_bytes):
     # cannot be handed out as device buffers.
     device = [xp.asarray(np.require(a if a.size else np.zeros(1, a.dtype),
                                     requirements=("C", "W"))) for a in host]
-    errors = xp.zeros(len(meta) * LANES, np.int32)
     scalars = [np.int32(v) for v in (tables.lookup.shape[1], rows, cols, container.tile[0],
                                      container.tile[1], container.etype.nbytes,
                                      container.etype.kind)]
-    function((len(meta),), (LANES,), (*device, *scalars, out_bytes, errors))
+    return (*device, *scalars)
+
+
+def launch(function, container, xp, out_bytes, arguments=None):
+    """Decode container's tiles into out_bytes (an xp uint8 array of rows*cols*nbytes bytes,
+    elements native little-endian); returns the per-tile error codes as a numpy array.
+    arguments: kernel_arguments(container, xp), if already uploaded."""
+    if arguments is None:
+        arguments = kernel_arguments(container, xp)
+    errors = xp.zeros(len(container.meta) * LANES, np.int32)
+    function((len(container.meta),), (LANES,), (*arguments, out_bytes, errors))
     errors = errors.get() if hasattr(errors, "get") else errors
-    return errors.reshape(len(meta), LANES).max(axis=1)
+    return errors.reshape(len(container.meta), LANES).max(axis=1)
 
 
 def decode_into(container, out):

@@ -213,6 +213,8 @@ inline unsigned __ballot_sync(unsigned mask, int predicate) {
     return bits;
 }
 
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
 inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
 
 inline int __all_sync(unsigned mask, int predicate) {

@@ -1,0 +1,140 @@
+"""GPU decode speed of cgc.lossless (cgc/kernels/rans.cu): GB/s of decoded output.
+
+Inputs are synthetic, so that the script needs nothing but cgc on the GPU machine: weights
+drawn from N(0, 0.02) as bfloat16 and float32 (8192 x 8192 and 4096 x 8192, 128 MiB each)
+and a smooth 16-bit image plane, each encoded with the default tile and with 64 x 64 tiles
+(one warp decodes one tile, so small tiles give the GPU more parallel work).  Per stream:
+  * kernel: the decode kernel alone, inputs already on the device, timed with CUDA events
+    after a warm-up (median of --repeats); output checked bit for bit against the CPU.
+  * end to end: cgc.lossless.decode(bytes, device="cuda") wall clock, bytes on the host to
+    an array on the host (uploads and the download included).
+The goal is >= 250 GB/s on an H100.  Results: bench/results/lossless_gpu.json with the git
+revision.
+
+    python bench/lossless_gpu.py [--repeats 50]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import cgc.lossless as lossless  # noqa: E402
+from cgc.kernels import has_gpu, load_module  # noqa: E402
+from cgc.lossless import cuda as lcuda  # noqa: E402
+from cgc.lossless.format import parse  # noqa: E402
+
+GOAL_GBPS = 250
+WARMUP = 5
+TILES = {"default tiles": None, "64x64 tiles": (64, 64)}
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def inputs():
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(0, 0.02, (4096, 8192)).astype(np.float32)
+    bf16 = (rng.normal(0, 0.02, (8192, 8192)).astype(np.float32).view(np.uint32)
+            >> 16).astype(np.uint16)
+    y, x = np.mgrid[0:4096, 0:4096]
+    plane = (30000 + 8000 * np.sin(x / 40.0) * np.cos(y / 55.0)
+             + rng.normal(0, 30, (4096, 4096))).astype(np.uint16)
+    return {"bf16 weights": (bf16, True), "fp32 weights": (fp32, False),
+            "uint16 image": (plane, False)}
+
+
+def kernel_ms(cupy, function, container, out_dev, repeats):
+    arguments = lcuda.kernel_arguments(container, cupy)
+    errors = cupy.zeros(len(container.meta) * lcuda.LANES, np.int32)
+    grid, block = (len(container.meta),), (lcuda.LANES,)
+
+    def run():
+        function(grid, block, (*arguments, out_dev, errors))
+
+    for _ in range(WARMUP):
+        run()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for _ in range(repeats):
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end))
+    if int(errors.max()) != 0:
+        raise RuntimeError("the kernel reported a corrupt tile on a valid stream")
+    return times
+
+
+def bench_stream(cupy, function, array, bf16, tile, repeats):
+    data = lossless.encode(array, tile=tile, bfloat16=bf16)
+    container = parse(data)
+    out_dev = cupy.empty(array.nbytes, cupy.uint8)
+    times = kernel_ms(cupy, function, container, out_dev, repeats)
+    if not np.array_equal(out_dev.get(), np.ascontiguousarray(array).reshape(-1).view(np.uint8)):
+        raise RuntimeError("GPU decode differs from the input")
+    wall = []
+    for _ in range(max(5, repeats // 5)):
+        t0 = time.perf_counter()
+        lossless.decode(data, device="cuda")
+        wall.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"decoded_bytes": array.nbytes, "stream_bytes": len(data),
+            "percent": 100.0 * len(data) / array.nbytes, "tiles": len(container.meta),
+            "kernel_median_ms": median, "kernel_min_ms": min(times),
+            "kernel_GBps": array.nbytes / (median * 1e-3) / 1e9,
+            "end_to_end_median_ms": 1e3 * statistics.median(wall),
+            "end_to_end_GBps": array.nbytes / statistics.median(wall) / 1e9}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--out",
+                        default=os.path.join(ROOT, "bench", "results", "lossless_gpu.json"))
+    args = parser.parse_args()
+    if not has_gpu():
+        sys.exit("bench/lossless_gpu.py: no CUDA GPU available (it needs CuPy and a CUDA "
+                 "device); nothing was measured")
+
+    import cupy
+
+    function = load_module(lcuda.KERNEL_MODULE).get_function(lcuda.KERNEL_NAME)
+    device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    results = {}
+    for name, (array, bf16) in inputs().items():
+        for tile_name, tile in TILES.items():
+            row = bench_stream(cupy, function, array, bf16, tile, args.repeats)
+            results[f"{name}, {tile_name}"] = row
+            print(f"{name:<13} {tile_name:<14} {row['percent']:6.2f} %  {row['tiles']:6d} tiles"
+                  f"  kernel {row['kernel_GBps']:7.1f} GB/s  end to end "
+                  f"{row['end_to_end_GBps']:6.2f} GB/s", flush=True)
+    name = device["name"]
+    report = {"revision": git("rev-parse", "HEAD"),
+              "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+              "device": name.decode() if isinstance(name, bytes) else name,
+              "cupy": cupy.__version__, "python": platform.python_version(),
+              "repeats": args.repeats, "goal_GBps": GOAL_GBPS, "results": results}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
