@@ -75,6 +75,13 @@ TABLE_ERRORS = {TABLE_TRUNCATED: "truncated cgc.lossless stream (table)",
 NUM_LANES = LANES
 
 
+cdef extern from "_lossless_context.h" nogil:
+    uint8_t activity "cgc_activity"(const uint8_t *s, Py_ssize_t stride, Py_ssize_t w,
+                                    Py_ssize_t y, Py_ssize_t x)
+    void step_activity "cgc_step_activity"(const uint8_t *s, Py_ssize_t w, Py_ssize_t e0,
+                                           int count, uint8_t *act)
+
+
 cdef inline uint32_t predict(int pred, const uint32_t *v, Py_ssize_t stride, Py_ssize_t y,
                              Py_ssize_t x, uint32_t mask) noexcept nogil:
     """Prediction of v[y, x] from its reconstructed causal neighbours inside the tile.
@@ -125,72 +132,7 @@ cdef inline uint32_t residual(int pred, const uint32_t *v, Py_ssize_t stride, Py
                   mask)
 
 
-cdef inline double plane_cost(const uint32_t *hist, Py_ssize_t n) noexcept nogil:
-    """Bits to code n symbols with the tile's own order-0 statistics."""
-    cdef double bits = n * log2(<double>n) if n > 0 else 0.0
-    cdef int s
-    for s in range(256):
-        if hist[s]:
-            bits -= hist[s] * log2(<double>hist[s])
-    return bits
-
-
-def choose_residuals(const uint32_t[:, ::1] values, int tile_h, int tile_w, int nbytes,
-                     const uint8_t[::1] candidates, uint32_t[:, ::1] resid,
-                     uint8_t[::1] preds):
-    """Pick each tile's predictor by the smallest estimated coded size and store residuals.
-
-    The estimate is the tile-local order-0 entropy summed over the residual's byte planes:
-    unlike libpng's sum of absolute residuals it stays meaningful for float bit patterns,
-    where NONE must win against differences of random mantissas."""
-    cdef Py_ssize_t rows = values.shape[0], cols = values.shape[1]
-    cdef Py_ssize_t tiles_x = (cols + tile_w - 1) // tile_w
-    cdef Py_ssize_t ntiles = ((rows + tile_h - 1) // tile_h) * tiles_x
-    cdef Py_ssize_t k, y0, x0, h, w, y, x, n
-    cdef int wbits = 8 * nbytes, ci, pred, best, p, s
-    cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << wbits) - 1)
-    cdef uint32_t r
-    cdef uint32_t *hist
-    cdef double cost, best_cost
-    cdef Py_ssize_t ncand = candidates.shape[0], bad = 0
-    if ntiles == 0:
-        return
-    with nogil, parallel():
-        hist = <uint32_t *>malloc(4 * 256 * sizeof(uint32_t))
-        for k in prange(ntiles, schedule="dynamic"):
-            if hist == NULL:
-                bad += 1
-                continue
-            y0 = (k // tiles_x) * tile_h
-            x0 = (k % tiles_x) * tile_w
-            h = min(tile_h, rows - y0)
-            w = min(tile_w, cols - x0)
-            n = h * w
-            best = candidates[0]
-            best_cost = 1e300
-            for ci in range(ncand):
-                pred = candidates[ci]
-                for s in range(4 * 256):
-                    hist[s] = 0
-                for y in range(h):
-                    for x in range(w):
-                        r = residual(pred, &values[y0, x0], cols, y, x, wbits, mask)
-                        for p in range(nbytes):
-                            hist[p * 256 + ((r >> (8 * p)) & 0xFF)] += 1
-                cost = 0.0
-                for p in range(nbytes):
-                    cost = cost + plane_cost(&hist[p * 256], n)
-                if cost < best_cost:
-                    best_cost = cost
-                    best = pred
-            preds[k] = <uint8_t>best
-            for y in range(h):
-                for x in range(w):
-                    resid[y0 + y, x0 + x] = residual(best, &values[y0, x0], cols, y, x,
-                                                     wbits, mask)
-        free(hist)
-    if bad:
-        raise MemoryError("no scratch memory for the predictor search")
+include "_lossless_stats.pxi"
 
 
 cdef struct Tables:
@@ -270,19 +212,6 @@ cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *sym0, Py_ssize_
                 ptr = rans_encode_symbol(&state[j], ptr, tb.start[256 * tbl + sym], f,
                                          tb.prob_bits[p])
     return ptr - region
-
-
-def activity_map(const uint8_t[:, ::1] sym0, int tile_h, int tile_w, uint8_t[:, ::1] out):
-    """out[y, x] = the activity (plane-0 context input) of every element, from the plane-0
-    symbols sym0 of the whole matrix cut into tile_h x tile_w tiles."""
-    cdef Py_ssize_t rows = sym0.shape[0], cols = sym0.shape[1], y, x, y0, x0
-    if rows == 0 or cols == 0:
-        return
-    for y in prange(rows, nogil=True, schedule="static"):
-        y0 = y - y % tile_h
-        for x in range(cols):
-            x0 = x - x % tile_w
-            out[y, x] = activity(&sym0[y0, x0], cols, min(tile_w, cols - x0), y - y0, x - x0)
 
 
 def encode_tiles(const uint32_t[:, ::1] resid, const uint8_t[:, ::1] sym0, int tile_h,
@@ -455,13 +384,6 @@ cdef extern from *:
     }
     """
     uint32_t load_be32 "cgc_load_be32"(const uint8_t *p) noexcept nogil
-
-
-cdef extern from "_lossless_context.h" nogil:
-    uint8_t activity "cgc_activity"(const uint8_t *s, Py_ssize_t stride, Py_ssize_t w,
-                                    Py_ssize_t y, Py_ssize_t x)
-    void step_activity "cgc_step_activity"(const uint8_t *s, Py_ssize_t w, Py_ssize_t e0,
-                                           int count, uint8_t *act)
 
 
 cdef extern from "_lossless_avx2.h" nogil:

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from cgc._core import normalize_frequencies
-from cgc._lossless import RAW_GROUP
+from cgc._lossless import RAW_GROUP, byte_plane, joint_histogram, tile_histograms
 
 PROB_BITS = 12
 CONTEXT_CHOICES = (1, 2, 4, 8, 16)
@@ -36,7 +36,10 @@ class PlaneModel:
 
 
 def plane_symbols(resid, nbytes, p):
-    return ((resid >> np.uint32(8 * (nbytes - 1 - p))) & np.uint32(0xFF)).astype(np.uint8)
+    """Byte p (0: most significant) of every residual, as a uint8 matrix."""
+    out = np.empty(resid.shape, np.uint8)
+    byte_plane(resid, nbytes, p, out)
+    return out
 
 
 def _entropy_bits(counts):
@@ -60,8 +63,10 @@ def _table_bytes(counts):
 
 
 def _context_map(prev, sym):
-    """Rank previous-plane bytes by how much knowing them saves, and return the best map."""
-    joint = np.bincount(prev.astype(np.int64) * 256 + sym, minlength=65536)
+    """Rank context input bytes (the previous plane's, or the activity) by how much knowing
+    them saves, and return the best map."""
+    joint = np.empty(65536, np.int64)
+    joint_histogram(prev, sym, joint)
     joint = joint.reshape(256, 256).astype(np.float64)
     rowsum = joint.sum(axis=1)
     marginal = joint.sum(axis=0)
@@ -183,17 +188,15 @@ def build(resid, activity, nbytes, tile):
             planes.append(PlaneModel(PROB_BITS, 1, 0, np.zeros(256, np.uint8),
                                      np.zeros((0, 256), np.uint32)))
         return planes, groups
-    tile_id = ((np.arange(rows) // th)[:, None] * tiles_x
-               + (np.arange(cols) // tw)[None, :]).ravel()
-    sizes = np.bincount(tile_id, minlength=ntiles).astype(np.float64)
-    prev = activity.ravel()
+    heights = np.minimum(th, rows - np.arange(0, rows, th))
+    widths = np.minimum(tw, cols - np.arange(0, cols, tw))
+    sizes = (heights[:, None] * widths[None, :]).ravel().astype(np.float64)
+    prev = activity
     for p in range(nbytes):
-        sym = plane_symbols(resid, nbytes, p).ravel()
+        sym = plane_symbols(resid, nbytes, p)
         ctxmap, nctx = _context_map(prev, sym)
-        ctx = ctxmap[prev].astype(np.int64) * 256
-        key = tile_id * (nctx * 256) + ctx + sym
-        hist = np.bincount(key, minlength=ntiles * nctx * 256)
-        hist = hist.reshape(ntiles, nctx * 256).astype(np.float64)
+        hist = np.empty((ntiles, nctx * 256))
+        tile_histograms(prev, sym, ctxmap, nctx, th, tw, hist)
         choice = _groups(hist, sizes)
         used = np.unique(choice[choice >= 0])
         renumber = np.full(max(int(choice.max()) + 1, 1), RAW_GROUP, dtype=np.int64)
