@@ -27,12 +27,13 @@ def choose_residuals(const uint32_t[:, ::1] values, int tile_h, int tile_w, int 
     unlike libpng's sum of absolute residuals it stays meaningful for float bit patterns,
     where NONE must win against differences of random mantissas.  Tiles of 32 rows or more
     are estimated from every SEARCH_ROW_STEP-th row (a residual needs only the values, so
-    any row stands alone): the search was a fifth of the encode time, and on the checkpoint
-    and Kodak benches the sampled choice costs under 0.01 % in size."""
+    any row stands alone): the search was a fifth of the encode time.  Measured: encode
+    10-25 % faster; all-MiniLM-L6-v2 sizes unchanged to 0.01 %, Kodak 0.2 % larger
+    (10.04 -> 10.06 bits per pixel)."""
     cdef Py_ssize_t rows = values.shape[0], cols = values.shape[1]
     cdef Py_ssize_t tiles_x = (cols + tile_w - 1) // tile_w
     cdef Py_ssize_t ntiles = ((rows + tile_h - 1) // tile_h) * tiles_x
-    cdef Py_ssize_t k, y0, x0, h, w, y, x, n, step
+    cdef Py_ssize_t k, y0, x0, h, w, y, x, n, step, sampled
     cdef int wbits = 8 * nbytes, ci, pred, best, p, s
     cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << wbits) - 1)
     cdef uint32_t r
@@ -59,7 +60,8 @@ def choose_residuals(const uint32_t[:, ::1] values, int tile_h, int tile_w, int 
                 pred = candidates[ci]
                 for s in range(4 * 256):
                     hist[s] = 0
-                for y in range(0, h, step):
+                for sampled in range((h + step - 1) // step):
+                    y = sampled * step
                     for x in range(w):
                         r = residual(pred, &values[y0, x0], cols, y, x, wbits, mask)
                         for p in range(nbytes):

@@ -133,3 +133,17 @@ def test_gpu_decode_of_an_image():
     out = np.full_like(img, 0xCC)
     lossless.decode_into(lossless.encode(img, image=True, tile=(16, 16)), out, device="cuda")
     assert np.array_equal(out, img)
+
+
+@emulated
+def test_uploaded_arguments_serve_repeated_launches(kernel):
+    # bench/lossless_gpu.py uploads a stream's inputs once and launches the kernel again and
+    # again into the same output: every launch must rewrite every byte identically.
+    a = skdata.camera()[:128, :192].copy()
+    container = lformat.parse(lossless.encode(a, tile=(64, 64)))
+    arguments = lcuda.kernel_arguments(container, np)
+    out = poisoned(a.nbytes)
+    for _ in range(2):
+        assert not lcuda.launch(kernel, container, np, out, arguments).any()
+        assert np.array_equal(out, a.reshape(-1))
+        out[:] = 0xCC
