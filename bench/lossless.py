@@ -11,7 +11,8 @@ bit for bit; a codec that fails to import is recorded as unavailable.
     OMP_NUM_THREADS=1 python bench/lossless.py --zipnn-threads 1 --out ...  # one core each
 
 cgc decodes with its AVX2 tile decoder where the CPU has one; the "scalar decoder" row
-decodes the same streams with the portable one.
+decodes the same streams with the portable one, and the "min_gain=0.1" row stores the
+near-uniform mantissa bytes raw (bigger, faster to decode).
 """
 import argparse
 import glob
@@ -34,9 +35,11 @@ from cgc import _lossless  # noqa: E402
 
 REPEATS = 5
 # None: encode()'s default tile (cgc.lossless.DEFAULT_TILE, 128 x 512).
-# name -> (tile, decode with the AVX2 decoder when present)
-WEIGHT_CODECS = {"cgc (default tiles)": (None, True), "cgc (64x64 tiles)": ((64, 64), True),
-                 "cgc (default tiles, scalar decoder)": (None, False)}
+# name -> (tile, decode with the AVX2 decoder when present, encode(min_gain=))
+WEIGHT_CODECS = {"cgc (default tiles)": (None, True, None),
+                 "cgc (64x64 tiles)": ((64, 64), True, None),
+                 "cgc (default tiles, scalar decoder)": (None, False, None),
+                 "cgc (min_gain=0.1: raw mantissas)": (None, True, 0.1)}
 ZIPNN_THREADS = 0  # ZipNN's own default; --zipnn-threads sets it
 TABLE_BYTES = 512
 KODAK = ROOT.parent / "shared" / "data" / "kodak"  # shared/ sits beside the checkout
@@ -68,7 +71,9 @@ def load_variants():
 
 # Each codec: name -> factory(variant) returning (encode(array) -> bytes,
 # decode(bytes, like_array) -> array), or raising if unavailable for the variant.
-def cgc_codec(tile, simd):
+def cgc_codec(tile, simd, min_gain):
+    options = {} if min_gain is None else {"min_gain": min_gain}
+
     def make(variant):
         bf16 = variant == "bf16"
 
@@ -80,7 +85,7 @@ def cgc_codec(tile, simd):
             finally:
                 _lossless.simd_decoder(previous)
 
-        return lambda a: lossless.encode(a, tile=tile, bfloat16=bf16), decode
+        return lambda a: lossless.encode(a, tile=tile, bfloat16=bf16, **options), decode
     return make
 
 

@@ -279,3 +279,20 @@ def test_tiles_no_group_fits_get_a_group_of_their_own():
     container = lformat.parse(lossless.encode(a, tile=(64, 64), predictors=()))
     assert container.meta["groups"][0, 0] != RAW_GROUP
     assert np.array_equal(lossless.decode(lossless.encode(a, tile=(64, 64))), a)
+
+
+def test_min_gain_trades_size_for_raw_planes():
+    rng = np.random.default_rng(21)
+    w = (rng.normal(0, 0.02, (256, 512)).astype(np.float32).view(np.uint32) >> 16).astype(
+        np.uint16)
+    default = lossless.encode(w, bfloat16=True)
+    fast = lossless.encode(w, bfloat16=True, min_gain=0.1)
+    # The mantissa byte saves a few hundredths of a bit in the exponent's context: coded by
+    # default, raw once coding must save 0.1 bit per byte.
+    assert (lformat.parse(default).meta["groups"][:, 1] != RAW_GROUP).all()
+    assert (lformat.parse(fast).meta["groups"][:, 1] == RAW_GROUP).all()
+    assert len(default) < len(fast)
+    for data in (default, fast):
+        assert np.array_equal(lossless.decode(data), w)
+    with pytest.raises(ValueError, match="min_gain"):
+        lossless.encode(w, bfloat16=True, min_gain=-1)

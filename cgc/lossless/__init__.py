@@ -23,7 +23,8 @@ __all__ = ["encode", "decode", "decode_into", "PREDICTORS", "DEFAULT_TILE"]
 PREDICTORS = tuple(_lossless.PREDICTORS)
 
 
-def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False):
+def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
+           min_gain=model.CODED_PENALTY_BITS):
     """Compress array losslessly.
 
     tile: requested (rows, cols) of a tile, at most 2**18 elements; None asks for
@@ -35,7 +36,9 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False):
     always tried).  image: array is an (H, W) or (H, W, C) image: an (H, W, C) one is coded
     as C planes of H x W (instead of rows of C columns), with red and blue coded as their
     difference from green when C >= 3 and the type is an integer one; decode() returns the
-    same (H, W, C) array."""
+    same (H, W, C) array.  min_gain: bits per byte that entropy coding a tile's byte plane
+    must save over storing it raw (raw planes decode as a copy); raising it to 0.1 trades
+    size for decode speed on float weights, whose mantissa bytes then stay raw."""
     arr = np.asarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
@@ -54,7 +57,9 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False):
     sym0 = model.plane_symbols(resid, nbytes, 0)
     activity = np.empty_like(sym0)
     _lossless.activity_map(sym0, etile[0], etile[1], activity)
-    planes, groups = model.build(resid, activity, nbytes, etile)
+    if not min_gain >= 0:
+        raise ValueError(f"min_gain must be >= 0 bits per byte, got {min_gain!r}")
+    planes, groups = model.build(resid, activity, nbytes, etile, float(min_gain))
     tables = model.coding_tables(planes)
     k = np.arange(ntiles)
     tiles_x = -(-cols // etile[1]) if cols else 1

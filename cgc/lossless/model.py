@@ -93,13 +93,13 @@ def _products(a, b):
     return np.einsum("ij,kj->ik", a, b, optimize=False)
 
 
-def _assign(hist, sizes, centres):
+def _assign(hist, sizes, centres, penalty):
     """Best group (or raw) per tile and the tiles' costs in bits, for the given centres."""
     smoothed = centres + _EPS
     nctx = smoothed.shape[1] // 256
     per_ctx = smoothed.reshape(len(centres), nctx, 256)
     logq = np.log2(per_ctx / per_ctx.sum(axis=2, keepdims=True)).reshape(len(centres), -1)
-    cost = -_products(hist, logq) + CODED_PENALTY_BITS * sizes[:, None]
+    cost = -_products(hist, logq) + penalty * sizes[:, None]
     choice = np.argmin(cost, axis=1)
     best = cost[np.arange(len(hist)), choice]
     raw = 8.0 * sizes
@@ -107,16 +107,16 @@ def _assign(hist, sizes, centres):
     return choice, np.minimum(raw, best)
 
 
-def _cluster(hist, sizes, ngroups, init):
+def _cluster(hist, sizes, ngroups, init, penalty):
     """k-means over tile histograms with code length as the distance."""
     centres = init
     for _ in range(KMEANS_ROUNDS):
-        choice, _ = _assign(hist, sizes, centres)
+        choice, _ = _assign(hist, sizes, centres, penalty)
         used = [g for g in range(len(centres)) if np.any(choice == g)]
         if not used:
             return choice, centres[:0]
         centres = np.stack([hist[choice == g].sum(axis=0) for g in used])
-    choice, _ = _assign(hist, sizes, centres)
+    choice, _ = _assign(hist, sizes, centres, penalty)
     return choice, centres
 
 
@@ -141,13 +141,13 @@ def _split(hist, sizes, choice, centres, limit):
     return np.concatenate(seeds)[:limit]
 
 
-def _groups(hist, sizes):
+def _groups(hist, sizes, penalty):
     """Choose the table groups for one plane: returns (per-tile group or -1, counts)."""
     # Per-tile choices ignore table bytes, so all-raw must be a candidate of its own: small
     # inputs would otherwise pay a whole table to shave a few bits off a near-uniform plane.
     best = (8.0 * sizes.sum() + 8, np.full(len(hist), -1))
     centres = hist.sum(axis=0, keepdims=True)
-    choice, cost = _assign(hist, sizes, centres)
+    choice, cost = _assign(hist, sizes, centres, penalty)
     bits = cost.sum() + 8 * _group_table_bytes(hist, choice, 1)
     if bits < best[0]:
         best = (bits, choice)
@@ -155,10 +155,10 @@ def _groups(hist, sizes):
         if ngroups > len(hist):
             break
         seeds = _split(hist, sizes, choice, centres, ngroups)
-        choice, centres = _cluster(hist, sizes, ngroups, seeds)
+        choice, centres = _cluster(hist, sizes, ngroups, seeds, penalty)
         if len(centres) == 0:
             break
-        _, cost = _assign(hist, sizes, centres)
+        _, cost = _assign(hist, sizes, centres, penalty)
         bits = cost.sum() + 8 * _group_table_bytes(hist, choice, len(centres))
         if bits < best[0]:
             best = (bits, choice)
@@ -174,9 +174,11 @@ def _group_table_bytes(hist, choice, ngroups):
     return total
 
 
-def build(resid, activity, nbytes, tile):
+def build(resid, activity, nbytes, tile, min_gain=CODED_PENALTY_BITS):
     """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane; activity
-    holds the plane-0 context input of every element (cgc._lossless.activity_map)."""
+    holds the plane-0 context input of every element (cgc._lossless.activity_map); a tile's
+    plane is coded only where that saves more than min_gain bits per byte over storing it
+    raw."""
     rows, cols = resid.shape
     th, tw = tile
     tiles_x = -(-cols // tw) if cols else 0
@@ -197,7 +199,7 @@ def build(resid, activity, nbytes, tile):
         ctxmap, nctx = _context_map(prev, sym)
         hist = np.empty((ntiles, nctx * 256))
         tile_histograms(prev, sym, ctxmap, nctx, th, tw, hist)
-        choice = _groups(hist, sizes)
+        choice = _groups(hist, sizes, min_gain)
         used = np.unique(choice[choice >= 0])
         renumber = np.full(max(int(choice.max()) + 1, 1), RAW_GROUP, dtype=np.int64)
         renumber[used] = np.arange(used.size)
