@@ -45,6 +45,8 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     etype = element_type(arr.dtype, bfloat16)
     th, tw = check_tile(DEFAULT_TILE if tile is None else tile)
     candidates = _candidates(predictors)
+    if not min_gain >= 0:
+        raise ValueError(f"min_gain must be >= 0 bits per byte, got {min_gain!r}")
     layout = image_layout(arr.shape, etype) if image else LAYOUT_ARRAY
     rows, cols = layout_matrix_shape(arr.shape, layout)
     etile = effective_tile((th, tw), rows, cols) if arr.size else (th, tw)
@@ -57,8 +59,6 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     sym0 = model.plane_symbols(resid, nbytes, 0)
     activity = np.empty_like(sym0)
     _lossless.activity_map(sym0, etile[0], etile[1], activity)
-    if not min_gain >= 0:
-        raise ValueError(f"min_gain must be >= 0 bits per byte, got {min_gain!r}")
     planes, groups = model.build(resid, activity, nbytes, etile, float(min_gain))
     tables = model.coding_tables(planes)
     k = np.arange(ntiles)

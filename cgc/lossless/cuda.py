@@ -16,7 +16,8 @@ LANES = 32
 
 def kernel_arguments(container, xp):
     """The kernel's inputs for container (stream, tile records, tables, sizes) as xp arrays
-    and scalars: uploaded once, they can be reused for repeated launches (bench/gpu.py)."""
+    and scalars: uploaded once, they can be reused for repeated launches
+    (bench/lossless_gpu.py)."""
     rows, cols = container.matrix
     meta = container.meta
     tables = model.coding_tables(container.planes)
