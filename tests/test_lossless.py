@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 import cgc.lossless as lossless
+from cgc import _lossless
 from cgc._lossless import RAW_GROUP
 from cgc.errors import FormatError
 from cgc.lossless import format as lformat
+from cgc.lossless.layout import ELEMENT_TYPES
+from cgc.lossless.model import PlaneModel
 
 INT_DTYPES = ("uint8", "int8", "uint16", "int16")
 FLOAT_DTYPES = ("float16", "float32")
@@ -296,3 +299,25 @@ def test_min_gain_trades_size_for_raw_planes():
         assert np.array_equal(lossless.decode(data), w)
     with pytest.raises(ValueError, match="min_gain"):
         lossless.encode(w, bfloat16=True, min_gain=-1)
+
+
+def stream_through_an_empty_table():
+    """A hand-made stream (no encoder writes one) whose every symbol is decoded with an
+    empty table: by the spec each decodes as symbol 0 and leaves the state alone, so lanes
+    starting at 2**23 with no stream bytes end valid, and the array is all zeros."""
+    plane = PlaneModel(12, 1, 1, np.zeros(256, np.uint8), np.zeros((1, 256), np.uint32))
+    meta = np.zeros(1, lformat.metadata_dtype(1))
+    meta["groups"] = 0
+    meta["states"] = 1 << 23
+    return lformat.serialize(ELEMENT_TYPES[1], (2, 40), 0, (2, 40), [plane], meta, b"")
+
+
+def test_a_symbol_through_an_empty_table_is_symbol_zero_on_both_decoders():
+    data = stream_through_an_empty_table()
+    for simd in (True, False):
+        _lossless.simd_decoder(simd)
+        try:
+            out = np.full((2, 40), 0xCC, np.uint8)
+            assert not lossless.decode_into(data, out).any()
+        finally:
+            _lossless.simd_decoder(True)

@@ -147,3 +147,23 @@ def test_uploaded_arguments_serve_repeated_launches(kernel):
         assert not lcuda.launch(kernel, container, np, out, arguments).any()
         assert np.array_equal(out, a.reshape(-1))
         out[:] = 0xCC
+
+
+@emulated
+def test_emulated_kernel_reads_an_empty_table_like_the_cpu(kernel):
+    from test_lossless import stream_through_an_empty_table
+
+    data = stream_through_an_empty_table()
+    out = poisoned(80)
+    assert not lcuda.launch(kernel, lformat.parse(data), np, out).any()
+    assert not out.any()
+
+
+@emulated
+def test_emulated_kernel_on_activity_contexts_raw_and_narrow_tiles(kernel):
+    from test_lossless_simd import photo_with_noise
+
+    a, data = photo_with_noise()
+    out = poisoned(a.nbytes)
+    assert not lcuda.launch(kernel, lformat.parse(data), np, out).any()
+    assert np.array_equal(out, a.reshape(-1))

@@ -11,7 +11,10 @@ from skimage import data as skdata
 import cgc.lossless as lossless
 from cgc.errors import FormatError
 from cgc.lossless import format as lformat
-from cgc.lossless.layout import LAYOUT_ARRAY, LAYOUT_PLANAR, LAYOUT_PLANAR_RGB
+from cgc import _lossless
+from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, LAYOUT_PLANAR,
+                                 LAYOUT_PLANAR_RGB)
+from cgc.lossless.model import PlaneModel
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
 REGEN_HINT = ("run `python -m pytest tests/test_lossless_image.py --regen-golden` to rewrite "
@@ -189,8 +192,6 @@ def activity_reference(sym0, th, tw):
 @pytest.mark.parametrize("shape,tile", [((70, 100), (32, 40)), ((64, 64), (64, 32)),
                                         ((50, 90), (50, 90)), ((9, 200), (4, 33))])
 def test_activity_map_matches_its_definition(shape, tile):
-    from cgc import _lossless
-
     rng = np.random.default_rng(shape[0])
     # Mostly small symbols, some large, so both the sum and the cap at 255 are exercised.
     sym0 = np.where(rng.random(shape) < 0.9, rng.integers(0, 20, shape),
@@ -201,8 +202,6 @@ def test_activity_map_matches_its_definition(shape, tile):
 
 
 def test_photo_uses_activity_contexts_and_decoders_agree():
-    from cgc import _lossless
-
     img = skdata.astronaut()[100:300, 150:400]
     data = lossless.encode(img, image=True)
     assert lformat.parse(data).planes[0].nctx > 1
@@ -214,11 +213,28 @@ def test_photo_uses_activity_contexts_and_decoders_agree():
             _lossless.simd_decoder(True)
 
 
-def test_version_1_stream_with_plane_0_contexts_is_rejected():
-    data = lossless.encode(skdata.camera()[:256, :256], tile=(64, 64))
-    assert lformat.parse(data).planes[0].nctx > 1
-    v1 = bytearray(data[:12] + data[13:])
+def test_plane_0_contexts_mean_activity_in_version_2_and_nothing_in_version_1():
+    # Hand-made: plane 0 has two contexts, activity 0 -> a table of the single symbol 5,
+    # any other activity -> a table of the single symbol 9; no stream bytes are needed.
+    ctxmap = np.ones(256, np.uint8)
+    ctxmap[0] = 0
+    freqs = np.zeros((2, 256), np.uint32)
+    freqs[0, 5] = freqs[1, 9] = 1 << 12
+    plane = PlaneModel(12, 2, 1, ctxmap, freqs)
+    meta = np.zeros(1, lformat.metadata_dtype(1))
+    meta["groups"] = 0
+    meta["states"] = 1 << 23
+    v2 = lformat.serialize(ELEMENT_TYPES[1], (3, 40), LAYOUT_ARRAY, (3, 40), [plane], meta,
+                           b"")
+    # Row 0 has activity 0; row 1 sees 5 + 2 * 5 + 5 = 20, row 2 sees 9 + 18 + 9 = 36.
+    expected = np.array([[5] * 40, [9] * 40, [9] * 40], np.uint8)
+    v1 = bytearray(v2[:12] + v2[13:])
     v1[4] = 1
     v1[8:12] = struct.pack("<I", zlib.crc32(bytes(v1[12:])))
-    with pytest.raises(FormatError, match="plane-0 contexts"):
-        lossless.decode(bytes(v1))
+    for simd in (True, False):
+        _lossless.simd_decoder(simd)
+        try:
+            assert np.array_equal(decode_poisoned(v2), expected)
+            assert np.array_equal(decode_poisoned(bytes(v1)), np.full((3, 40), 5, np.uint8))
+        finally:
+            _lossless.simd_decoder(True)

@@ -8,7 +8,7 @@ allocating without bound.  The loops over table entries and tile records are com
 small tensor."""
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -145,8 +145,9 @@ def parse(buf):
     if any(s == 0 for s in shape):
         rows = cols = 0
     planes = [_read_plane(reader) for _ in range(etype.nbytes)]
-    if version == 1 and planes[0].nctx > 1:
-        raise FormatError("version 1 streams have no plane-0 contexts")
+    if version == 1:
+        # Version 1 coded every plane-0 symbol with its group's context-0 table.
+        planes[0] = replace(planes[0], ctxmap=np.zeros(256, np.uint8))
     ntiles = tile_count(rows, cols, th, tw)
     mdtype = metadata_dtype(etype.nbytes)
     if ntiles * mdtype.itemsize > len(buf) - reader.pos:

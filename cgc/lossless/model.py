@@ -239,11 +239,18 @@ class CodingTables:
 
 
 def coding_tables(planes):
+    """The flattened tables.  An empty table (a context no tile of its group had) decodes,
+    as docs/lossless-format.md specifies, like one that gives symbol 0 every slot: written
+    out here, so that every decoder built on these arrays behaves the same on streams that
+    use one."""
     counts = [len(p.freqs) for p in planes]
     tbase = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
     freq = np.concatenate([p.freqs for p in planes]).astype(np.uint32)
+    row_bits = np.repeat([p.prob_bits for p in planes], counts).astype(np.uint32)
     if len(freq) == 0:
-        freq = np.zeros((1, 256), np.uint32)
+        freq, row_bits = np.zeros((1, 256), np.uint32), np.array([PROB_BITS], np.uint32)
+    empty = freq.sum(axis=1) == 0
+    freq[empty, 0] = np.uint32(1) << row_bits[empty]
     start = (np.cumsum(freq, axis=1, dtype=np.uint32) - freq).astype(np.uint32)
     return CodingTables(tbase, np.array([p.nctx for p in planes], np.int32),
                         np.array([p.prob_bits for p in planes], np.uint8),
