@@ -24,6 +24,14 @@ def bits(a):
     return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
 
 
+def decode_poisoned(data):
+    """decode_into a buffer filled with 0xCC first, so that unwritten bytes show."""
+    container = lformat.parse(data)
+    out = np.empty(container.shape, container.etype.storage)
+    bits(out)[:] = 0xCC
+    return lossless.decode_into(data, out)
+
+
 def random_bits(rng, shape, dtype):
     """Uniformly random bit patterns of dtype (NaNs, infinities and subnormals included)."""
     itemsize = np.dtype(dtype).itemsize

@@ -1,8 +1,6 @@
 """cgc.lossless image layouts (planes, colour differences), version-1 streams, and golden
 streams pinning the format (rewritten only by `pytest --regen-golden`)."""
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -15,22 +13,12 @@ from cgc import _lossless
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, LAYOUT_PLANAR,
                                  LAYOUT_PLANAR_RGB)
 from cgc.lossless.model import PlaneModel
+from test_lossless import bits, decode_poisoned, with_crc
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
 REGEN_HINT = ("run `python -m pytest tests/test_lossless_image.py --regen-golden` to rewrite "
               "it, but only for an intended format change (then bump VERSION if old streams "
               "no longer decode)")
-
-
-def bits(a):
-    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-
-
-def decode_poisoned(data):
-    container = lformat.parse(data)
-    out = np.empty(container.shape, container.etype.storage)
-    bits(out)[:] = 0xCC
-    return lossless.decode_into(data, out)
 
 
 def synthetic_image(h, w, c, dtype, seed):
@@ -102,8 +90,7 @@ def test_version_1_stream_still_decodes():
     assert v2[4] == 2 and v2[12] == LAYOUT_ARRAY
     v1 = v2[:12] + v2[13:]
     v1[4] = 1
-    v1[8:12] = struct.pack("<I", zlib.crc32(bytes(v1[12:])))
-    assert np.array_equal(lossless.decode(bytes(v1)), a)
+    assert np.array_equal(lossless.decode(with_crc(v1)), a)
 
 
 # ----------------------------------------------------------------------------- golden
@@ -230,11 +217,11 @@ def test_plane_0_contexts_mean_activity_in_version_2_and_nothing_in_version_1():
     expected = np.array([[5] * 40, [9] * 40, [9] * 40], np.uint8)
     v1 = bytearray(v2[:12] + v2[13:])
     v1[4] = 1
-    v1[8:12] = struct.pack("<I", zlib.crc32(bytes(v1[12:])))
+    v1 = with_crc(v1)
     for simd in (True, False):
         _lossless.simd_decoder(simd)
         try:
             assert np.array_equal(decode_poisoned(v2), expected)
-            assert np.array_equal(decode_poisoned(bytes(v1)), np.full((3, 40), 5, np.uint8))
+            assert np.array_equal(decode_poisoned(v1), np.full((3, 40), 5, np.uint8))
         finally:
             _lossless.simd_decoder(True)

@@ -13,7 +13,7 @@ from cgc import _lossless
 from cgc.errors import FormatError
 from cgc.lossless import format as lformat
 from skimage import data as skdata
-from test_lossless import ALL_TYPES, as_input, bits, pattern, with_crc
+from test_lossless import ALL_TYPES, as_input, bits, decode_poisoned, pattern, with_crc
 
 pytestmark = pytest.mark.skipif(not _lossless.simd_decoder(),
                                 reason="this CPU has no AVX2: only the scalar decoder runs")
@@ -28,19 +28,12 @@ def decoders():
         for simd in (True, False):
             _lossless.simd_decoder(simd)
             try:
-                results.append(_decode_poisoned(data))
+                results.append(decode_poisoned(data))
             except FormatError as exc:
                 results.append(exc)
         return results
     yield run
     _lossless.simd_decoder(True)
-
-
-def _decode_poisoned(data):
-    container = lformat.parse(data)
-    out = np.empty(container.shape, container.etype.storage)
-    out.reshape(-1).view(np.uint8)[:] = 0xCC
-    return lossless.decode_into(data, out)
 
 
 @pytest.mark.parametrize("dtype,bf16", ALL_TYPES)
