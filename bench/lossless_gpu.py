@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -31,18 +30,10 @@ import cgc.lossless as lossless  # noqa: E402
 from cgc.kernels import has_gpu, load_module  # noqa: E402
 from cgc.lossless import cuda as lcuda  # noqa: E402
 from cgc.lossless.format import parse  # noqa: E402
+from gpu import event_times_ms, git  # noqa: E402  (bench/gpu.py, beside this script)
 
 GOAL_GBPS = 250
-WARMUP = 5
 TILES = {"default tiles": None, "64x64 tiles": (64, 64)}
-
-
-def git(*args):
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def inputs():
@@ -65,16 +56,7 @@ def kernel_ms(cupy, function, container, out_dev, repeats):
     def run():
         function(grid, block, (*arguments, out_dev, errors))
 
-    for _ in range(WARMUP):
-        run()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(repeats):
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
+    times = event_times_ms(cupy, run, repeats)
     if int(errors.max()) != 0:
         raise RuntimeError("the kernel reported a corrupt tile on a valid stream")
     return times
