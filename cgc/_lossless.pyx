@@ -165,11 +165,11 @@ cdef inline Py_ssize_t table_of(const Tables *t, int p, uint32_t ctx_byte,
     return t.tbase[p] + group * t.nctx[p] + t.ctxmap[256 * p + ctx_byte]
 
 
-cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *sym0, Py_ssize_t stride,
+cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *act, Py_ssize_t stride,
                            Py_ssize_t h, Py_ssize_t w, int nbytes, const uint8_t *group,
                            const Tables *tb, uint8_t *region, uint32_t *state) noexcept nogil:
-    """Code one tile (resid and sym0, its plane-0 symbols, point at its (0, 0) element) into
-    region; returns where its bytes start, or -1 for a symbol without frequency (a
+    """Code one tile (resid and act, its plane-0 context inputs from activity_map, point at
+    its (0, 0) element) into region; returns where its bytes start, or -1 for a symbol without frequency (a
     modelling bug, never bad input)."""
     cdef Py_ssize_t n = h * w, nsteps = (n + LANES - 1) // LANES
     cdef Py_ssize_t t, e, jmax, coded = 0, raw_pos
@@ -204,7 +204,7 @@ cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *sym0, Py_ssize_
                 if p > 0:
                     prev = (v >> (8 * (nbytes - p))) & 0xFF
                 else:
-                    prev = activity(sym0, stride, w, e // w, e % w)
+                    prev = act[(e // w) * stride + e % w]
                 tbl = table_of(tb, p, prev, g)
                 f = tb.freq[256 * tbl + sym]
                 if f == 0:
@@ -214,7 +214,7 @@ cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *sym0, Py_ssize_
     return ptr - region
 
 
-def encode_tiles(const uint32_t[:, ::1] resid, const uint8_t[:, ::1] sym0, int tile_h,
+def encode_tiles(const uint32_t[:, ::1] resid, const uint8_t[:, ::1] activity, int tile_h,
                  int tile_w, int nbytes,
                  const uint8_t[:, ::1] groups, const uint8_t[:, ::1] ctxmap,
                  const int32_t[::1] tbase, const int32_t[::1] nctx,
@@ -237,7 +237,7 @@ def encode_tiles(const uint32_t[:, ::1] resid, const uint8_t[:, ::1] sym0, int t
     for k in prange(ntiles, nogil=True, schedule="dynamic"):
         y0 = (k // tiles_x) * tile_h
         x0 = (k % tiles_x) * tile_w
-        at = encode_one(&resid[y0, x0], &sym0[y0, x0], cols, min(tile_h, rows - y0),
+        at = encode_one(&resid[y0, x0], &activity[y0, x0], cols, min(tile_h, rows - y0),
                         min(tile_w, cols - x0), nbytes, &groups[k, 0], &tb,
                         &scratch[0] + region[k], &states[k, 0])
         if at < 0:

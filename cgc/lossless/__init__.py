@@ -59,7 +59,7 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     sym0 = model.plane_symbols(resid, nbytes, 0)
     activity = np.empty_like(sym0)
     _lossless.activity_map(sym0, etile[0], etile[1], activity)
-    planes, groups = model.build(resid, activity, nbytes, etile, float(min_gain))
+    planes, groups = model.build(resid, sym0, activity, nbytes, etile, float(min_gain))
     tables = model.coding_tables(planes)
     k = np.arange(ntiles)
     tiles_x = -(-cols // etile[1]) if cols else 1
@@ -71,7 +71,7 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     scratch = np.empty(int(region[-1]), np.uint8)
     first = np.zeros(ntiles, np.int64)
     states = np.zeros((ntiles, _lossless.NUM_LANES), np.uint32)
-    if not _lossless.encode_tiles(resid, sym0, etile[0], etile[1], nbytes, groups,
+    if not _lossless.encode_tiles(resid, activity, etile[0], etile[1], nbytes, groups,
                                   tables.ctxmap, tables.tbase, tables.nctx, tables.prob_bits,
                                   tables.freq, tables.start, scratch, region, first, states):
         raise RuntimeError("cgc.lossless model left a symbol without frequency")

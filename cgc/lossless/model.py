@@ -174,9 +174,10 @@ def _group_table_bytes(hist, choice, ngroups):
     return total
 
 
-def build(resid, activity, nbytes, tile, min_gain=CODED_PENALTY_BITS):
-    """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane; activity
-    holds the plane-0 context input of every element (cgc._lossless.activity_map); a tile's
+def build(resid, sym0, activity, nbytes, tile, min_gain=CODED_PENALTY_BITS):
+    """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane; sym0 holds
+    the plane-0 symbols (plane_symbols(resid, nbytes, 0)), activity their context inputs
+    (cgc._lossless.activity_map); a tile's
     plane is coded only where that saves more than min_gain bits per byte over storing it
     raw."""
     rows, cols = resid.shape
@@ -195,7 +196,7 @@ def build(resid, activity, nbytes, tile, min_gain=CODED_PENALTY_BITS):
     sizes = (heights[:, None] * widths[None, :]).ravel().astype(np.float64)
     prev = activity
     for p in range(nbytes):
-        sym = plane_symbols(resid, nbytes, p)
+        sym = sym0 if p == 0 else plane_symbols(resid, nbytes, p)
         ctxmap, nctx = _context_map(prev, sym)
         hist = np.empty((ntiles, nctx * 256))
         tile_histograms(prev, sym, ctxmap, nctx, th, tw, hist)
