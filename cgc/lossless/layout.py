@@ -84,7 +84,10 @@ def image_layout(shape, etype):
         return LAYOUT_ARRAY  # one channel: the array is already its plane
     if len(shape) != 3:
         raise ValueError(f"image=True needs an (H, W) or (H, W, C) array, got shape {shape}")
-    return LAYOUT_PLANAR_RGB if shape[2] >= 3 and etype.kind != KIND_FLOAT else LAYOUT_PLANAR
+    # The colour layout wherever the stream rules allow it.
+    if check_layout(LAYOUT_PLANAR_RGB, shape, etype) is None:
+        return LAYOUT_PLANAR_RGB
+    return LAYOUT_PLANAR
 
 
 def check_layout(layout, shape, etype):
