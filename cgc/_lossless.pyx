@@ -390,8 +390,10 @@ cdef extern from "_lossless_avx2.h" nogil:
     int have_avx2 "cgc_have_avx2"()
     Py_ssize_t avx2_decode_steps "cgc_avx2_decode_steps"(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
-        const int32_t **table, const uint32_t *entries, const uint8_t *data, Py_ssize_t *pos,
-        Py_ssize_t end, Py_ssize_t full_steps, Py_ssize_t activity_w)
+        const int32_t *base, const uint8_t **map, const unsigned *rows,
+        const uint32_t *entries, const uint8_t *data, Py_ssize_t *pos, Py_ssize_t end,
+        Py_ssize_t full_steps, Py_ssize_t activity_w)
+    unsigned avx2_map_rows "cgc_avx2_map_rows"(const uint8_t *map)
     uint32_t avx2_entry "cgc_avx2_entry"(uint32_t symbol, uint32_t freq, uint32_t offset)
     enum:
         AVX2_PROB_BITS "CGC_AVX2_PROB_BITS"
@@ -425,6 +427,7 @@ cdef struct DecodeTables:
     # The AVX2 decoder's packed tables (AVX2_SLOTS entries each, same table order), or NULL
     # when it is off or some plane's precision is not AVX2_PROB_BITS.
     const uint32_t *entries
+    unsigned map_rows[4]  # avx2_map_rows of each plane's context map
 
 
 cdef inline Py_ssize_t decode_lane(uint32_t *x, uint8_t *sym_out, const uint8_t *block,
@@ -477,11 +480,12 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
     plane, read back from that plane."""
     cdef uint32_t x[LANES]
     cdef const uint8_t *ctx_block[4][256]  # [plane][previous plane's byte]: table block
-    cdef int32_t ctx_entry[4][256]  # the same tables as indexes into tb.entries
     # The coded planes alone, in order, for the AVX2 decoder.
     cdef uint8_t *coded_out[4]
     cdef const uint8_t *coded_ctx[4]
-    cdef const int32_t *coded_table[4]
+    cdef int32_t coded_base[4]
+    cdef const uint8_t *coded_map[4]
+    cdef unsigned coded_rows[4]
     cdef Py_ssize_t table
     cdef uint8_t act[LANES]  # plane-0 context input of a step's elements
     cdef bint by_activity = group[0] != GROUP_RAW and tb.nctx[0] > 1
@@ -505,17 +509,19 @@ cdef int decode_one(const uint8_t *data, Py_ssize_t pos, Py_ssize_t size, int nb
         for j in range(256 if p > 0 or by_activity else 1):
             table = tb.tbase[p] + group[p] * tb.nctx[p] + tb.ctxmap[256 * p + j]
             ctx_block[p][j] = tb.blocks + tb.block_bytes * table
-            ctx_entry[p][j] = <int32_t>(AVX2_SLOTS * table)
         coded_out[ncoded] = scratch + p * n
-        coded_ctx[ncoded] = planes[p - 1] if p > 0 else NULL
-        coded_table[ncoded] = ctx_entry[p]
+        # A one-context plane needs no previous plane's byte: its table is fixed per tile.
+        coded_ctx[ncoded] = planes[p - 1] if p > 0 and tb.nctx[p] > 1 else NULL
+        coded_base[ncoded] = <int32_t>(AVX2_SLOTS * (tb.tbase[p] + group[p] * tb.nctx[p]))
+        coded_map[ncoded] = tb.ctxmap + 256 * p
+        coded_rows[ncoded] = tb.map_rows[p]
         ncoded += 1
     for j in range(LANES):
         x[j] = <uint32_t>load_le(state + 4 * j, 4)
     if tb.entries != NULL and ncoded > 0:
-        first_step = avx2_decode_steps(x, ncoded, coded_out, coded_ctx, coded_table,
-                                       tb.entries, data, &pos, end, n // LANES,
-                                       w if by_activity else 0)
+        first_step = avx2_decode_steps(x, ncoded, coded_out, coded_ctx, coded_base,
+                                       coded_map, coded_rows, tb.entries, data, &pos, end,
+                                       n // LANES, w if by_activity else 0)
     for t in range(first_step, nsteps):
         e0 = t * LANES
         jmax = min(LANES, n - e0)
@@ -702,6 +708,8 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
     tb.prob_bits = &prob_bits[0]
     tb.ctxmap = &ctxmap[0, 0]
     tb.entries = &entries[0, 0] if packed else NULL
+    for p in range(nbytes):
+        tb.map_rows[p] = avx2_map_rows(&ctxmap[p, 0])
     with nogil, parallel():
         # Per thread: a C array declared outside the parallel block would be shared.
         planes = <const uint8_t **>malloc(4 * sizeof(uint8_t *))

@@ -13,8 +13,9 @@ Read me first
   remain, and the scalar decoder, which checks each byte, finishes the tile.
 * Tables are arrays of 2**12 packed slot entries (cgc_avx2_entry), one gather per symbol;
   the decoder builds them only when every coded plane uses 12-bit probabilities, which is
-  what the encoder writes.  A lane's table is found from the byte of plane p - 1 through a
-  256-entry index (index 0 for plane 0).
+  what the encoder writes.  A lane's table is its plane's first table for the tile's group
+  plus the context number, which the context map gives for the byte of plane p - 1 (or
+  the plane-0 activity): looked up 32 at a time with byte shuffles, not gathers.
 * The build needs no -mavx2: the functions carry a target attribute and are only called
   when cgc_have_avx2() found the instructions at run time.  Elsewhere (other CPUs, other
   compilers) cgc_have_avx2() is 0 and the scalar decoder runs alone. */
@@ -106,21 +107,54 @@ CGC_AVX2_TARGET static inline int cgc_avx2_group(
     return __builtin_popcount(m1) + __builtin_popcount(m2);
 }
 
+/* The context numbers of 32 context bytes c through map (256 bytes, each < 16): one
+   16-entry shuffle per row of 16 bytes (high nibble) whose map is not all zero; rows holds
+   one bit per such row.  The maps the encoder writes for float mantissas rank a few
+   exponents, so few rows have a non-zero context: this costs a handful of instructions
+   where a gather from a 256-entry table cost one gather per 8 lanes. */
+CGC_AVX2_TARGET static inline __m256i cgc_avx2_map_bytes(__m256i c, const uint8_t *map,
+                                                         unsigned rows) {
+    const __m256i nibble = _mm256_set1_epi8(15);
+    __m256i lo = _mm256_and_si256(c, nibble);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble);
+    __m256i r = _mm256_setzero_si256();
+    while (rows != 0) {
+        int h = __builtin_ctz(rows);
+        __m256i row = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128((const __m128i *)(map + 16 * h)));
+        rows &= rows - 1;
+        r = _mm256_or_si256(r, _mm256_and_si256(_mm256_cmpeq_epi8(hi, _mm256_set1_epi8((char)h)),
+                                                _mm256_shuffle_epi8(row, lo)));
+    }
+    return r;
+}
+
+/* Bit h set where map[16 h .. 16 h + 15] holds a non-zero context. */
+static inline unsigned cgc_avx2_map_rows(const uint8_t *map) {
+    unsigned rows = 0;
+    int j;
+    for (j = 0; j < 256; j++)
+        if (map[j] != 0)
+            rows |= 1u << (j >> 4);
+    return rows;
+}
+
 /* Decode steps t = 0, 1, ... of a tile while each is full (32 elements, t < full_steps)
    and its planes cannot read past end; returns the number of steps done, with x (the 32
    lane states) and *pos advanced past them.
 
    planes: the nplanes coded planes in order; out[i] receives plane i's bytes (element e at
-   out[i][e]); ctx[i] is the byte array whose element e selects the table of plane i's
-   symbol e (NULL: plane 0, table[i][0], or, when activity_w > 0, the activity of each
-   element computed from out[0], a tile activity_w wide); table[i] maps that byte to the
-   index of the table's first entry in entries (CGC_AVX2_SLOTS entries per table, see
-   cgc_avx2_entry). */
+   out[i][e]).  Symbol e of plane i uses the table whose first entry is
+   base[i] + CGC_AVX2_SLOTS * map[i][c], where c is ctx[i][e] (the previous plane's byte),
+   or, when ctx[i] is NULL, 0, or, for i = 0 when activity_w > 0, the activity of element e
+   computed from out[0], a tile activity_w wide; rows[i] is cgc_avx2_map_rows(map[i]).
+   Tables hold CGC_AVX2_SLOTS entries (see cgc_avx2_entry). */
 CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
-        const int32_t **table, const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos,
-        ptrdiff_t end, ptrdiff_t full_steps, ptrdiff_t activity_w) {
-    __m256i x[4], sym[4];
+        const int32_t *base, const uint8_t **map, const unsigned *rows,
+        const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos, ptrdiff_t end,
+        ptrdiff_t full_steps, ptrdiff_t activity_w) {
+    __m256i x[4], sym[4], first[4];
     uint8_t activity[CGC_AVX2_LANES];
     ptrdiff_t t, p = *pos, step_bytes = (ptrdiff_t)CGC_AVX2_STEP_BYTES * nplanes;
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -131,18 +165,26 @@ CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
         ptrdiff_t e0 = t * CGC_AVX2_LANES;
         for (i = 0; i < nplanes; i++) {
             const uint8_t *c = ctx[i] != NULL ? ctx[i] + e0 : NULL;
-            if (c == NULL && activity_w > 0) {
+            if (i == 0 && activity_w > 0) {
                 cgc_step_activity(out[0], activity_w, e0, CGC_AVX2_LANES, activity);
                 c = activity;
             }
-            for (g = 0; g < 4; g++) {
-                __m256i first = c == NULL
-                    ? _mm256_set1_epi32(table[i][0])
-                    : _mm256_i32gather_epi32(
-                          table[i], _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                        (const __m128i *)(c + 8 * g))), 4);
-                p += cgc_avx2_group(&x[g], &sym[g], first, entries, data + p);
+            if (c == NULL) {
+                first[0] = first[1] = first[2] = first[3] = _mm256_set1_epi32(base[i]);
+            } else {
+                __m256i k = cgc_avx2_map_bytes(_mm256_loadu_si256((const __m256i *)c),
+                                               map[i], rows[i]);
+                __m128i half[2] = {_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1)};
+                for (g = 0; g < 4; g++)
+                    first[g] = _mm256_add_epi32(
+                        _mm256_set1_epi32(base[i]),
+                        _mm256_slli_epi32(
+                            _mm256_cvtepu8_epi32(g & 1 ? _mm_srli_si128(half[g >> 1], 8)
+                                                       : half[g >> 1]),
+                            CGC_AVX2_PROB_BITS));
             }
+            for (g = 0; g < 4; g++)
+                p += cgc_avx2_group(&x[g], &sym[g], first[g], entries, data + p);
             /* 4 x 8 int32 symbols < 256 -> 32 bytes in lane order. */
             _mm256_storeu_si256(
                 (__m256i *)(out[i] + e0),
@@ -162,12 +204,18 @@ CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
 
 static int cgc_have_avx2(void) { return 0; }
 
+static unsigned cgc_avx2_map_rows(const uint8_t *map) {
+    (void)map;
+    return 0;
+}
+
 static ptrdiff_t cgc_avx2_decode_steps(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
-        const int32_t **table, const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos,
-        ptrdiff_t end, ptrdiff_t full_steps, ptrdiff_t activity_w) {
-    (void)x_lanes; (void)nplanes; (void)out; (void)ctx; (void)table; (void)entries;
-    (void)data; (void)pos; (void)end; (void)full_steps; (void)activity_w;
+        const int32_t *base, const uint8_t **map, const unsigned *rows,
+        const uint32_t *entries, const uint8_t *data, ptrdiff_t *pos, ptrdiff_t end,
+        ptrdiff_t full_steps, ptrdiff_t activity_w) {
+    (void)x_lanes; (void)nplanes; (void)out; (void)ctx; (void)base; (void)map; (void)rows;
+    (void)entries; (void)data; (void)pos; (void)end; (void)full_steps; (void)activity_w;
     return 0;
 }
 
