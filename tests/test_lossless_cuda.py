@@ -46,7 +46,7 @@ def cases():
         ("float32-smooth", (smooth / 3).astype(np.float32), False, (32, 32), None),
         ("tiny", np.arange(5, dtype=np.uint8), False, (64, 64), None),
         # Plane 0 coded with activity contexts of the row above (tiles of 33+ columns).
-        ("uint8-photo", skdata.camera()[:256, :256].copy(), False, (64, 64), None),
+        ("uint8-photo", skdata.camera()[:256, :256].copy(), False, (128, 128), None),
     ]
     return out
 

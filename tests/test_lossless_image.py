@@ -111,7 +111,7 @@ def golden_inputs():
     context tables, raw planes), both with edge tiles."""
     y, x = np.mgrid[0:24, 0:80]
     noise = _lcg_bytes(7, 24 * 80 * 3).reshape(24, 80, 3).astype(np.int64)
-    amplitude = np.where((x // 12) % 2 == 0, 2, 64)[..., None]
+    amplitude = np.where((x // 12) % 2 == 0, 2, 128)[..., None]
     rgb = ((x[..., None] * 3 + y[..., None] * 2 + np.array([40, 10, 70]) + noise % amplitude)
            % 256).astype(np.uint8)
     # 17 magnitudes (each exponent has few mantissas: context tables pay) with random low
