@@ -1,4 +1,5 @@
 """cgc.lossless: bit-exact round trips over dtypes, shapes and patterns; malformed input."""
+import contextlib
 import struct
 import zlib
 
@@ -30,6 +31,17 @@ def decode_poisoned(data):
     out = np.empty(container.shape, container.etype.storage)
     bits(out)[:] = 0xCC
     return lossless.decode_into(data, out)
+
+
+@contextlib.contextmanager
+def cpu_decoder(simd):
+    """Decode with the AVX2 decoder (simd=True; on every stream, however few symbols its
+    tables have) or the scalar one; restores the defaults afterwards."""
+    _lossless.simd_decoder(simd, min_symbols_per_table=0)
+    try:
+        yield
+    finally:
+        _lossless.simd_decoder(True, _lossless.AVX2_MIN_SYMBOLS_PER_TABLE)
 
 
 def random_bits(rng, shape, dtype):
@@ -323,9 +335,6 @@ def stream_through_an_empty_table():
 def test_a_symbol_through_an_empty_table_is_symbol_zero_on_both_decoders():
     data = stream_through_an_empty_table()
     for simd in (True, False):
-        _lossless.simd_decoder(simd)
-        try:
+        with cpu_decoder(simd):
             out = np.full((2, 40), 0xCC, np.uint8)
             assert not lossless.decode_into(data, out).any()
-        finally:
-            _lossless.simd_decoder(True)

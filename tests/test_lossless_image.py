@@ -13,7 +13,7 @@ from cgc import _lossless
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, LAYOUT_PLANAR,
                                  LAYOUT_PLANAR_RGB)
 from cgc.lossless.model import PlaneModel
-from test_lossless import bits, decode_poisoned, with_crc
+from test_lossless import bits, cpu_decoder, decode_poisoned, with_crc
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
 REGEN_HINT = ("run `python -m pytest tests/test_lossless_image.py --regen-golden` to rewrite "
@@ -193,11 +193,8 @@ def test_photo_uses_activity_contexts_and_decoders_agree():
     data = lossless.encode(img, image=True)
     assert lformat.parse(data).planes[0].nctx > 1
     for simd in (True, False):
-        _lossless.simd_decoder(simd)
-        try:
+        with cpu_decoder(simd):
             assert np.array_equal(decode_poisoned(data), img)
-        finally:
-            _lossless.simd_decoder(True)
 
 
 def test_plane_0_contexts_mean_activity_in_version_2_and_nothing_in_version_1():
@@ -219,9 +216,6 @@ def test_plane_0_contexts_mean_activity_in_version_2_and_nothing_in_version_1():
     v1[4] = 1
     v1 = with_crc(v1)
     for simd in (True, False):
-        _lossless.simd_decoder(simd)
-        try:
+        with cpu_decoder(simd):
             assert np.array_equal(decode_poisoned(v2), expected)
             assert np.array_equal(decode_poisoned(v1), np.full((3, 40), 5, np.uint8))
-        finally:
-            _lossless.simd_decoder(True)

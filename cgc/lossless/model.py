@@ -234,13 +234,20 @@ def _plane_choice(prev, sym, tile, sizes, ntiles, penalty):
 
 @dataclass
 class CodingTables:
-    """The plane models flattened into the arrays the encoder and decoders index."""
+    """The plane models flattened into the arrays the encoder and decoders index.  Built
+    for every decoded tensor, so kept to a few array operations: a model checkpoint has
+    dozens of tensors of a few hundred elements, whose decode this cost dominated."""
     tbase: np.ndarray  # int32[P]: first table of each plane
     nctx: np.ndarray  # int32[P]
     prob_bits: np.ndarray  # uint8[P]
     ctxmap: np.ndarray  # uint8[P, 256]
     freq: np.ndarray  # uint32[T, 256]
-    start: np.ndarray  # uint32[T, 256]: exclusive prefix sums of freq
+
+    @cached_property
+    def start(self):
+        """uint32[T, 256]: exclusive prefix sums of freq (the encoder and the CUDA decoder
+        read them)."""
+        return (np.cumsum(self.freq, axis=1, dtype=np.uint32) - self.freq).astype(np.uint32)
 
     @cached_property
     def lookup(self):
@@ -261,14 +268,19 @@ def coding_tables(planes):
     out here, so that every decoder built on these arrays behaves the same on streams that
     use one."""
     counts = [len(p.freqs) for p in planes]
-    tbase = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
-    freq = np.concatenate([p.freqs for p in planes]).astype(np.uint32)
-    row_bits = np.repeat([p.prob_bits for p in planes], counts).astype(np.uint32)
-    if len(freq) == 0:
-        freq, row_bits = np.zeros((1, 256), np.uint32), np.array([PROB_BITS], np.uint32)
-    empty = freq.sum(axis=1) == 0
-    freq[empty, 0] = np.uint32(1) << row_bits[empty]
-    start = (np.cumsum(freq, axis=1, dtype=np.uint32) - freq).astype(np.uint32)
+    tbase = np.array([0] + counts[:-1], np.int32).cumsum(dtype=np.int32)
+    if sum(counts):
+        freq = np.concatenate([p.freqs for p in planes]).astype(np.uint32, copy=False)
+        row_bits = None
+    else:
+        freq = np.zeros((1, 256), np.uint32)
+        row_bits = [PROB_BITS]
+    empty = np.flatnonzero(freq.sum(axis=1) == 0)
+    if empty.size:
+        if row_bits is None:
+            row_bits = [p.prob_bits for p, n in zip(planes, counts) for _ in range(n)]
+        freq[empty, 0] = [1 << row_bits[t] for t in empty]
     return CodingTables(tbase, np.array([p.nctx for p in planes], np.int32),
                         np.array([p.prob_bits for p in planes], np.uint8),
-                        np.stack([p.ctxmap for p in planes]).astype(np.uint8), freq, start)
+                        np.concatenate([p.ctxmap for p in planes]).astype(np.uint8, copy=False)
+                        .reshape(len(planes), 256), freq)
