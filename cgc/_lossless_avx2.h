@@ -139,6 +139,32 @@ static inline unsigned cgc_avx2_map_rows(const uint8_t *map) {
     return rows;
 }
 
+/* The plane-0 context input (cgc_activity) of elements e0 .. e0 + 31 of a tile w wide
+   whose plane-0 symbols are s.  Where the 32 lie inside one row, off its edges and below
+   row 0, three loads of the row above give up-left, up and up-right; elsewhere the scalar
+   rule runs (via buf). */
+CGC_AVX2_TARGET static inline __m256i cgc_avx2_step_activity(const uint8_t *s, ptrdiff_t w,
+                                                             ptrdiff_t e0, uint8_t *buf) {
+    ptrdiff_t y = e0 / w, x = e0 - y * w;
+    if (y >= 1 && x >= 1 && x + CGC_AVX2_LANES < w) {
+        const uint8_t *up = s + e0 - w;
+        const __m256i zero = _mm256_setzero_si256();
+        __m256i l = _mm256_loadu_si256((const __m256i *)(up - 1));
+        __m256i m = _mm256_loadu_si256((const __m256i *)up);
+        __m256i r = _mm256_loadu_si256((const __m256i *)(up + 1));
+        /* 16-bit sums within each 128-bit half; packus caps them at 255 in byte order. */
+        __m256i lo = _mm256_add_epi16(
+            _mm256_add_epi16(_mm256_unpacklo_epi8(l, zero), _mm256_unpacklo_epi8(r, zero)),
+            _mm256_slli_epi16(_mm256_unpacklo_epi8(m, zero), 1));
+        __m256i hi = _mm256_add_epi16(
+            _mm256_add_epi16(_mm256_unpackhi_epi8(l, zero), _mm256_unpackhi_epi8(r, zero)),
+            _mm256_slli_epi16(_mm256_unpackhi_epi8(m, zero), 1));
+        return _mm256_packus_epi16(lo, hi);
+    }
+    cgc_step_activity(s, w, e0, CGC_AVX2_LANES, buf);
+    return _mm256_loadu_si256((const __m256i *)buf);
+}
+
 /* Decode steps t = 0, 1, ... of a tile while each is full (32 elements, t < full_steps)
    and its planes cannot read past end; returns the number of steps done, with x (the 32
    lane states) and *pos advanced past them.
@@ -164,16 +190,14 @@ CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
     for (t = 0; t < full_steps && end - p >= step_bytes; t++) {
         ptrdiff_t e0 = t * CGC_AVX2_LANES;
         for (i = 0; i < nplanes; i++) {
-            const uint8_t *c = ctx[i] != NULL ? ctx[i] + e0 : NULL;
-            if (i == 0 && activity_w > 0) {
-                cgc_step_activity(out[0], activity_w, e0, CGC_AVX2_LANES, activity);
-                c = activity;
-            }
-            if (c == NULL) {
+            int by_activity = i == 0 && activity_w > 0;
+            if (ctx[i] == NULL && !by_activity) {
                 first[0] = first[1] = first[2] = first[3] = _mm256_set1_epi32(base[i]);
             } else {
-                __m256i k = cgc_avx2_map_bytes(_mm256_loadu_si256((const __m256i *)c),
-                                               map[i], rows[i]);
+                __m256i k = cgc_avx2_map_bytes(
+                    by_activity ? cgc_avx2_step_activity(out[0], activity_w, e0, activity)
+                                : _mm256_loadu_si256((const __m256i *)(ctx[i] + e0)),
+                    map[i], rows[i]);
                 __m128i half[2] = {_mm256_castsi256_si128(k), _mm256_extracti128_si256(k, 1)};
                 for (g = 0; g < 4; g++)
                     first[g] = _mm256_add_epi32(
