@@ -37,8 +37,10 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     as C planes of H x W (instead of rows of C columns), with red and blue coded as their
     difference from green when C >= 3 and the type is an integer one; decode() returns the
     same (H, W, C) array.  min_gain: bits per byte that entropy coding a tile's byte plane
-    must save over storing it raw (raw planes decode as a copy); raising it to 0.1 trades
-    size for decode speed on float weights, whose mantissa bytes then stay raw."""
+    must save over storing it raw (raw planes decode as a copy), and that several contexts
+    must save over one (a one-context plane decodes without looking contexts up); raising
+    it to 0.1 trades size for decode speed on float weights, whose mantissa bytes then stay
+    raw."""
     arr = np.asarray(array)
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
