@@ -106,7 +106,7 @@ CGC_AVX2_TARGET static inline int cgc_avx2_group(
     int m1 = _mm256_movemask_ps(_mm256_castsi256_ps(one));
     int m2 = _mm256_movemask_ps(_mm256_castsi256_ps(two));
     *sym = _mm256_and_si256(e, _mm256_set1_epi32(0xFF));
-    if (m2 == 0) { /* the common case: one table load and a shuffle place every byte */
+    if (__builtin_expect(m2 == 0, 1)) { /* one table load and a shuffle place every byte */
         __m256i bytes = _mm256_shuffle_epi8(
             _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)stream)),
             _mm256_load_si256((const __m256i *)cgc_avx2_one_byte[m1]));

@@ -269,19 +269,18 @@ def coding_tables(planes):
     out here, so that every decoder built on these arrays behaves the same on streams that
     use one."""
     counts = [len(p.freqs) for p in planes]
-    tbase = np.array([0] + counts[:-1], np.int32).cumsum(dtype=np.int32)
+    tbase = [0]
+    for n in counts[:-1]:
+        tbase.append(tbase[-1] + n)
     if sum(counts):
         freq = np.concatenate([p.freqs for p in planes]).astype(np.uint32, copy=False)
-        row_bits = None
     else:
         freq = np.zeros((1, 256), np.uint32)
-        row_bits = [PROB_BITS]
-    empty = np.flatnonzero(freq.sum(axis=1) == 0)
-    if empty.size:
-        if row_bits is None:
-            row_bits = [p.prob_bits for p, n in zip(planes, counts) for _ in range(n)]
-        freq[empty, 0] = [1 << row_bits[t] for t in empty]
-    return CodingTables(tbase, np.array([p.nctx for p in planes], np.int32),
+    filled = freq.any(axis=1)
+    if not filled.all():
+        row_bits = [p.prob_bits for p, n in zip(planes, counts) for _ in range(n)] or [PROB_BITS]
+        for t in np.flatnonzero(~filled):
+            freq[t, 0] = 1 << row_bits[t]
+    return CodingTables(np.array(tbase, np.int32), np.array([p.nctx for p in planes], np.int32),
                         np.array([p.prob_bits for p in planes], np.uint8),
-                        np.concatenate([p.ctxmap for p in planes]).astype(np.uint8, copy=False)
-                        .reshape(len(planes), 256), freq)
+                        np.array([p.ctxmap for p in planes], np.uint8), freq)
