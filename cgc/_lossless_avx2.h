@@ -82,9 +82,9 @@ CGC_AVX2_TARGET static inline int cgc_avx2_group(
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
                                             0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
     const __m256i big_endian = _mm256_set1_epi32(0x00010203);
-    /* The 8 table entries by scalar loads through memory: AVX2's gather was slower on the
-       AMD Zen 3 CPU this was measured on (a bfloat16 tensor decoded 5-10 % faster without
-       it). */
+    /* The 8 table entries loaded one by one (gcc turns the index array into lane
+       extracts): AVX2's gather was slower on the AMD Zen 3 CPU this was measured on (a
+       bfloat16 tensor decoded 5-10 % faster without it). */
     uint32_t index[8] __attribute__((aligned(32))), entry[8] __attribute__((aligned(32)));
     __m256i e;
     int j;
