@@ -17,7 +17,10 @@ Read me first
 * The state passed around is zlib's internal one (the inverted CRC); cgc_crc32 takes and
   returns the external value, like zlib.crc32(data, value).
 * Bytes that do not fill a 16-byte block, and whole inputs under 64 bytes or on CPUs
-  without PCLMULQDQ and SSE4.1, go through the bitwise loop. */
+  without PCLMULQDQ and SSE4.1, go through the bitwise loop.
+* Chunks of a long input may be summed apart (in parallel) and joined by
+  cgc_crc32_combine: the CRC of A followed by B is the CRC of A times x^(8 len B) mod P,
+  plus the CRC of B (the initial and final inversions cancel between the two). */
 #ifndef CGC_CRC32_H
 #define CGC_CRC32_H
 
@@ -116,6 +119,29 @@ static uint32_t cgc_crc32(uint32_t value, const uint8_t *p, size_t n, int use_cl
         n -= blocks;
     }
     return ~cgc_crc32_bitwise(state, p, n);
+}
+
+/* a * b mod P, polynomials in the CRC's reflected order (bit 31 holds x^0). */
+static uint32_t cgc_crc32_mulmod(uint32_t a, uint32_t b) {
+    uint32_t product = 0;
+    int k;
+    for (k = 0; k < 32; k++) {
+        if (a & (0x80000000u >> k))
+            product ^= b;
+        b = (b >> 1) ^ (CGC_CRC32_POLY & (0u - (b & 1u))); /* b times x */
+    }
+    return product;
+}
+
+/* zlib.crc32(A + B) from crc_a = zlib.crc32(A), crc_b = zlib.crc32(B) and len(B). */
+static uint32_t cgc_crc32_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
+    uint32_t shift = 0x80000000u, power = 0x80000000u >> 8; /* x^0, x^8 */
+    for (; len_b != 0; len_b >>= 1) {
+        if (len_b & 1)
+            shift = cgc_crc32_mulmod(shift, power);
+        power = cgc_crc32_mulmod(power, power);
+    }
+    return cgc_crc32_mulmod(shift, crc_a) ^ crc_b;
 }
 
 #endif

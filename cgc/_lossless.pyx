@@ -401,26 +401,7 @@ cdef extern from "_lossless_avx2.h" nogil:
         AVX2_SLOTS "CGC_AVX2_SLOTS"
 
 
-cdef extern from "_crc32.h" nogil:
-    int have_clmul "cgc_have_clmul"()
-    uint32_t crc32_of "cgc_crc32"(uint32_t value, const uint8_t *p, size_t n, int use_clmul)
-
-
-cdef bint clmul_present = have_clmul()
-HAVE_CLMUL = bool(clmul_present)
-
-
-def crc32(const uint8_t[::1] data, uint32_t value=0, bint clmul=True):
-    """zlib.crc32(data, value), by carry-less multiplication where the CPU has it
-    (HAVE_CLMUL; several times faster), else (or with clmul=False) by a bitwise loop, far
-    slower than zlib's tables: callers use zlib.crc32 when HAVE_CLMUL is false."""
-    cdef uint32_t out
-    cdef int use_clmul = clmul and clmul_present
-    if data.shape[0] == 0:
-        return value
-    with nogil:
-        out = crc32_of(value, &data[0], <size_t>data.shape[0], use_clmul)
-    return out
+include "_crc32.pxi"
 
 
 cdef bint avx2_present = have_avx2()

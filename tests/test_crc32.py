@@ -36,3 +36,22 @@ def test_crc32_of_special_patterns():
 
 def test_streams_use_the_fast_checksum_where_the_cpu_has_it():
     assert lformat.checksum is (_lossless.crc32 if _lossless.HAVE_CLMUL else zlib.crc32)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_crc32_in_parallel_chunks_equals_zlib(threads):
+    # Chunks joined by cgc_crc32_combine: lengths that split evenly and unevenly, chunks
+    # shorter than 64 bytes (bitwise only), and a start value carried by the first chunk.
+    rng = np.random.default_rng(23)
+    for n in (1, 2, 5, 63, 64, 1000, 65536 + 3, (1 << 20) + 11):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        value = int(rng.integers(0, 1 << 32))
+        for clmul in (True, False):
+            assert _lossless.crc32(data, value, clmul, threads) == zlib.crc32(data, value), n
+
+
+def test_long_inputs_with_the_default_threads_equal_zlib():
+    # From PARALLEL_CRC_BYTES on, the default sums one chunk per OpenMP thread.
+    data = np.random.default_rng(29).integers(0, 256, _lossless.PARALLEL_CRC_BYTES * 3 + 5,
+                                              dtype=np.uint8).tobytes()
+    assert _lossless.crc32(data) == zlib.crc32(data)
