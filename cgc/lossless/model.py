@@ -79,7 +79,9 @@ def _context_map(prev, sym):
     for nctx in CONTEXT_CHOICES:
         ctxmap = np.zeros(256, np.uint8)
         ctxmap[order[:nctx - 1]] = np.arange(1, nctx, dtype=np.uint8)
-        counts = np.stack([joint[ctxmap == c].sum(axis=0) for c in range(nctx)])
+        # Contexts 1.. hold one input byte each, context 0 the rest.
+        own = joint[order[:nctx - 1]]
+        counts = np.concatenate([(marginal - own.sum(axis=0))[None, :], own])
         bits = _entropy_bits(counts).sum() + 8 * _table_bytes(counts).sum()
         if best_bits is None or bits < best_bits:
             best_map, best_bits = ctxmap, bits
@@ -112,10 +114,11 @@ def _cluster(hist, sizes, ngroups, init, penalty):
     centres = init
     for _ in range(KMEANS_ROUNDS):
         choice, _ = _assign(hist, sizes, centres, penalty)
-        used = [g for g in range(len(centres)) if np.any(choice == g)]
-        if not used:
+        used = np.unique(choice[choice >= 0])
+        if not used.size:
             return choice, centres[:0]
-        centres = np.stack([hist[choice == g].sum(axis=0) for g in used])
+        members = (choice[None, :] == used[:, None]).astype(np.float64)
+        centres = np.einsum("gt,tk->gk", members, hist, optimize=False)
     choice, _ = _assign(hist, sizes, centres, penalty)
     return choice, centres
 
