@@ -17,16 +17,17 @@ def crc32(const uint8_t[::1] data, uint32_t value=0, bint clmul=True, int thread
     """zlib.crc32(data, value), by carry-less multiplication where the CPU has it
     (HAVE_CLMUL; several times faster), else (or with clmul=False) by a bitwise loop, far
     slower than zlib's tables: callers use zlib.crc32 when HAVE_CLMUL is false.  threads:
-    chunks summed in parallel (0: one per OpenMP thread for PARALLEL_CRC_BYTES or more)."""
+    chunks summed in parallel by the OpenMP threads (0: one per thread for
+    PARALLEL_CRC_BYTES or more, else one)."""
     cdef uint32_t out
     cdef int use_clmul = clmul and clmul_present
     cdef Py_ssize_t n = data.shape[0], k, chunk, nchunks
+    cdef int team = openmp.omp_get_max_threads()
     cdef uint32_t[::1] sums
     if n == 0:
         return value
-    nchunks = threads if threads > 0 else (
-        openmp.omp_get_max_threads() if n >= PARALLEL_CRC_BYTES else 1)
-    nchunks = max(1, min(nchunks, n))
+    nchunks = threads if threads > 0 else (team if n >= PARALLEL_CRC_BYTES else 1)
+    nchunks = max(1, min(nchunks, n, 1024))
     if nchunks == 1:
         with nogil:
             out = crc32_of(value, &data[0], <size_t>n, use_clmul)
@@ -35,7 +36,7 @@ def crc32(const uint8_t[::1] data, uint32_t value=0, bint clmul=True, int thread
     nchunks = (n + chunk - 1) // chunk
     sums = np.empty(nchunks, np.uint32)
     with nogil:
-        for k in prange(nchunks, num_threads=nchunks, schedule="static"):
+        for k in prange(nchunks, num_threads=max(1, min(team, nchunks)), schedule="static"):
             sums[k] = crc32_of(value if k == 0 else 0, &data[k * chunk],
                                <size_t>min(chunk, n - k * chunk), use_clmul)
         out = sums[0]
