@@ -45,6 +45,25 @@ def git(*args):
         return None
 
 
+def run_info(cupy):
+    """The revision, device and versions that a GPU bench's JSON report starts with."""
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return {"revision": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "device": name.decode() if isinstance(name, bytes) else name,
+            "cupy": cupy.__version__,
+            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+            "python": platform.python_version()}
+
+
+def write_report(path, report):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    print(f"wrote {path}")
+
+
 def random_gaussians(n, seed=0):
     """Gaussians over the whole image, sized like an initialisation of n Gaussians."""
     rng = np.random.default_rng(seed)
@@ -185,7 +204,6 @@ def main():
     from cgc.backends.cuda import CUDABackend
 
     backend = CUDABackend()
-    device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     rows = []
     for n in args.n:
         row = bench_render(cupy, backend, n, args.repeats)
@@ -198,25 +216,9 @@ def main():
               f"fit {row['fit_iteration']['fps']:7.0f} it/s  "
               f"decode {row['decode']['fps']:6.0f} fps", flush=True)
 
-    result = {
-        "revision": git("rev-parse", "HEAD"),
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "device": device["name"].decode() if isinstance(device["name"], bytes)
-        else device["name"],
-        "cupy": cupy.__version__,
-        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
-        "python": platform.python_version(),
-        "height": HEIGHT,
-        "width": WIDTH,
-        "repeats": args.repeats,
-        "goal_fps_at_50k": GOAL_FPS,
-        "results": rows,
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, {**run_info(cupy), "height": HEIGHT, "width": WIDTH,
+                            "repeats": args.repeats, "goal_fps_at_50k": GOAL_FPS,
+                            "results": rows})
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ revision.
     python bench/lossless_gpu.py [--repeats 50]
 """
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,7 +28,7 @@ import cgc.lossless as lossless  # noqa: E402
 from cgc.kernels import has_gpu, load_module  # noqa: E402
 from cgc.lossless import cuda as lcuda  # noqa: E402
 from cgc.lossless.format import parse  # noqa: E402
-from gpu import event_times_ms, git  # noqa: E402  (bench/gpu.py, beside this script)
+from gpu import event_times_ms, run_info, write_report  # noqa: E402  (bench/gpu.py, beside this script)
 
 GOAL_GBPS = 250
 TILES = {"default tiles": None, "64x64 tiles": (64, 64)}
@@ -96,7 +94,6 @@ def main():
     import cupy
 
     function = load_module(lcuda.KERNEL_MODULE).get_function(lcuda.KERNEL_NAME)
-    device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     results = {}
     for name, (array, bf16) in inputs().items():
         for tile_name, tile in TILES.items():
@@ -105,17 +102,8 @@ def main():
             print(f"{name:<13} {tile_name:<14} {row['percent']:6.2f} %  {row['tiles']:6d} tiles"
                   f"  kernel {row['kernel_GBps']:7.1f} GB/s  end to end "
                   f"{row['end_to_end_GBps']:6.2f} GB/s", flush=True)
-    name = device["name"]
-    report = {"revision": git("rev-parse", "HEAD"),
-              "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-              "device": name.decode() if isinstance(name, bytes) else name,
-              "cupy": cupy.__version__, "python": platform.python_version(),
-              "repeats": args.repeats, "goal_GBps": GOAL_GBPS, "results": results}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, {**run_info(cupy), "repeats": args.repeats, "goal_GBps": GOAL_GBPS,
+                            "results": results})
 
 
 if __name__ == "__main__":
