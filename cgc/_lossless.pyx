@@ -170,8 +170,8 @@ cdef Py_ssize_t encode_one(const uint32_t *resid, const uint8_t *act, Py_ssize_t
                            Py_ssize_t h, Py_ssize_t w, int nbytes, const uint8_t *group,
                            const Tables *tb, uint8_t *region, uint32_t *state) noexcept nogil:
     """Code one tile (resid and act, its plane-0 context inputs from activity_map, point at
-    its (0, 0) element) into region; returns where its bytes start, or -1 for a symbol without frequency (a
-    modelling bug, never bad input)."""
+    its (0, 0) element) into region; returns where its bytes start, or -1 for a symbol
+    without frequency (a modelling bug, never bad input)."""
     cdef Py_ssize_t n = h * w, nsteps = (n + LANES - 1) // LANES
     cdef Py_ssize_t t, e, jmax, coded = 0, raw_pos
     cdef int p, j, g
@@ -697,14 +697,14 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
     # table's coded symbols fill exactly its 2**prob_bits slots; a table of an unseen
     # context has none and leaves its lookup 0.
     cdef uint8_t[:, ::1] blocks = np.zeros((freq.shape[0], width + 1024), np.uint8)
-    cdef bint packed = (use_avx2 and pb_max == AVX2_PROB_BITS
+    cdef bint packed = (use_avx2
                         and rows * cols * nbytes >= freq.shape[0] * avx2_min_symbols)
     # One tile: a team of threads would only wait for it.
     cdef int nthreads = openmp.omp_get_max_threads() if ntiles > 1 else 1
-    cdef uint32_t[:, ::1] entries = np.zeros((freq.shape[0] if packed else 1, AVX2_SLOTS),
-                                             np.uint32)
+    cdef uint32_t[:, ::1] entries
     for p in range(nbytes):
         packed = packed and prob_bits[p] == AVX2_PROB_BITS
+    entries = np.zeros((freq.shape[0] if packed else 1, AVX2_SLOTS), np.uint32)
     for t in range(freq.shape[0]):
         fs = <uint32_t *>&blocks[t, width]
         acc = 0
