@@ -10,9 +10,10 @@ Read me first
 * A group of 8 lanes consumes at most 16 bytes, so it loads the 16 at its position once
   and hands each lane its bytes with a shuffle.  When no lane needs two bytes (all but a
   few per cent of groups) the shuffle comes from a 256-entry table indexed by the mask of
-  lanes needing one: on a bfloat16 tensor that decoded 7 % faster than the general path.  A step of P coded planes may thus read up
-  to 64 * P bytes past pos: the loop stops at the first step for which fewer than that
-  remain, and the scalar decoder, which checks each byte, finishes the tile.
+  lanes needing one: on a bfloat16 tensor that decoded 7 % faster than the general path.
+  A step of P coded planes may thus read up to 64 * P bytes past pos: the loop stops at the
+  first step for which fewer than that remain, and the scalar decoder, which checks each
+  byte, finishes the tile.
 * Tables are arrays of 2**12 packed slot entries (cgc_avx2_entry), one load per symbol;
   the decoder builds them only when every coded plane uses 12-bit probabilities, which is
   what the encoder writes.  A lane's table is its plane's first table for the tile's group

@@ -181,9 +181,9 @@ def _group_table_bytes(hist, choice, ngroups):
 def build(resid, sym0, activity, nbytes, tile, min_gain=CODED_PENALTY_BITS):
     """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane; sym0 holds
     the plane-0 symbols (plane_symbols(resid, nbytes, 0)), activity their context inputs
-    (cgc._lossless.activity_map); a tile's
-    plane is coded only where that saves more than min_gain bits per byte over storing it
-    raw, and a plane has several contexts only where they save min_gain bits per byte."""
+    (cgc._lossless.activity_map); a tile's plane is coded only where that saves more than
+    min_gain bits per byte over storing it raw, and a plane has several contexts only where
+    they save min_gain bits per byte."""
     rows, cols = resid.shape
     th, tw = tile
     tiles_x = -(-cols // tw) if cols else 0
