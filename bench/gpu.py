@@ -8,10 +8,15 @@ For N = 10k, 50k and 70k random Gaussians sized like a fit's initialisation:
     timed with CUDA events; and cgc.fit(..., device="cuda") end to end, as iterations per
     second from the difference between --fit-iterations and 0 iterations.
   * decode: cgc.decode(bytes, device="cuda") wall clock, bytes to uint8 image on the host.
+  * Kodak fit: cgc.fit(image, N, iterations=K, device="cuda") on the Kodak images named by
+    --kodak-images for each K in --kodak-iterations: wall clock (initialisation on the CPU
+    included, and given apart) and PSNR of the fitted Gaussians rendered to 8 bits.
 The goal is >= 10,000 frames/s for 50k Gaussians.  Results: bench/results/gpu.json with the
 git revision.
 
     python bench/gpu.py [--n 10000 50000 70000] [--repeats 200] [--fit-iterations 200]
+                        [--kodak DIR] [--kodak-images 05 23] [--kodak-n 70000]
+                        [--kodak-iterations 250 500 1000 2000]
 """
 import argparse
 import json
@@ -23,6 +28,7 @@ import sys
 import time
 
 import numpy as np
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -32,12 +38,14 @@ from cgc.codec import encode_gaussians  # noqa: E402
 from cgc.gaussians import Gaussians  # noqa: E402
 from cgc.kernels import has_gpu  # noqa: E402
 
+KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
 HEIGHT, WIDTH = 512, 768
 GOAL_FPS = 10_000
 WARMUP = 10
 
 
 def git(*args):
+    """Output of a git command in this checkout, or None where there is no repository."""
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
@@ -48,8 +56,11 @@ def git(*args):
 def run_info(cupy):
     """The revision, device and versions that a GPU bench's JSON report starts with."""
     name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
-    return {"revision": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    revision = git("rev-parse", "HEAD")
+    # A copy of the tree without its .git folder names its revision in CGC_REVISION.
+    return {"revision": revision or os.environ.get("CGC_REVISION"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if revision
+            else None,
             "device": name.decode() if isinstance(name, bytes) else name,
             "cupy": cupy.__version__,
             "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
@@ -186,11 +197,37 @@ def bench_decode(n, repeats):
     return {"bytes": len(data), **summary(times)}
 
 
+def bench_kodak_fit(path, n, iteration_counts):
+    """Wall clock and 8-bit PSNR of cgc.fit on the GPU, for each iteration count."""
+    image = np.asarray(Image.open(path).convert("RGB"))
+    cgc.fit(image, n, iterations=2, device="cuda", progress=False)  # warm-up: kernel loads
+    start = time.perf_counter()
+    cgc.fit(image, n, iterations=0, device="cuda", progress=False)
+    setup = time.perf_counter() - start
+    rows = []
+    for iterations in iteration_counts:
+        start = time.perf_counter()
+        fitted = cgc.fit(image, n, iterations=iterations, device="cuda", progress=False)
+        seconds = time.perf_counter() - start
+        decoded = np.rint(fitted.render(device="cuda") * 255.0)
+        mse = float(np.mean((decoded - image.astype(np.float64)) ** 2))
+        rows.append({"iterations": iterations, "seconds": seconds,
+                     "psnr": float(10.0 * np.log10(255.0 ** 2 / mse))})
+        print(f"{os.path.basename(path)} N={n} {iterations:5d} iterations  {seconds:6.2f} s  "
+              f"PSNR {rows[-1]['psnr']:.2f} dB", flush=True)
+    return {"image": os.path.basename(path), "n": n, "setup_seconds": setup, "fits": rows}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", nargs="+", type=int, default=[10_000, 50_000, 70_000])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--fit-iterations", type=int, default=200)
+    parser.add_argument("--kodak", default=KODAK, help="folder of kodimNN.png")
+    parser.add_argument("--kodak-images", nargs="*", default=["05", "23"])
+    parser.add_argument("--kodak-n", type=int, default=70_000)
+    parser.add_argument("--kodak-iterations", nargs="+", type=int,
+                        default=[250, 500, 1000, 2000])
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "gpu.json"))
     args = parser.parse_args()
     if args.repeats < 100:
@@ -216,9 +253,11 @@ def main():
               f"fit {row['fit_iteration']['fps']:7.0f} it/s  "
               f"decode {row['decode']['fps']:6.0f} fps", flush=True)
 
+    kodak = [bench_kodak_fit(os.path.join(args.kodak, f"kodim{name}.png"), args.kodak_n,
+                             args.kodak_iterations) for name in args.kodak_images]
     write_report(args.out, {**run_info(cupy), "height": HEIGHT, "width": WIDTH,
                             "repeats": args.repeats, "goal_fps_at_50k": GOAL_FPS,
-                            "results": rows})
+                            "results": rows, "kodak_fit": kodak})
 
 
 if __name__ == "__main__":
