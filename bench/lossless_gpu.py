@@ -47,10 +47,11 @@ def inputs():
             "uint16 image": (plane, False)}
 
 
-def kernel_ms(cupy, function, container, out_dev, repeats):
+def kernel_ms(cupy, module, container, out_dev, repeats):
     arguments = lcuda.kernel_arguments(container, cupy)
     errors = cupy.zeros(len(container.meta) * lcuda.LANES, np.int32)
-    grid, block = (len(container.meta),), (lcuda.LANES,)
+    function = lcuda.kernel_function(module, container)
+    grid, block = lcuda.launch_shape(len(container.meta))
 
     def run():
         function(grid, block, (*arguments, out_dev, errors))
@@ -61,11 +62,11 @@ def kernel_ms(cupy, function, container, out_dev, repeats):
     return times
 
 
-def bench_stream(cupy, function, array, bf16, tile, repeats):
+def bench_stream(cupy, module, array, bf16, tile, repeats):
     data = lossless.encode(array, tile=tile, bfloat16=bf16)
     container = parse(data)
     out_dev = cupy.empty(array.nbytes, cupy.uint8)
-    times = kernel_ms(cupy, function, container, out_dev, repeats)
+    times = kernel_ms(cupy, module, container, out_dev, repeats)
     if not np.array_equal(out_dev.get(), np.ascontiguousarray(array).reshape(-1).view(np.uint8)):
         raise RuntimeError("GPU decode differs from the input")
     wall = []
@@ -94,11 +95,11 @@ def main():
 
     import cupy
 
-    function = load_module(lcuda.KERNEL_MODULE).get_function(lcuda.KERNEL_NAME)
+    module = load_module(lcuda.KERNEL_MODULE)
     results = {}
     for name, (array, bf16) in inputs().items():
         for tile_name, tile in TILES.items():
-            row = bench_stream(cupy, function, array, bf16, tile, args.repeats)
+            row = bench_stream(cupy, module, array, bf16, tile, args.repeats)
             results[f"{name}, {tile_name}"] = row
             print(f"{name:<13} {tile_name:<14} {row['percent']:6.2f} %  {row['tiles']:6d} tiles"
                   f"  kernel {row['kernel_GBps']:7.1f} GB/s  end to end "

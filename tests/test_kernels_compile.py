@@ -11,7 +11,9 @@ NVCC = shutil.which("nvcc")
 ARCHS = ("sm_80", "sm_90")
 _ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(\w+)'")
 _SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
-_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(')
+# The name of each entry point, after its launch bounds if it has any.
+_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+'
+                     r'(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(')
 
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc not found on PATH")
 

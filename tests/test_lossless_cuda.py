@@ -20,7 +20,7 @@ emulated = pytest.mark.skipif(not cuda_emu.available(),
 
 @pytest.fixture(scope="module")
 def kernel():
-    return cuda_emu.load_module(lcuda.KERNEL_MODULE).get_function(lcuda.KERNEL_NAME)
+    return cuda_emu.load_module(lcuda.KERNEL_MODULE)
 
 
 def cases():

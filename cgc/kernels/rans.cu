@@ -1,8 +1,10 @@
-// GPU decoder of cgc.lossless tiles: one block of one warp (32 threads) per tile.
+// GPU decoder of cgc.lossless tiles: one warp (32 threads) per tile, several warps per block.
 //
 // Read me first (docs/lossless-format.md is the specification; cgc/_lossless.pyx holds the
 // CPU decoder this kernel must match bit for bit)
 // -----------------------------------------------------------------------------------------
+// * Warp threadIdx.y of block b decodes tile b * blockDim.y + threadIdx.y; warps never share
+//   data, so every barrier is a __syncwarp and a warp past the last tile simply returns.
 // * Element e of a tile (row-major inside the tile, tile-local width w) belongs to lane
 //   e % 32 and is decoded at step e / 32.  Lane j owns rANS state x_j, a uint32 kept in
 //   [2^23, 2^31) between symbols.
@@ -16,9 +18,13 @@
 //   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
 //   (activity() below).  Group 255 means the plane is stored raw after the stream, plane
 //   after plane, each in element order.
-// * Phases of a block, separated by barriers: residuals (written into out), inverse
+// * Phases of a warp, separated by barriers: residuals (written into out), inverse
 //   predictor as a wavefront (lane j owns row j of each band of 32 rows, one column behind
-//   lane j - 1), inverse integer transform.
+//   lane j - 1), inverse integer transform.  A tile without predictor or activity contexts
+//   needs nothing of its neighbours, so its values get the inverse transform as they are
+//   decoded and the later phases are skipped.
+// * Elements are 1, 2 or 4 bytes and out is aligned to its element size, so each element
+//   is one load or store of its own width.
 // * errors[tile * 32 + lane] is set non-zero where that lane saw a truncated or
 //   inconsistent stream; every read is bounded by the tile's own bytes.
 
@@ -36,16 +42,29 @@
 
 __device__ __forceinline__ unsigned load_value(const unsigned char* out, long long index,
                                                int nbytes) {
-    const unsigned char* p = out + index * nbytes;
-    unsigned v = 0;
-    for (int b = nbytes - 1; b >= 0; --b) v = (v << 8) | p[b];
-    return v;
+    if (nbytes == 4) return reinterpret_cast<const unsigned*>(out)[index];
+    if (nbytes == 2) return reinterpret_cast<const unsigned short*>(out)[index];
+    return out[index];
 }
 
 __device__ __forceinline__ void store_value(unsigned char* out, long long index, int nbytes,
                                             unsigned v) {
-    unsigned char* p = out + index * nbytes;
-    for (int b = 0; b < nbytes; ++b) p[b] = (unsigned char)(v >> (8 * b));
+    if (nbytes == 4) {
+        reinterpret_cast<unsigned*>(out)[index] = v;
+    } else if (nbytes == 2) {
+        reinterpret_cast<unsigned short*>(out)[index] = (unsigned short)v;
+    } else {
+        out[index] = (unsigned char)v;
+    }
+}
+
+// The inverse of the integer transform that made an element's bits codable: signed integers
+// had their sign bit flipped, floats their sign bit rotated to the bottom.
+__device__ __forceinline__ unsigned untransform(unsigned v, int kind, int bits,
+                                                unsigned mask) {
+    if (kind == KIND_SIGNED) return v ^ (1u << (bits - 1));
+    if (kind == KIND_FLOAT) return ((v >> 1) | (v << (bits - 1))) & mask;
+    return v;
 }
 
 // Same rules as predict() in cgc/_lossless.pyx; base is the tile's (0, 0) element.
@@ -80,16 +99,23 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
     return a < 255u ? a : 255u;
 }
 
-extern "C" __global__ void rans_decode_tiles(
-    const unsigned char* data, const long long* tile_offset, const long long* tile_size,
-    const unsigned char* tile_pred, const unsigned char* tile_group,
-    const unsigned* tile_state, const unsigned char* ctx_map, const int* plane_info,
-    const unsigned* freq, const unsigned* start, const unsigned char* lookup,
-    int lookup_width, int rows, int cols, int tile_h, int tile_w, int nbytes, int kind,
-    unsigned char* out, int* errors) {
+// NBYTES (1, 2 or 4) is the element size: a constant, so that the per-plane loops unroll
+// and their state stays in registers.
+template <int NBYTES>
+__device__ __forceinline__ void decode_tiles(
+    const unsigned char* __restrict__ data, const long long* __restrict__ tile_offset,
+    const long long* __restrict__ tile_size, const unsigned char* __restrict__ tile_pred,
+    const unsigned char* __restrict__ tile_group, const unsigned* __restrict__ tile_state,
+    const unsigned char* __restrict__ ctx_map, const int* __restrict__ plane_info,
+    const unsigned* __restrict__ freq, const unsigned* __restrict__ start,
+    const unsigned char* __restrict__ lookup, int lookup_width, int rows, int cols,
+    int tile_h, int tile_w, int kind, int n_tiles, unsigned char* __restrict__ out,
+    int* __restrict__ errors) {
+    constexpr int nbytes = NBYTES;
+    const long long k = (long long)blockIdx.x * blockDim.y + threadIdx.y;
+    if (k >= n_tiles) return;
     const int lane = threadIdx.x;
     const unsigned lanes_below = (1u << lane) - 1u;
-    const long long k = blockIdx.x;
     const int tiles_x = (cols + tile_w - 1) / tile_w;
     const int y0 = (int)(k / tiles_x) * tile_h;
     const int x0 = (int)(k % tiles_x) * tile_w;
@@ -97,41 +123,57 @@ extern "C" __global__ void rans_decode_tiles(
     const int w = min(tile_w, cols - x0);
     const int n = h * w;
     const long long base = (long long)y0 * cols + x0;
-    const unsigned mask = nbytes == 4 ? 0xFFFFFFFFu : (1u << (8 * nbytes)) - 1u;
-    const unsigned char* group = tile_group + k * nbytes;
+    const int bits = 8 * nbytes;
+    const unsigned mask = nbytes == 4 ? 0xFFFFFFFFu : (1u << bits) - 1u;
+    const int pred = tile_pred[k];
 
+    // Per plane: probability bits and the first table of the tile's group (GROUP_RAW: -1).
+    int plane_bits[NBYTES], plane_table[NBYTES], plane_nctx[NBYTES];
     int nraw = 0;
-    for (int p = 0; p < nbytes; ++p) nraw += group[p] == GROUP_RAW;
+#pragma unroll
+    for (int p = 0; p < NBYTES; ++p) {
+        const int g = tile_group[k * NBYTES + p];
+        plane_bits[p] = plane_info[3 * p + 2];
+        plane_nctx[p] = plane_info[3 * p + 1];
+        plane_table[p] = g == GROUP_RAW ? -1 : plane_info[3 * p] + g * plane_nctx[p];
+        nraw += g == GROUP_RAW;
+    }
     long long pos = tile_offset[k];
     const long long end = pos + tile_size[k] - (long long)nraw * n;
 
     unsigned x = tile_state[k * LANES + lane];
     int err = 0;
     const int nsteps = (n + LANES - 1) / LANES;
-    // Uniform over the block, so the barrier below is reached by every lane or none.
-    const bool by_activity = group[0] != GROUP_RAW && plane_info[1] > 1;
-    for (int t = 0; t < nsteps; ++t) {
+    // Uniform over the warp, so the barrier below is reached by every lane or none.
+    const bool by_activity = plane_table[0] >= 0 && plane_nctx[0] > 1;
+    const bool finished = pred == PRED_NONE && !by_activity;
+    // (row, col) of element e = t * 32 + lane inside the tile, stepped without division.
+    int ey = lane / w, ex = lane % w;
+    for (int t = 0; t < nsteps; ++t, ex += LANES) {
+        while (ex >= w) {
+            ex -= w;
+            ++ey;
+        }
         const int e = t * LANES + lane;
         const bool active = e < n;
         // The activity reads residuals other lanes stored at earlier steps.
-        if (by_activity) __syncthreads();
+        if (by_activity) __syncwarp();
         unsigned acc = 0, prev = by_activity && active
-                                     ? activity(out, base, cols, w, e / w, e % w, nbytes)
+                                     ? activity(out, base, cols, w, ey, ex, nbytes)
                                      : 0u;
         long long raw_at = end;
-        for (int p = 0; p < nbytes; ++p) {
-            const int g = group[p];
+#pragma unroll
+        for (int p = 0; p < NBYTES; ++p) {
             unsigned sym = 0;
-            if (g == GROUP_RAW) {
+            if (plane_table[p] < 0) {
                 if (active) sym = data[raw_at + e];
                 raw_at += n;
             } else {
                 unsigned need = 0;
                 if (active) {
-                    const int pb = plane_info[3 * p + 2];
+                    const int pb = plane_bits[p];
                     const unsigned slot = x & ((1u << pb) - 1u);
-                    const long long table = plane_info[3 * p] + g * plane_info[3 * p + 1]
-                                            + ctx_map[256 * p + prev];
+                    const long long table = plane_table[p] + ctx_map[256 * p + prev];
                     sym = lookup[table * lookup_width + slot];
                     x = freq[table * 256 + sym] * (x >> pb) + slot - start[table * 256 + sym];
                     need = x < (1u << 15) ? 2u : (x < RANS_L ? 1u : 0u);
@@ -153,13 +195,16 @@ extern "C" __global__ void rans_decode_tiles(
             acc = (acc << 8) | sym;
             prev = sym;
         }
-        if (active) store_value(out, base + (long long)(e / w) * cols + e % w, nbytes, acc);
+        if (active) {
+            store_value(out, base + (long long)ey * cols + ex, nbytes,
+                        finished ? untransform(acc, kind, bits, mask) : acc);
+        }
     }
     if (err == 0 && (pos != end || x != RANS_L)) err = 2;
     errors[k * LANES + lane] = err;
-    __syncthreads();
+    if (finished) return;
+    __syncwarp();
 
-    const int pred = tile_pred[k];
     if (pred != PRED_NONE) {
         for (int band = 0; band < h; band += LANES) {
             const int y = band + lane;
@@ -172,17 +217,52 @@ extern "C" __global__ void rans_decode_tiles(
                     store_value(out, at, nbytes,
                                 (r + predict(pred, out, base, cols, y, xx, nbytes, mask)) & mask);
                 }
-                __syncthreads();
+                __syncwarp();
             }
         }
     }
 
-    const int bits = 8 * nbytes;
     for (int e = lane; e < n; e += LANES) {
         const long long at = base + (long long)(e / w) * cols + e % w;
-        unsigned v = load_value(out, at, nbytes);
-        if (kind == KIND_SIGNED) v ^= 1u << (bits - 1);
-        if (kind == KIND_FLOAT) v = ((v >> 1) | (v << (bits - 1))) & mask;
-        store_value(out, at, nbytes, v);
+        store_value(out, at, nbytes, untransform(load_value(out, at, nbytes), kind, bits, mask));
     }
+}
+
+// Launch bounds: blocks of WARPS_PER_BLOCK warps, and as many resident blocks per SM as the
+// registers allow without spills (ptxas: 48 registers for 4-byte elements, 40 otherwise);
+// one warp's decode is a chain of dependent loads, so more resident warps hide more latency.
+// One entry point per element size.
+#define WARPS_PER_BLOCK 4
+// sm_80's ptxas spills the 2-byte decoder at 40 registers where sm_90's does not.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define MIN_BLOCKS_2 10
+#else
+#define MIN_BLOCKS_2 12
+#endif
+#define DECODE_PARAMETERS                                                                      \
+    const unsigned char *__restrict__ data, const long long *__restrict__ tile_offset,          \
+        const long long *__restrict__ tile_size, const unsigned char *__restrict__ tile_pred,   \
+        const unsigned char *__restrict__ tile_group,                                          \
+        const unsigned *__restrict__ tile_state, const unsigned char *__restrict__ ctx_map,    \
+        const int *__restrict__ plane_info, const unsigned *__restrict__ freq,                  \
+        const unsigned *__restrict__ start, const unsigned char *__restrict__ lookup,           \
+        int lookup_width, int rows, int cols, int tile_h, int tile_w, int kind, int n_tiles,   \
+        unsigned char *__restrict__ out, int *__restrict__ errors
+#define DECODE_ARGUMENTS                                                                       \
+    data, tile_offset, tile_size, tile_pred, tile_group, tile_state, ctx_map, plane_info, freq, \
+        start, lookup, lookup_width, rows, cols, tile_h, tile_w, kind, n_tiles, out, errors
+
+extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 12)
+    rans_decode_tiles_1(DECODE_PARAMETERS) {
+    decode_tiles<1>(DECODE_ARGUMENTS);
+}
+
+extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_2)
+    rans_decode_tiles_2(DECODE_PARAMETERS) {
+    decode_tiles<2>(DECODE_ARGUMENTS);
+}
+
+extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 10)
+    rans_decode_tiles_4(DECODE_PARAMETERS) {
+    decode_tiles<4>(DECODE_ARGUMENTS);
 }

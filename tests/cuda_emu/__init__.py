@@ -29,12 +29,17 @@ HEADER = Path(__file__).resolve().with_name("cuda_emu.h")
 CXX = os.environ.get("CXX", "g++")
 # No -ffast-math or -march: rounding must match the reference core, which is built without
 # FMA contraction; -ffp-contract=off keeps g++ from fusing where the target would allow it.
-CXXFLAGS = ("-std=c++20", "-O2", "-fopenmp", "-fPIC", "-shared", "-ffp-contract=off")
+CXXFLAGS = ("-std=c++20", "-O2", "-fopenmp", "-fPIC", "-shared", "-ffp-contract=off",
+            # Kernels read and write byte buffers through wider integer pointers, as CUDA
+            # code does; strict aliasing would let g++ reorder those accesses.
+            "-fno-strict-aliasing")
 # Bytes of guard zone before and after every array; out-of-range writes further away than
 # this go undetected (or crash).
 GUARD = 4096
 _GUARD_BYTES = np.random.default_rng(20240601).integers(0, 256, GUARD, dtype=np.uint8)
-_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(')
+# The name of each entry point, after its launch bounds if it has any.
+_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+'
+                     r'(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(')
 
 
 class KernelMemoryError(RuntimeError):

@@ -37,6 +37,8 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+// Occupancy hints for ptxas mean nothing on the CPU.
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 #define __shared__ static __attribute__((section("cuda_emu_shared")))
 
