@@ -16,7 +16,8 @@
 //   popcounts of the lanes below.  The encoder wrote the exact reverse order.
 // * The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous
 //   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
-//   (activity() below).  Group 255 means the plane is stored raw after the stream, plane
+//   (activity() below); freq_start packs a symbol's start and frequency - 1 in one word.
+//   Group 255 means the plane is stored raw after the stream, plane
 //   after plane, each in element order.
 // * Phases of a warp, separated by barriers: residuals (written into out), inverse
 //   predictor as a wavefront (lane j owns row j of each band of 32 rows, one column behind
@@ -99,18 +100,24 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
     return a < 255u ? a : 255u;
 }
 
+// The kernels' parameters, the same for every element size.
+#define DECODE_PARAMETERS                                                                      \
+    const unsigned char *__restrict__ data, const long long *__restrict__ tile_offset,          \
+        const long long *__restrict__ tile_size, const unsigned char *__restrict__ tile_pred,   \
+        const unsigned char *__restrict__ tile_group,                                          \
+        const unsigned *__restrict__ tile_state, const unsigned char *__restrict__ ctx_map,    \
+        const int *__restrict__ plane_info, const unsigned *__restrict__ freq_start,            \
+        const unsigned char *__restrict__ lookup,                                              \
+        int lookup_width, int rows, int cols, int tile_h, int tile_w, int kind, int n_tiles,   \
+        unsigned char *__restrict__ out, int *__restrict__ errors
+#define DECODE_ARGUMENTS                                                                       \
+    data, tile_offset, tile_size, tile_pred, tile_group, tile_state, ctx_map, plane_info,       \
+        freq_start, lookup, lookup_width, rows, cols, tile_h, tile_w, kind, n_tiles, out, errors
+
 // NBYTES (1, 2 or 4) is the element size: a constant, so that the per-plane loops unroll
 // and their state stays in registers.
 template <int NBYTES>
-__device__ __forceinline__ void decode_tiles(
-    const unsigned char* __restrict__ data, const long long* __restrict__ tile_offset,
-    const long long* __restrict__ tile_size, const unsigned char* __restrict__ tile_pred,
-    const unsigned char* __restrict__ tile_group, const unsigned* __restrict__ tile_state,
-    const unsigned char* __restrict__ ctx_map, const int* __restrict__ plane_info,
-    const unsigned* __restrict__ freq, const unsigned* __restrict__ start,
-    const unsigned char* __restrict__ lookup, int lookup_width, int rows, int cols,
-    int tile_h, int tile_w, int kind, int n_tiles, unsigned char* __restrict__ out,
-    int* __restrict__ errors) {
+__device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
     constexpr int nbytes = NBYTES;
     const long long k = (long long)blockIdx.x * blockDim.y + threadIdx.y;
     if (k >= n_tiles) return;
@@ -175,7 +182,8 @@ __device__ __forceinline__ void decode_tiles(
                     const unsigned slot = x & ((1u << pb) - 1u);
                     const long long table = plane_table[p] + ctx_map[256 * p + prev];
                     sym = lookup[table * lookup_width + slot];
-                    x = freq[table * 256 + sym] * (x >> pb) + slot - start[table * 256 + sym];
+                    const unsigned fs = freq_start[table * 256 + sym];
+                    x = ((fs & 0xFFFFu) + 1u) * (x >> pb) + slot - (fs >> 16);
                     need = x < (1u << 15) ? 2u : (x < RANS_L ? 1u : 0u);
                 }
                 const unsigned one = __ballot_sync(0xFFFFFFFFu, need >= 1u);
@@ -239,18 +247,6 @@ __device__ __forceinline__ void decode_tiles(
 #else
 #define MIN_BLOCKS_2 12
 #endif
-#define DECODE_PARAMETERS                                                                      \
-    const unsigned char *__restrict__ data, const long long *__restrict__ tile_offset,          \
-        const long long *__restrict__ tile_size, const unsigned char *__restrict__ tile_pred,   \
-        const unsigned char *__restrict__ tile_group,                                          \
-        const unsigned *__restrict__ tile_state, const unsigned char *__restrict__ ctx_map,    \
-        const int *__restrict__ plane_info, const unsigned *__restrict__ freq,                  \
-        const unsigned *__restrict__ start, const unsigned char *__restrict__ lookup,           \
-        int lookup_width, int rows, int cols, int tile_h, int tile_w, int kind, int n_tiles,   \
-        unsigned char *__restrict__ out, int *__restrict__ errors
-#define DECODE_ARGUMENTS                                                                       \
-    data, tile_offset, tile_size, tile_pred, tile_group, tile_state, ctx_map, plane_info, freq, \
-        start, lookup, lookup_width, rows, cols, tile_h, tile_w, kind, n_tiles, out, errors
 
 extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 12)
     rans_decode_tiles_1(DECODE_PARAMETERS) {

@@ -36,8 +36,8 @@ def kernel_arguments(container, xp):
                           axis=1).astype(np.int32)
     host = (container.data, meta["offset"].astype(np.int64), meta["size"].astype(np.int64),
             np.ascontiguousarray(meta["pred"]), np.ascontiguousarray(meta["groups"]),
-            np.ascontiguousarray(meta["states"]), tables.ctxmap, plane_info, tables.freq,
-            tables.start, tables.lookup)
+            np.ascontiguousarray(meta["states"]), tables.ctxmap, plane_info, tables.freq_start,
+            tables.lookup)
     # Empty arrays cannot be passed on every backend; read-only views of the input bytes
     # cannot be handed out as device buffers.
     device = [xp.asarray(np.require(a if a.size else np.zeros(1, a.dtype),

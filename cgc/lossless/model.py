@@ -249,9 +249,15 @@ class CodingTables:
 
     @cached_property
     def start(self):
-        """uint32[T, 256]: exclusive prefix sums of freq (the encoder and the CUDA decoder
-        read them)."""
+        """uint32[T, 256]: exclusive prefix sums of freq (the encoder reads them)."""
         return (np.cumsum(self.freq, axis=1, dtype=np.uint32) - self.freq).astype(np.uint32)
+
+    @cached_property
+    def freq_start(self):
+        """uint32[T, 256]: start << 16 | (freq - 1) of each symbol, the CUDA decoder's one
+        load per decoded symbol.  Both fit 16 bits (freq <= 2**16 with at most 16 probability
+        bits); a symbol of frequency 0 is never decoded, and its entry is left arbitrary."""
+        return (self.start << 16) | ((self.freq - 1) & 0xFFFF)
 
     @cached_property
     def lookup(self):
