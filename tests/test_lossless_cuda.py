@@ -25,8 +25,8 @@ def kernel():
 
 def cases():
     """Small arrays covering every element width and kind, every predictor, raw planes,
-    context tables and edge tiles (sizes not multiples of the tile, tiles under 32
-    elements)."""
+    context tables, edge tiles (sizes not multiples of the tile, tiles under 32 elements)
+    and predicted tiles taller than one band of 32 rows."""
     rng = np.random.default_rng(11)
     y, x = np.mgrid[0:45, 0:70]
     smooth = 50 * np.sin(x / 8.0) + 30 * np.cos(y / 6.0) + x
@@ -45,6 +45,9 @@ def cases():
          (32, 64), None),
         ("float32-smooth", (smooth / 3).astype(np.float32), False, (32, 32), None),
         ("tiny", np.arange(5, dtype=np.uint8), False, (64, 64), None),
+        # The first row of a second band predicts from the row above, read back from out.
+        ("int16-two-bands", smooth.astype(np.int16), False, (45, 40), None),
+        ("float32-two-bands", (smooth / 3).astype(np.float32), False, (45, 40), None),
         # Plane 0 coded with activity contexts of the row above (tiles of 33+ columns).
         ("uint8-photo", skdata.camera()[:256, :256].copy(), False, (128, 128), None),
     ]
@@ -58,6 +61,13 @@ def test_cases_include_activity_contexts():
     _, a, bf16, tile, predictors = next(c for c in CASES if c[0] == "uint8-photo")
     container = lformat.parse(lossless.encode(a, tile=tile, predictors=predictors))
     assert container.planes[0].nctx > 1
+
+
+@pytest.mark.parametrize("name", ["int16-two-bands", "float32-two-bands"])
+def test_cases_include_predicted_tiles_of_two_bands(name):
+    _, a, bf16, tile, predictors = next(c for c in CASES if c[0] == name)
+    container = lformat.parse(lossless.encode(a, tile=tile, predictors=predictors))
+    assert tile[0] > 32 and (container.meta["pred"] != 0).all()
 
 
 def poisoned(nbytes):

@@ -68,15 +68,20 @@ __device__ __forceinline__ unsigned untransform(unsigned v, int kind, int bits,
     return v;
 }
 
-// Same rules as predict() in cgc/_lossless.pyx; base is the tile's (0, 0) element.
-__device__ __forceinline__ unsigned predict(int pred, const unsigned char* out, long long base,
-                                            int cols, int y, int x, int nbytes,
-                                            unsigned mask) {
-    if (y == 0) return x > 0 ? load_value(out, base + x - 1, nbytes) : 0u;
-    if (x == 0) return load_value(out, base + (long long)(y - 1) * cols, nbytes);
-    const unsigned a = load_value(out, base + (long long)y * cols + x - 1, nbytes);
-    const unsigned b = load_value(out, base + (long long)(y - 1) * cols + x, nbytes);
-    const unsigned c = load_value(out, base + (long long)(y - 1) * cols + x - 1, nbytes);
+// The integer transform itself (untransform's inverse).
+__device__ __forceinline__ unsigned transform(unsigned v, int kind, int bits, unsigned mask) {
+    if (kind == KIND_SIGNED) return v ^ (1u << (bits - 1));
+    if (kind == KIND_FLOAT) return ((v << 1) | (v >> (bits - 1))) & mask;
+    return v;
+}
+
+// Same rules as predict() in cgc/_lossless.pyx, for element (y, x) of a tile whose
+// transformed neighbours are a (left), b (top) and c (top-left); each is read only where
+// it exists.
+__device__ __forceinline__ unsigned predict(int pred, int y, int x, unsigned a, unsigned b,
+                                            unsigned c, unsigned mask) {
+    if (y == 0) return x > 0 ? a : 0u;
+    if (x == 0) return b;
     if (pred == PRED_LEFT) return a;
     if (pred == PRED_TOP) return b;
     if (pred == PRED_AVG) return (a >> 1) + (b >> 1) + (a & b & 1u);
@@ -145,8 +150,12 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
         plane_table[p] = g == GROUP_RAW ? -1 : plane_info[3 * p] + g * plane_nctx[p];
         nraw += g == GROUP_RAW;
     }
-    long long pos = tile_offset[k];
-    const long long end = pos + tile_size[k] - (long long)nraw * n;
+    // Offsets into the tile's own bytes: a valid tile is far under 2^31 bytes (at most
+    // 2^18 elements), and a larger size can only fail the end-of-stream check.
+    const unsigned char* __restrict__ tile_data = data + tile_offset[k];
+    const long long size = tile_size[k];
+    const int end = (int)(size < 0x7FFFFFFFLL ? size : 0x7FFFFFFFLL) - nraw * n;
+    int pos = 0;
 
     unsigned x = tile_state[k * LANES + lane];
     int err = 0;
@@ -168,19 +177,19 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
         unsigned acc = 0, prev = by_activity && active
                                      ? activity(out, base, cols, w, ey, ex, nbytes)
                                      : 0u;
-        long long raw_at = end;
+        int raw_at = end;
 #pragma unroll
         for (int p = 0; p < NBYTES; ++p) {
             unsigned sym = 0;
             if (plane_table[p] < 0) {
-                if (active) sym = data[raw_at + e];
+                if (active) sym = tile_data[raw_at + e];
                 raw_at += n;
             } else {
                 unsigned need = 0;
                 if (active) {
                     const int pb = plane_bits[p];
                     const unsigned slot = x & ((1u << pb) - 1u);
-                    const long long table = plane_table[p] + ctx_map[256 * p + prev];
+                    const int table = plane_table[p] + ctx_map[256 * p + prev];
                     sym = lookup[table * lookup_width + slot];
                     const unsigned fs = freq_start[table * 256 + sym];
                     x = ((fs & 0xFFFFu) + 1u) * (x >> pb) + slot - (fs >> 16);
@@ -188,11 +197,11 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
                 }
                 const unsigned one = __ballot_sync(0xFFFFFFFFu, need >= 1u);
                 const unsigned two = __ballot_sync(0xFFFFFFFFu, need == 2u);
-                long long q = pos + __popc(one & lanes_below) + __popc(two & lanes_below);
+                int q = pos + __popc(one & lanes_below) + __popc(two & lanes_below);
                 for (unsigned i = 0; i < need; ++i, ++q) {
                     unsigned byte = 0;
                     if (q < end) {
-                        byte = data[q];
+                        byte = tile_data[q];
                     } else {
                         err = 1;
                     }
@@ -213,26 +222,39 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
     if (finished) return;
     __syncwarp();
 
-    if (pred != PRED_NONE) {
-        for (int band = 0; band < h; band += LANES) {
-            const int y = band + lane;
-            for (int s = 0; s < w + LANES - 1; ++s) {
-                const int xx = s - lane;
-                if (y < h && xx >= 0 && xx < w) {
-                    const long long at = base + (long long)y * cols + xx;
-                    const unsigned z = load_value(out, at, nbytes);
-                    const unsigned r = ((z >> 1) ^ (0u - (z & 1u))) & mask;
-                    store_value(out, at, nbytes,
-                                (r + predict(pred, out, base, cols, y, xx, nbytes, mask)) & mask);
-                }
-                __syncwarp();
-            }
+    if (pred == PRED_NONE) {
+        for (int e = lane; e < n; e += LANES) {
+            const long long at = base + (long long)(e / w) * cols + e % w;
+            store_value(out, at, nbytes,
+                        untransform(load_value(out, at, nbytes), kind, bits, mask));
         }
+        return;
     }
-
-    for (int e = lane; e < n; e += LANES) {
-        const long long at = base + (long long)(e / w) * cols + e % w;
-        store_value(out, at, nbytes, untransform(load_value(out, at, nbytes), kind, bits, mask));
+    // Wavefront over bands of 32 rows: at step s lane j reconstructs (band + j, s - j).  Its
+    // left neighbour is its own previous value, its top neighbour lane j - 1's previous value
+    // (a shuffle), its top-left neighbour the top it received one step earlier; lane 0 reads
+    // the row above the band back from out, where it is stored untransformed.
+    for (int band = 0; band < h; band += LANES) {
+        const int y = band + lane;
+        unsigned last = 0, top_left = 0;
+        for (int s = 0; s < w + LANES - 1; ++s) {
+            unsigned top = __shfl_up_sync(0xFFFFFFFFu, last, 1);
+            const int xx = s - lane;
+            if (y < h && xx >= 0 && xx < w) {
+                const long long at = base + (long long)y * cols + xx;
+                if (lane == 0 && y > 0) {
+                    top = transform(load_value(out, at - cols, nbytes), kind, bits, mask);
+                }
+                const unsigned z = load_value(out, at, nbytes);
+                const unsigned r = ((z >> 1) ^ (0u - (z & 1u))) & mask;
+                const unsigned v = (r + predict(pred, y, xx, last, top, top_left, mask)) & mask;
+                store_value(out, at, nbytes, untransform(v, kind, bits, mask));
+                last = v;
+            }
+            top_left = top;
+        }
+        // Lane 0 of the next band reads what lane 31 stored.
+        __syncwarp();
     }
 }
 
