@@ -12,7 +12,6 @@ from cgc.errors import FormatError
 from cgc.kernels import has_gpu
 from cgc.lossless import cuda as lcuda
 from cgc.lossless import format as lformat
-from cgc.lossless import model
 from skimage import data as skdata
 
 emulated = pytest.mark.skipif(not cuda_emu.available(),
@@ -71,40 +70,18 @@ def test_cases_include_predicted_tiles_of_two_bands(name):
     assert tile[0] > 32 and (container.meta["pred"] != 0).all()
 
 
-def test_slot_entries_describe_the_tables():
-    _, a, bf16, tile, predictors = next(c for c in CASES if c[0] == "uint8-photo")
-    tables = model.coding_tables(lformat.parse(lossless.encode(a, tile=tile)).planes)
-    entries = tables.slot_entries
-    rows = np.arange(len(tables.freq))[:, None]
-    symbols = entries & 0xFF
-    assert np.array_equal(symbols, tables.lookup)
-    assert np.array_equal((entries >> 8 & 0xFFF) + 1, tables.freq[rows, symbols])
-    slots = np.arange(entries.shape[1])[None, :]
-    assert np.array_equal(entries >> 20, slots - tables.start[rows, symbols])
-
-
-def test_slot_entries_refuse_wide_tables():
-    tables = model.CodingTables(np.zeros(1, np.int32), np.ones(1, np.int32),
-                                np.array([13], np.uint8), np.zeros((1, 256), np.uint8),
-                                np.full((1, 256), 32, np.uint32))
-    with pytest.raises(ValueError, match="probability bits"):
-        tables.slot_entries
-
-
 def poisoned(nbytes):
     return np.full(nbytes, 0xCC, np.uint8)
 
 
 @emulated
-@pytest.mark.parametrize("slot_entries", [False, True], ids=["lookup", "slot-entries"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_emulated_kernel_matches_cpu_decoder(kernel, case, slot_entries):
+def test_emulated_kernel_matches_cpu_decoder(kernel, case):
     _, a, bf16, tile, predictors = case
     data = lossless.encode(a, tile=tile, bfloat16=bf16, predictors=predictors)
     container = lformat.parse(data)
     out = poisoned(a.nbytes)
-    arguments = lcuda.kernel_arguments(container, np, slot_entries=slot_entries)
-    errors = lcuda.launch(kernel, container, np, out, arguments)
+    errors = lcuda.launch(kernel, container, np, out)
     assert not errors.any()
     assert np.array_equal(out, lossless.decode(data).reshape(-1).view(np.uint8))
 

@@ -17,9 +17,6 @@
 // * The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous
 //   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
 //   (activity() below); freq_start packs a symbol's start and frequency - 1 in one word.
-//   Where every table has at most 12 probability bits the host may pass slot_entry
-//   instead (use_slot_entries): symbol, frequency - 1 and slot - start of each slot in one
-//   word, so a symbol costs one table load instead of two dependent ones.
 //   Group 255 means the plane is stored raw after the stream, plane
 //   after plane, each in element order.
 // * Phases of a warp, separated by barriers: residuals (written into out), inverse
@@ -115,13 +112,12 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
         const unsigned char *__restrict__ tile_group,                                          \
         const unsigned *__restrict__ tile_state, const unsigned char *__restrict__ ctx_map,    \
         const int *__restrict__ plane_info, const unsigned *__restrict__ freq_start,            \
-        const unsigned char *__restrict__ lookup, const unsigned *__restrict__ slot_entry,     \
-        int use_slot_entries, int lookup_width, int rows, int cols, int tile_h, int tile_w, int kind, int n_tiles,   \
+        const unsigned char *__restrict__ lookup,                                              \
+        int lookup_width, int rows, int cols, int tile_h, int tile_w, int kind, int n_tiles,   \
         unsigned char *__restrict__ out, int *__restrict__ errors
 #define DECODE_ARGUMENTS                                                                       \
     data, tile_offset, tile_size, tile_pred, tile_group, tile_state, ctx_map, plane_info,       \
-        freq_start, lookup, slot_entry, use_slot_entries, lookup_width, rows, cols, tile_h,     \
-        tile_w, kind, n_tiles, out, errors
+        freq_start, lookup, lookup_width, rows, cols, tile_h, tile_w, kind, n_tiles, out, errors
 
 // NBYTES (1, 2 or 4) is the element size: a constant, so that the per-plane loops unroll
 // and their state stays in registers.
@@ -193,17 +189,10 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
                 if (active) {
                     const int pb = plane_bits[p];
                     const unsigned slot = x & ((1u << pb) - 1u);
-                    const int table =
-                        plane_table[p] + (plane_nctx[p] > 1 ? ctx_map[256 * p + prev] : 0);
-                    if (use_slot_entries) {
-                        const unsigned entry = slot_entry[table * lookup_width + slot];
-                        sym = entry & 0xFFu;
-                        x = (((entry >> 8) & 0xFFFu) + 1u) * (x >> pb) + (entry >> 20);
-                    } else {
-                        sym = lookup[table * lookup_width + slot];
-                        const unsigned fs = freq_start[table * 256 + sym];
-                        x = ((fs & 0xFFFFu) + 1u) * (x >> pb) + slot - (fs >> 16);
-                    }
+                    const int table = plane_table[p] + ctx_map[256 * p + prev];
+                    sym = lookup[table * lookup_width + slot];
+                    const unsigned fs = freq_start[table * 256 + sym];
+                    x = ((fs & 0xFFFFu) + 1u) * (x >> pb) + slot - (fs >> 16);
                     need = x < (1u << 15) ? 2u : (x < RANS_L ? 1u : 0u);
                 }
                 const unsigned one = __ballot_sync(0xFFFFFFFFu, need >= 1u);
@@ -274,13 +263,11 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
 // one warp's decode is a chain of dependent loads, so more resident warps hide more latency.
 // One entry point per element size.
 #define WARPS_PER_BLOCK 4
-// sm_80's ptxas spills at 8 registers fewer than sm_90's does.
+// sm_80's ptxas spills the 2-byte decoder at 40 registers where sm_90's does not.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 #define MIN_BLOCKS_2 10
-#define MIN_BLOCKS_4 9
 #else
 #define MIN_BLOCKS_2 12
-#define MIN_BLOCKS_4 10
 #endif
 
 extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 12)
@@ -293,7 +280,7 @@ extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS
     decode_tiles<2>(DECODE_ARGUMENTS);
 }
 
-extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_4)
+extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 10)
     rans_decode_tiles_4(DECODE_PARAMETERS) {
     decode_tiles<4>(DECODE_ARGUMENTS);
 }

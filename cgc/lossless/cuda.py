@@ -25,37 +25,25 @@ def launch_shape(n_tiles):
     return ((n_tiles + WARPS_PER_BLOCK - 1) // WARPS_PER_BLOCK,), (LANES, WARPS_PER_BLOCK)
 
 
-def slot_entries_apply(tables):
-    """Whether the kernel can read one-word slot entries for these tables."""
-    return int(tables.prob_bits.max()) <= model.SLOT_ENTRY_BITS
-
-
-def kernel_arguments(container, xp, slot_entries=None):
+def kernel_arguments(container, xp):
     """The kernel's inputs for container (stream, tile records, tables, sizes) as xp arrays
     and scalars: uploaded once, they can be reused for repeated launches
-    (bench/lossless_gpu.py).  slot_entries: decode through CodingTables.slot_entries (one
-    load per symbol) rather than lookup and freq_start; None: wherever they apply."""
+    (bench/lossless_gpu.py)."""
     rows, cols = container.matrix
     meta = container.meta
     tables = model.coding_tables(container.planes)
-    if slot_entries is None:
-        slot_entries = slot_entries_apply(tables)
-    elif slot_entries and not slot_entries_apply(tables):
-        raise ValueError("slot entries need tables of at most "
-                         f"{model.SLOT_ENTRY_BITS} probability bits")
     plane_info = np.stack([tables.tbase, tables.nctx, tables.prob_bits.astype(np.int32)],
                           axis=1).astype(np.int32)
     host = (container.data, meta["offset"].astype(np.int64), meta["size"].astype(np.int64),
             np.ascontiguousarray(meta["pred"]), np.ascontiguousarray(meta["groups"]),
             np.ascontiguousarray(meta["states"]), tables.ctxmap, plane_info, tables.freq_start,
-            tables.lookup, tables.slot_entries if slot_entries else np.zeros(1, np.uint32))
+            tables.lookup)
     # Empty arrays cannot be passed on every backend; read-only views of the input bytes
     # cannot be handed out as device buffers.
     device = [xp.asarray(np.require(a if a.size else np.zeros(1, a.dtype),
                                     requirements=("C", "W"))) for a in host]
-    scalars = [np.int32(v) for v in (bool(slot_entries), tables.lookup.shape[1], rows, cols,
-                                     container.tile[0], container.tile[1],
-                                     container.etype.kind, len(meta))]
+    scalars = [np.int32(v) for v in (tables.lookup.shape[1], rows, cols, container.tile[0],
+                                     container.tile[1], container.etype.kind, len(meta))]
     return (*device, *scalars)
 
 

@@ -17,8 +17,6 @@ from cgc._core import normalize_frequencies
 from cgc._lossless import RAW_GROUP, byte_plane, joint_histogram, tile_histograms
 
 PROB_BITS = 12
-# The widest tables the CUDA decoder's one-word slot entries can describe.
-SLOT_ENTRY_BITS = 12
 CONTEXT_CHOICES = (1, 2, 4, 8, 16)
 GROUP_CHOICES = (1, 2, 4, 8, 16)
 KMEANS_ROUNDS = 6
@@ -260,21 +258,6 @@ class CodingTables:
         load per decoded symbol.  Both fit 16 bits (freq <= 2**16 with at most 16 probability
         bits); a symbol of frequency 0 is never decoded, and its entry is left arbitrary."""
         return (self.start << 16) | ((self.freq - 1) & 0xFFFF)
-
-    @cached_property
-    def slot_entries(self):
-        """uint32[T, 2**max(prob_bits)]: slot -> symbol | (freq - 1) << 8 | (slot - start)
-        << 20, everything the CUDA decoder needs for one symbol in one load.  Only for
-        tables of at most SLOT_ENTRY_BITS probability bits, where both fields fit 12 bits."""
-        if int(self.prob_bits.max()) > SLOT_ENTRY_BITS:
-            raise ValueError(f"slot entries need at most {SLOT_ENTRY_BITS} probability bits")
-        symbols = self.lookup.astype(np.uint32)
-        rows = np.arange(len(self.freq))[:, None]
-        slots = np.arange(self.lookup.shape[1], dtype=np.uint32)[None, :]
-        freq = self.freq[rows, symbols]
-        # Slots past a table's 2**prob_bits (narrower tables than the widest) are never read.
-        bias = (slots - self.start[rows, symbols]) & 0xFFF
-        return symbols | ((freq - 1) & 0xFFF) << 8 | bias << 20
 
     @cached_property
     def lookup(self):
