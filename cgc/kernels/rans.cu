@@ -197,15 +197,14 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
                 }
                 const unsigned one = __ballot_sync(0xFFFFFFFFu, need >= 1u);
                 const unsigned two = __ballot_sync(0xFFFFFFFFu, need == 2u);
-                int q = pos + __popc(one & lanes_below) + __popc(two & lanes_below);
-                for (unsigned i = 0; i < need; ++i, ++q) {
-                    unsigned byte = 0;
-                    if (q < end) {
-                        byte = tile_data[q];
-                    } else {
-                        err = 1;
-                    }
-                    x = (x << 8) | byte;
+                // Written out for need <= 2: a general loop compiles to an unrolled one with
+                // a bounds check and a branch per possible byte.
+                if (need != 0u) {
+                    const int q = pos + __popc(one & lanes_below) + __popc(two & lanes_below);
+                    unsigned bytes = q < end ? tile_data[q] : 0u;
+                    if (need == 2u) bytes = (bytes << 8) | (q + 1 < end ? tile_data[q + 1] : 0u);
+                    if (q + (int)need > end) err = 1;
+                    x = (x << (8u * need)) | bytes;
                 }
                 pos += __popc(one) + __popc(two);
             }
