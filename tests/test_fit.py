@@ -8,7 +8,7 @@ import skimage.data
 
 import cgc
 from cgc.backends.cpu import CPUBackend
-from cgc.fit import FitDiagnosticError, psnr
+from cgc.fit import CHECK_EVERY, FitDiagnosticError, psnr
 from cgc.progress import ProgressBar
 
 
@@ -37,6 +37,32 @@ def test_deterministic_for_a_seed(image):
     assert not np.array_equal(a.params, c.params)
 
 
+def test_default_colour_rate_follows_density():
+    from cgc.fit import DEFAULT_LR, MAX_COLOUR_LR, default_lr
+
+    kodak = default_lr(512, 768, 5000)
+    assert kodak["position"] == DEFAULT_LR["position"]
+    assert kodak["cholesky"] == DEFAULT_LR["cholesky"]
+    assert kodak["colour"] == 0.01  # the rate its N=5000 fits were tuned with
+    # 14 times the density, 14 times the colour rate; geometry rates unchanged.
+    dense = default_lr(512, 768, 70000)
+    assert dense["colour"] == pytest.approx(14 * kodak["colour"])
+    assert dense["position"] == kodak["position"] and dense["cholesky"] == kodak["cholesky"]
+    # Past the densest tested fits the rate stops growing.
+    assert default_lr(512, 768, 200000)["colour"] == MAX_COLOUR_LR
+
+
+def test_explicit_rates_replace_the_defaults(image):
+    from cgc.fit import default_lr
+
+    rates = default_lr(*image.shape[:2], 60)
+    a = cgc.fit(image, 60, iterations=5, progress=False)
+    b = cgc.fit(image, 60, iterations=5, lr=rates, progress=False)
+    np.testing.assert_array_equal(a.params, b.params)
+    c = cgc.fit(image, 60, iterations=5, lr={"colour": rates["colour"] / 4}, progress=False)
+    assert not np.array_equal(a.params, c.params)
+
+
 def test_scales_stay_within_bounds(image):
     from cgc.fit import MIN_VARIANCE
 
@@ -49,8 +75,10 @@ def test_scales_stay_within_bounds(image):
 
 def test_non_finite_gradient_names_gaussian_and_parameter(image, monkeypatch):
     original = CPUBackend.render_backward
+    calls = []
 
     def poisoned(self, *args, **kwargs):
+        calls.append(1)
         grads = original(self, *args, **kwargs)
         grads[7, 4] = np.nan
         return grads
@@ -58,6 +86,13 @@ def test_non_finite_gradient_names_gaussian_and_parameter(image, monkeypatch):
     monkeypatch.setattr(CPUBackend, "render_backward", poisoned)
     with pytest.raises(FitDiagnosticError, match=r"Gaussian 7, parameter l22"):
         cgc.fit(image, 30, iterations=3, progress=False)
+    # Raised at the last step (3) and, in a longer fit, at step CHECK_EVERY; the calls
+    # before the loop (the initialisation's) are the same in both fits.
+    before_loop = len(calls) - 3
+    calls.clear()
+    with pytest.raises(FitDiagnosticError, match=r"gradient for Gaussian 7"):
+        cgc.fit(image, 30, iterations=CHECK_EVERY + 5, log_every=0, progress=False)
+    assert len(calls) == before_loop + CHECK_EVERY
 
 
 def test_diagnostics_logged_every_k_iterations(image, caplog):
