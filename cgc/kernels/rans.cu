@@ -17,13 +17,13 @@
 // * The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous
 //   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
 //   (activity() below); freq_start packs a symbol's start and frequency - 1 in one word.
-//   Group 255 means the plane is stored raw after the stream, plane
-//   after plane, each in element order.
-// * Phases of a warp, separated by barriers: residuals (written into out), inverse
-//   predictor as a wavefront (lane j owns row j of each band of 32 rows, one column behind
-//   lane j - 1), inverse integer transform.  A tile without predictor or activity contexts
-//   needs nothing of its neighbours, so its values get the inverse transform as they are
-//   decoded and the later phases are skipped.
+//   Group 255 means the plane is stored raw after the stream, plane after plane, each in
+//   element order.
+// * Phases of a warp, separated by barriers: residuals (written into out), then either the
+//   inverse predictor as a wavefront (lane j owns row j of each band of 32 rows, one column
+//   behind lane j - 1), which also undoes the integer transform, or, for a tile without
+//   predictor, the inverse transform alone.  A tile without predictor or activity contexts
+//   needs nothing of its neighbours, so its values are finished as they are decoded.
 // * Elements are 1, 2 or 4 bytes and out is aligned to its element size, so each element
 //   is one load or store of its own width.
 // * errors[tile * 32 + lane] is set non-zero where that lane saw a truncated or
