@@ -8,7 +8,7 @@ import skimage.data
 
 import cgc
 from cgc.backends.cpu import CPUBackend
-from cgc.fit import CHECK_EVERY, FitDiagnosticError, psnr
+from cgc.fit import CHECK_EVERY, DEFAULT_LR, WARMUP_STEPS, FitDiagnosticError, psnr
 from cgc.progress import ProgressBar
 
 
@@ -27,6 +27,16 @@ def test_fit_improves_on_its_initialisation(image):
     fitted = cgc.fit(image, 120, iterations=40, progress=False)
     assert len(fitted) == 120 and fitted.params.dtype == np.float32
     assert render_psnr(fitted, image) > render_psnr(start, image) + 1.0
+
+
+def test_first_step_is_warmed_up(image):
+    # Adam's first step moves every parameter by about its full rate; the warm-up scales
+    # it to 1 / WARMUP_STEPS of that.
+    start = cgc.fit(image, 120, iterations=0, progress=False)
+    one = cgc.fit(image, 120, iterations=1, progress=False)
+    moved = np.abs(one.xy - start.xy).max()
+    # 1 %: float32 positions of hundreds of pixels round a 0.04 px step by about 1e-3 of it.
+    assert 0 < moved <= DEFAULT_LR["position"] / WARMUP_STEPS * 1.01
 
 
 def test_deterministic_for_a_seed(image):
