@@ -8,6 +8,14 @@ import numpy as np
 from cgc.backends.cpu import CPUBackend
 
 METHODS = ("slic", "gradient", "random")
+# k-means iterations of SLIC (scikit-image's default is 10).  The initialisation runs on the
+# CPU before a GPU fit of a second or so, and 5 halve its time (kodim05, N=70,000: SLIC
+# 0.91 -> 0.39 s on 2 cores) for no measurable loss after the fit (8-bit PSNR, kodim05 / 23
+# / 20, 256x256 crops with N=11,700 and 1,000 iterations: 44.18 / 42.60 / 39.25 dB with 10,
+# 44.35 / 42.43 / 39.03 with 5, 44.38 / 42.27 / 39.07 with 3; 384x256 crops with N=1,250 and
+# 600 iterations: 24.55 / 30.03 / 29.29 with 10, 24.62 / 29.89 / 29.29 with 5, 24.68 / 29.57
+# / 29.09 with 3).
+SLIC_ITERATIONS = 5
 
 
 def _mean_spacing(height, width, n):
@@ -81,8 +89,8 @@ def init_slic(image, n, rng):
     from skimage.segmentation import slic
 
     height, width = image.shape[:2]
-    labels = slic(image, n_segments=n, compactness=10, start_label=0,
-                  enforce_connectivity=True, channel_axis=-1).ravel()
+    labels = slic(image, n_segments=n, compactness=10, max_num_iter=SLIC_ITERATIONS,
+                  start_label=0, enforce_connectivity=True, channel_axis=-1).ravel()
     count = np.bincount(labels).astype(np.float64)
     keep = np.flatnonzero(count > 0)
     if keep.size > n:
