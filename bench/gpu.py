@@ -35,6 +35,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import classical  # noqa: E402  (bench/classical.py, beside this script)
 import cgc  # noqa: E402
 from cgc.codec import encode_gaussians  # noqa: E402
 from cgc.gaussians import Gaussians  # noqa: E402
@@ -213,9 +214,8 @@ def bench_kodak_fit(path, n, iteration_counts):
         fitted = cgc.fit(image, n, iterations=iterations, device="cuda", progress=False)
         seconds = time.perf_counter() - start
         decoded = np.rint(fitted.render(device="cuda") * 255.0)
-        mse = float(np.mean((decoded - image.astype(np.float64)) ** 2))
         rows.append({"iterations": iterations, "seconds": seconds,
-                     "psnr": float(10.0 * np.log10(255.0 ** 2 / mse))})
+                     "psnr": classical.psnr(image, decoded)})
         print(f"{os.path.basename(path)} N={n} {iterations:5d} iterations  {seconds:6.2f} s  "
               f"PSNR {rows[-1]['psnr']:.2f} dB", flush=True)
     return {"image": os.path.basename(path), "n": n, "setup_seconds": setup, "fits": rows}
