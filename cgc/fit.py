@@ -78,10 +78,11 @@ def default_lr(height, width, n_gaussians):
 
 
 def _lr_per_column(lr, height, width, n_gaussians):
-    unknown = set(lr) - {"position", "cholesky", "colour"}
+    defaults = default_lr(height, width, n_gaussians)
+    unknown = set(lr) - set(defaults)
     if unknown:
         raise ValueError(f"unknown learning-rate groups {sorted(unknown)}")
-    rates = {**default_lr(height, width, n_gaussians), **lr}
+    rates = {**defaults, **lr}
     return np.array([rates["position"]] * 2 + [rates["cholesky"]] * 3
                     + [rates["colour"]] * 3, dtype=np.float64)
 

@@ -8,7 +8,8 @@ import skimage.data
 
 import cgc
 from cgc.backends.cpu import CPUBackend
-from cgc.fit import CHECK_EVERY, DEFAULT_LR, WARMUP_STEPS, FitDiagnosticError, psnr
+from cgc.fit import (CHECK_EVERY, DEFAULT_LR, MAX_COLOUR_LR, WARMUP_STEPS, FitDiagnosticError,
+                     default_lr, psnr)
 from cgc.progress import ProgressBar
 
 
@@ -48,8 +49,6 @@ def test_deterministic_for_a_seed(image):
 
 
 def test_default_colour_rate_follows_density():
-    from cgc.fit import DEFAULT_LR, MAX_COLOUR_LR, default_lr
-
     kodak = default_lr(512, 768, 5000)
     assert kodak["position"] == DEFAULT_LR["position"]
     assert kodak["cholesky"] == DEFAULT_LR["cholesky"]
@@ -63,8 +62,6 @@ def test_default_colour_rate_follows_density():
 
 
 def test_explicit_rates_replace_the_defaults(image):
-    from cgc.fit import default_lr
-
     rates = default_lr(*image.shape[:2], 60)
     a = cgc.fit(image, 60, iterations=5, progress=False)
     b = cgc.fit(image, 60, iterations=5, lr=rates, progress=False)

@@ -19,7 +19,8 @@ emulated = pytest.mark.skipif(not cuda_emu.available(),
 
 
 @pytest.fixture(scope="module")
-def kernel():
+def module():
+    """rans.cu built by the CUDA emulation."""
     return cuda_emu.load_module(lcuda.KERNEL_MODULE)
 
 
@@ -76,18 +77,18 @@ def poisoned(nbytes):
 
 @emulated
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_emulated_kernel_matches_cpu_decoder(kernel, case):
+def test_emulated_kernel_matches_cpu_decoder(module, case):
     _, a, bf16, tile, predictors = case
     data = lossless.encode(a, tile=tile, bfloat16=bf16, predictors=predictors)
     container = lformat.parse(data)
     out = poisoned(a.nbytes)
-    errors = lcuda.launch(kernel, container, np, out)
+    errors = lcuda.launch(module, container, np, out)
     assert not errors.any()
     assert np.array_equal(out, lossless.decode(data).reshape(-1).view(np.uint8))
 
 
 @emulated
-def test_emulated_kernel_reports_a_corrupt_tile(kernel):
+def test_emulated_kernel_reports_a_corrupt_tile(module):
     a = np.cumsum(np.ones((40, 64)), axis=1).astype(np.int16)
     data = bytearray(lossless.encode(a, tile=(32, 32)))
     container = lformat.parse(bytes(data))
@@ -98,7 +99,7 @@ def test_emulated_kernel_reports_a_corrupt_tile(kernel):
     state = struct.unpack_from("<I", data, field)[0]
     struct.pack_into("<I", data, field, state ^ 0x10)
     data[8:12] = struct.pack("<I", zlib.crc32(bytes(data[12:])))
-    errors = lcuda.launch(kernel, lformat.parse(bytes(data)), np, poisoned(a.nbytes))
+    errors = lcuda.launch(module, lformat.parse(bytes(data)), np, poisoned(a.nbytes))
     assert np.flatnonzero(errors).tolist() == [1]
     with pytest.raises(FormatError):
         lossless.decode(bytes(data))
@@ -123,13 +124,13 @@ def rgb_image():
 
 
 @emulated
-def test_emulated_kernel_decodes_an_image_through_decode(kernel, monkeypatch):
+def test_emulated_kernel_decodes_an_image_through_decode(module, monkeypatch):
     # decode(device="cuda") hands the kernel the coded matrix (colour-difference planes)
     # and undoes the layout afterwards: here the emulated kernel stands in for CuPy.
     def decode_into(container, matrix):
         bits = matrix.reshape(-1).view(np.uint8)
         bits[:] = 0xCC
-        assert not lcuda.launch(kernel, container, np, bits).any()
+        assert not lcuda.launch(module, container, np, bits).any()
 
     monkeypatch.setattr(lcuda, "decode_into", decode_into)
     img = rgb_image()
@@ -146,7 +147,7 @@ def test_gpu_decode_of_an_image():
 
 
 @emulated
-def test_uploaded_arguments_serve_repeated_launches(kernel):
+def test_uploaded_arguments_serve_repeated_launches(module):
     # bench/lossless_gpu.py uploads a stream's inputs once and launches the kernel again and
     # again into the same output: every launch must rewrite every byte identically.
     a = skdata.camera()[:128, :192].copy()
@@ -154,26 +155,26 @@ def test_uploaded_arguments_serve_repeated_launches(kernel):
     arguments = lcuda.kernel_arguments(container, np)
     out = poisoned(a.nbytes)
     for _ in range(2):
-        assert not lcuda.launch(kernel, container, np, out, arguments).any()
+        assert not lcuda.launch(module, container, np, out, arguments).any()
         assert np.array_equal(out, a.reshape(-1))
         out[:] = 0xCC
 
 
 @emulated
-def test_emulated_kernel_reads_an_empty_table_like_the_cpu(kernel):
+def test_emulated_kernel_reads_an_empty_table_like_the_cpu(module):
     from test_lossless import stream_through_an_empty_table
 
     data = stream_through_an_empty_table()
     out = poisoned(80)
-    assert not lcuda.launch(kernel, lformat.parse(data), np, out).any()
+    assert not lcuda.launch(module, lformat.parse(data), np, out).any()
     assert not out.any()
 
 
 @emulated
-def test_emulated_kernel_on_activity_contexts_raw_and_narrow_tiles(kernel):
+def test_emulated_kernel_on_activity_contexts_raw_and_narrow_tiles(module):
     from test_lossless_simd import photo_with_noise
 
     a, data = photo_with_noise()
     out = poisoned(a.nbytes)
-    assert not lcuda.launch(kernel, lformat.parse(data), np, out).any()
+    assert not lcuda.launch(module, lformat.parse(data), np, out).any()
     assert np.array_equal(out, a.reshape(-1))
