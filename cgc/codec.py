@@ -38,7 +38,7 @@ def decode_gaussians(data):
 
 
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
-           progress=None, init="slic"):
+           progress=None, init="gradient"):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``

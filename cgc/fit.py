@@ -119,7 +119,7 @@ def as_float_image(image):
     return image
 
 
-def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="slic", lr=None,
+def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
         device="cpu", progress=None, log_every=100, max_variance=None):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 

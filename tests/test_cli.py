@@ -18,7 +18,7 @@ from cgc.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 40
-FAST = ["-n", str(N), "--iterations", "5", "--no-progress"]
+FAST = ["-n", str(N), "--iterations", "50", "--no-progress"]  # 50: the end of the warm-up
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_encode_writes_a_decodable_file(workdir, capsys):
     packed = unpack(data)
     assert (packed.width, packed.height, packed.codes.shape[0]) == (32, 28, N)
     # Same bytes as the library call with the same settings (the CLI adds nothing).
-    assert data == cgc.encode(image, n_gaussians=N, iterations=5, seed=0, progress=False)
+    assert data == cgc.encode(image, n_gaussians=N, iterations=50, seed=0, progress=False)
 
 
 def test_decode_writes_the_decoded_png(encoded, workdir, capsys):

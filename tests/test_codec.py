@@ -9,7 +9,7 @@ from cgc.codec import decode_gaussians, quantise_gaussians
 from cgc.imageio import to_uint8
 
 N_GAUSSIANS = 60
-ITERATIONS = 15
+ITERATIONS = 50  # the end of the learning-rate warm-up
 
 
 @pytest.fixture(scope="module")

@@ -31,16 +31,27 @@ def test_initialisers(image, method):
     assert mse < np.mean((image - image.mean()) ** 2)
 
 
-def test_slic_follows_content():
-    """Two flat halves: SLIC Gaussians take the colour of the half they sit in."""
+@pytest.mark.parametrize("method", METHODS)
+def test_colours_follow_content(method):
+    """Two flat halves: Gaussians well inside one take that half's colour."""
     image = np.zeros((32, 64, 3), np.float32)
     image[:, 32:] = [0.9, 0.2, 0.1]
-    params = initialise(image, 16, "slic")
-    right = params[:, 0] > 36
-    left = params[:, 0] < 20  # footprints of 3 sigma stay clear of the red half
+    params = initialise(image, 64, method, seed=2)
+    right = params[:, 0] > 48
+    left = params[:, 0] < 16
     assert right.any() and left.any()
     assert np.all(params[right, 5] > params[right, 6])
     assert np.allclose(params[left, 5:], 0, atol=0.05)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_flat_image(method):
+    """No gradient anywhere: placement falls back to uniform, and the colour is the image's."""
+    image = np.full((20, 30, 3), 0.25, np.float32)
+    params = initialise(image, 40, method, seed=0)
+    assert np.isfinite(params).all()
+    render = CPUBackend().render_forward(params, 20, 30)
+    assert abs(render.mean() - 0.25) < 0.01
 
 
 def test_gradient_init_prefers_edges():
