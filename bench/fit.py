@@ -8,11 +8,8 @@ same image in the same run.  Results: bench/results/fit.json with the git revisi
     python bench/fit.py [--images 01 05 15 23] [--n 2000 5000] [--iterations K]
 """
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -27,16 +24,9 @@ import classical  # noqa: E402
 
 import cgc  # noqa: E402
 from cgc.fit import DEFAULT_ITERATIONS  # noqa: E402
+from report import revision, write_report  # noqa: E402  (beside this script)
 
 KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
-
-
-def git_revision():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main():
@@ -47,7 +37,7 @@ def main():
     parser.add_argument("--kodak", default=KODAK)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "fit.json"))
     args = parser.parse_args()
-    revision = git_revision()  # at the start: the code that the whole run measured
+    info = revision()  # at the start: the code that the whole run measured
 
     rows = []
     for name in args.images:
@@ -87,14 +77,7 @@ def main():
         sel = [r for r in rows if r["n_gaussians"] == n]
         summary[str(n)] = {k: statistics.mean(r[k] for r in sel)
                            for k in ("psnr", "ssim", "bpp", "encode_s", "decode_ms")}
-    result = {
-        "revision": revision, "python": platform.python_version(),
-        "machine": platform.machine(), "cpu_count": os.cpu_count(),
-        "rows": rows, "mean_by_n": summary,
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    write_report(args.out, {**info, "rows": rows, "mean_by_n": summary})
     for n, s in summary.items():
         print(f"mean N={n}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
               f"{s['bpp']:.3f} bpp  encode {s['encode_s']:.1f} s  decode {s['decode_ms']:.1f} ms")

@@ -21,11 +21,8 @@ git revision.
                         [--kodak-mean-iterations 1000]
 """
 import argparse
-import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -35,47 +32,26 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import classical  # noqa: E402  (bench/classical.py, beside this script)
 import cgc  # noqa: E402
 from cgc.codec import encode_gaussians  # noqa: E402
 from cgc.gaussians import Gaussians  # noqa: E402
 from cgc.kernels import has_gpu  # noqa: E402
+# beside this script
+from kodak_fit import KODAK, fit_image, kodak_paths, mean_by_iterations  # noqa: E402
+from report import revision, write_report  # noqa: E402
 
-KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
 HEIGHT, WIDTH = 512, 768
 GOAL_FPS = 10_000
 WARMUP = 10
 
 
-def git(*args):
-    """Output of a git command in this checkout, or None where there is no repository."""
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def run_info(cupy):
-    """The revision, device and versions that a GPU bench's JSON report starts with.  A copy
-    of the tree whose .git is missing or stale names its commit in CGC_REVISION."""
+    """The revision, device and versions that a GPU bench's JSON report starts with."""
     name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
-    given = os.environ.get("CGC_REVISION")
-    return {"revision": given or git("rev-parse", "HEAD"),
-            "dirty": None if given
-            else bool(git("status", "--porcelain", "--untracked-files=no")),
+    return {**revision(),
             "device": name.decode() if isinstance(name, bytes) else name,
             "cupy": cupy.__version__,
-            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
-            "python": platform.python_version()}
-
-
-def write_report(path, report):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    print(f"wrote {path}")
+            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}
 
 
 def random_gaussians(n, seed=0):
@@ -202,49 +178,23 @@ def bench_decode(n, repeats):
     return {"bytes": len(data), **summary(times)}
 
 
-def bench_kodak_fit(path, n, iteration_counts):
-    """Wall clock and 8-bit PSNR of cgc.fit on the GPU, for each iteration count."""
-    image = np.asarray(Image.open(path).convert("RGB"))
-    start = time.perf_counter()
-    cgc.fit(image, n, iterations=0, device="cuda", progress=False)
-    setup = time.perf_counter() - start
-    rows = []
-    for iterations in iteration_counts:
-        start = time.perf_counter()
-        fitted = cgc.fit(image, n, iterations=iterations, device="cuda", progress=False)
-        seconds = time.perf_counter() - start
-        decoded = np.rint(fitted.render(device="cuda") * 255.0)
-        rows.append({"iterations": iterations, "seconds": seconds,
-                     "psnr": classical.psnr(image, decoded)})
-        print(f"{os.path.basename(path)} N={n} {iterations:5d} iterations  {seconds:6.2f} s  "
-              f"PSNR {rows[-1]['psnr']:.2f} dB", flush=True)
-    return {"image": os.path.basename(path), "n": n, "setup_seconds": setup, "fits": rows}
-
-
 def bench_kodak(args):
     """The --kodak-images sweep and the mean over every kodim*.png at one iteration count."""
-    first = os.path.join(args.kodak, "kodim01.png")
+    first = kodak_paths(args.kodak, ["01"])[0]
     image = np.asarray(Image.open(first).convert("RGB"))
     cgc.fit(image, 1000, iterations=2, device="cuda", progress=False)  # warm-up: kernel loads
-    sweep = [bench_kodak_fit(os.path.join(args.kodak, f"kodim{name}.png"), args.kodak_n,
-                             args.kodak_iterations) for name in args.kodak_images]
-    report = {"sweep": sweep}
+    report = {"sweep": [fit_image(path, args.kodak_n, args.kodak_iterations, "cuda")
+                        for path in kodak_paths(args.kodak, args.kodak_images)]}
     if args.kodak_mean_iterations:
-        names = sorted(f for f in os.listdir(args.kodak)
-                       if f.startswith("kodim") and f.endswith(".png"))
-        every = [bench_kodak_fit(os.path.join(args.kodak, name), args.kodak_n,
-                                 [args.kodak_mean_iterations]) for name in names]
-        report["all"] = {
-            "images": len(every), "n": args.kodak_n, "iterations": args.kodak_mean_iterations,
-            "mean_psnr": statistics.mean(r["fits"][0]["psnr"] for r in every),
-            "mean_seconds": statistics.mean(r["fits"][0]["seconds"] for r in every),
-            "max_seconds": max(r["fits"][0]["seconds"] for r in every),
-            "mean_setup_seconds": statistics.mean(r["setup_seconds"] for r in every),
-            "rows": every}
-        print(f"Kodak ({len(every)} images) N={args.kodak_n} {args.kodak_mean_iterations} "
-              f"iterations: mean PSNR {report['all']['mean_psnr']:.2f} dB, mean "
-              f"{report['all']['mean_seconds']:.2f} s (max {report['all']['max_seconds']:.2f} s)"
-              f", initialisation {report['all']['mean_setup_seconds']:.2f} s", flush=True)
+        every = [fit_image(path, args.kodak_n, [args.kodak_mean_iterations], "cuda")
+                 for path in kodak_paths(args.kodak)]
+        mean = mean_by_iterations(every)[str(args.kodak_mean_iterations)]
+        report["all"] = {"n": args.kodak_n, "iterations": args.kodak_mean_iterations,
+                         **mean, "rows": every}
+        print(f"Kodak ({mean['images']} images) N={args.kodak_n} {args.kodak_mean_iterations} "
+              f"iterations: mean PSNR {mean['mean_psnr']:.2f} dB, mean "
+              f"{mean['mean_seconds']:.2f} s (max {mean['max_seconds']:.2f} s)"
+              f", initialisation {mean['mean_setup_seconds']:.2f} s", flush=True)
     return report
 
 

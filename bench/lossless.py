@@ -17,10 +17,7 @@ near-uniform mantissa bytes raw (bigger, faster to decode).
 import argparse
 import glob
 import io
-import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import cgc.lossless as lossless  # noqa: E402
 from cgc import _lossless  # noqa: E402
+from report import revision, write_report  # noqa: E402  (beside this script)
 
 REPEATS = 5
 # None: encode()'s default tile (cgc.lossless.DEFAULT_TILE, 128 x 512).
@@ -224,14 +222,6 @@ def bench_kodak(directory, count):
     return rows
 
 
-def git_head():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def print_tables(report):
     print(f"{'variant':<6} {'codec':<36} {'size %':>8} {'enc MB/s':>9} {'dec MB/s':>9}  status")
     for variant, entry in report["weights"].items():
@@ -261,14 +251,11 @@ def main():
     args = parser.parse_args()
     global ZIPNN_THREADS
     ZIPNN_THREADS = args.zipnn_threads
-    report = {"git_head": git_head(), "python": platform.python_version(),
-              "cpu_count": os.cpu_count(), "repeats": REPEATS,
+    report = {**revision(), "repeats": REPEATS,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "zipnn_threads": ZIPNN_THREADS, "cgc_simd_decoder": _lossless.simd_decoder(),
               "weights": bench_weights(), "kodak": bench_kodak(args.kodak_dir, args.kodak)}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write_report(args.out, report)
     print_tables(report)
 
 

@@ -29,7 +29,8 @@ from cgc.kernels import has_gpu, load_module  # noqa: E402
 from cgc.lossless import cuda as lcuda  # noqa: E402
 from cgc.lossless.format import parse  # noqa: E402
 # bench/gpu.py, beside this script
-from gpu import event_times_ms, run_info, write_report  # noqa: E402
+from gpu import event_times_ms, run_info  # noqa: E402
+from report import write_report  # noqa: E402
 
 GOAL_GBPS = 250
 TILES = {"default tiles": None, "64x64 tiles": (64, 64)}
