@@ -3,11 +3,17 @@
 # compiler: build the extensions in place, run the CuPy cases of the CUDA tests, then
 # bench/lossless_gpu.py and bench/gpu.py.  Each step has a time limit and a failed step does
 # not stop the next; logs and JSON reports go to OUT_DIR (default bench/results).
+# STREAMS_DIR holds cgc.lossless files to time as well (bench/checkpoint_streams.py writes
+# the all-MiniLM-L6-v2 checkpoint's).
 #
-#     bash bench/gpu_all.sh [OUT_DIR] [KODAK_DIR]
+#     bash bench/gpu_all.sh [OUT_DIR] [KODAK_DIR] [STREAMS_DIR]
 set -u
 out=${1:-bench/results}
 kodak=${2:-../shared/data/kodak}
+streams=()
+if [ -n "${3:-}" ]; then
+    streams=(--streams "$3"/*.cgcl)
+fi
 python=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 mkdir -p "$out"
@@ -33,7 +39,7 @@ echo "GPU tests: exit $? in $((SECONDS - start)) s"
 tail -30 "$out/gpu_tests.log"
 
 start=$SECONDS
-timeout 300 "$python" bench/lossless_gpu.py --out "$out/lossless_gpu.json" 2>&1 \
+timeout 300 "$python" bench/lossless_gpu.py --out "$out/lossless_gpu.json" "${streams[@]}" 2>&1 \
     | tee "$out/lossless_gpu.log"
 echo "lossless_gpu: $((SECONDS - start)) s"
 

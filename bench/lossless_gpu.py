@@ -11,7 +11,10 @@ and a smooth 16-bit image plane, each encoded with the default tile and with 64 
 The goal is >= 250 GB/s on an H100.  Results: bench/results/lossless_gpu.json with the git
 revision.
 
-    python bench/lossless_gpu.py [--repeats 50]
+Streams given with --streams (the all-MiniLM-L6-v2 checkpoint written by
+bench/checkpoint_streams.py) are timed the same way, checked against the CPU decoder.
+
+    python bench/lossless_gpu.py [--repeats 50] [--streams FILE.cgcl ...]
 """
 import argparse
 import os
@@ -63,30 +66,42 @@ def kernel_ms(cupy, module, container, out_dev, repeats):
     return times
 
 
-def bench_stream(cupy, module, array, bf16, tile, repeats):
-    data = lossless.encode(array, tile=tile, bfloat16=bf16)
+def bench_stream(cupy, module, data, expected, repeats):
+    """Kernel and end-to-end decode speed of one stream, checked against ``expected``."""
     container = parse(data)
-    out_dev = cupy.empty(array.nbytes, cupy.uint8)
+    out_dev = cupy.empty(expected.nbytes, cupy.uint8)
     times = kernel_ms(cupy, module, container, out_dev, repeats)
-    if not np.array_equal(out_dev.get(), np.ascontiguousarray(array).reshape(-1).view(np.uint8)):
-        raise RuntimeError("GPU decode differs from the input")
+    flat = np.ascontiguousarray(expected).reshape(-1).view(np.uint8)
+    if not np.array_equal(out_dev.get(), flat):
+        raise RuntimeError("GPU decode differs from the expected array")
     wall = []
     for _ in range(max(5, repeats // 5)):
         t0 = time.perf_counter()
         lossless.decode(data, device="cuda")
         wall.append(time.perf_counter() - t0)
     median = statistics.median(times)
-    return {"decoded_bytes": array.nbytes, "stream_bytes": len(data),
-            "percent": 100.0 * len(data) / array.nbytes, "tiles": len(container.meta),
+    size = expected.nbytes
+    return {"decoded_bytes": size, "stream_bytes": len(data),
+            "percent": 100.0 * len(data) / size, "tiles": len(container.meta),
             "kernel_median_ms": median, "kernel_min_ms": min(times),
-            "kernel_GBps": array.nbytes / (median * 1e-3) / 1e9,
+            "kernel_GBps": size / (median * 1e-3) / 1e9,
             "end_to_end_median_ms": 1e3 * statistics.median(wall),
-            "end_to_end_GBps": array.nbytes / statistics.median(wall) / 1e9}
+            "end_to_end_GBps": size / statistics.median(wall) / 1e9}
+
+
+def report_row(results, name, row):
+    results[name] = row
+    print(f"{name:<40} {row['percent']:6.2f} %  {row['tiles']:6d} tiles  kernel "
+          f"{row['kernel_GBps']:7.1f} GB/s  end to end {row['end_to_end_GBps']:6.2f} GB/s",
+          flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--streams", nargs="*", default=[],
+                        help="cgc.lossless files to time as well, e.g. the checkpoint's from "
+                             "bench/checkpoint_streams.py")
     parser.add_argument("--out",
                         default=os.path.join(ROOT, "bench", "results", "lossless_gpu.json"))
     args = parser.parse_args()
@@ -100,11 +115,15 @@ def main():
     results = {}
     for name, (array, bf16) in inputs().items():
         for tile_name, tile in TILES.items():
-            row = bench_stream(cupy, module, array, bf16, tile, args.repeats)
-            results[f"{name}, {tile_name}"] = row
-            print(f"{name:<13} {tile_name:<14} {row['percent']:6.2f} %  {row['tiles']:6d} tiles"
-                  f"  kernel {row['kernel_GBps']:7.1f} GB/s  end to end "
-                  f"{row['end_to_end_GBps']:6.2f} GB/s", flush=True)
+            data = lossless.encode(array, tile=tile, bfloat16=bf16)
+            report_row(results, f"{name}, {tile_name}",
+                       bench_stream(cupy, module, data, array, args.repeats))
+    for path in args.streams:
+        with open(path, "rb") as f:
+            data = f.read()
+        # The CPU decoder gives the reference (the stream's CRC guards its bytes).
+        report_row(results, os.path.basename(path),
+                   bench_stream(cupy, module, data, lossless.decode(data), args.repeats))
     write_report(args.out, {**run_info(cupy), "repeats": args.repeats, "goal_GBps": GOAL_GBPS,
                             "results": results})
 
