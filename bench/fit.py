@@ -24,9 +24,8 @@ import classical  # noqa: E402
 
 import cgc  # noqa: E402
 from cgc.fit import DEFAULT_ITERATIONS  # noqa: E402
-from report import revision, write_report  # noqa: E402  (beside this script)
-
-KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
+from kodak_fit import KODAK, kodak_paths  # noqa: E402  (beside this script)
+from report import revision, write_report  # noqa: E402
 
 
 def main():
@@ -40,8 +39,7 @@ def main():
     info = revision()  # at the start: the code that the whole run measured
 
     rows = []
-    for name in args.images:
-        path = os.path.join(args.kodak, f"kodim{name}.png")
+    for name, path in zip(args.images, kodak_paths(args.kodak, args.images)):
         image = np.asarray(Image.open(path).convert("RGB"))
         pixels = image.shape[0] * image.shape[1]
         curves = {c: classical.sweep(image, c) for c in ("jpeg", "jpeg2000", "webp")}
@@ -81,7 +79,6 @@ def main():
     for n, s in summary.items():
         print(f"mean N={n}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
               f"{s['bpp']:.3f} bpp  encode {s['encode_s']:.1f} s  decode {s['decode_ms']:.1f} ms")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
