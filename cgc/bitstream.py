@@ -2,12 +2,17 @@
 
 Read me first
 -------------
-* Everything is little-endian.  The file is HEADER, then the quantiser table, then the
-  stream-length table, then the streams, then a CRC32 of all bytes before it.
+* Everything is little-endian.  The file is HEADER, then the quantiser table (one entry per
+  attribute, holding its code width), then the stream-length table, then the streams, then
+  a CRC32 of all bytes before it.
 * Gaussians are stored in raster order of their quantised position (y, then x): y codes
   are then non-decreasing and stored as differences, which are mostly small.
-* Every 16-bit code column is split into a high-byte and a low-byte stream; each stream is
-  one rANS block (cgc._core.rans_encode) holding exactly N symbols.
+* Streams go attribute by attribute in ``STREAM_ORDER`` (y's differences first).  A code of
+  at most 8 bits is one stream; a wider one is two, its high bits then its low byte.  Each
+  stream is one rANS block (cgc._core.rans_encode) holding exactly N symbols, so the number
+  of streams, and the size of the length table, follow from the quantiser table.
+* Version 2 codes colour as Y, Co, Cg with widths of 1 to 16 bits; version 1 (still read)
+  coded R, G, B with the widths ``VERSION_1_BITS``.
 * Unpacking checks magic, version and CRC before trusting any size, and every size before
   allocating: a corrupt file raises FormatError, never allocates more than the limits below.
 """
@@ -19,36 +24,41 @@ import numpy as np
 
 from cgc import _core
 from cgc.errors import FormatError
-from cgc.gaussians import COLUMNS
-from cgc.quantize import Quantiser
+from cgc.quantize import ATTRIBUTES, Quantiser
 
 MAGIC = b"\x8bCGC"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER = struct.Struct("<4sHHIII")  # magic, version, flags, width, height, n_gaussians
 QUANTISER = struct.Struct("<BBff")  # bits, transform, lo, hi
+STREAM_LENGTH = struct.Struct("<I")
 MAX_SIDE = 1 << 15
 MAX_PIXELS = 1 << 25
 # 2**20 Gaussians is 15x what GaussianImage uses for a 2K image; a file declaring more is
 # rejected before its streams allocate anything.
 MAX_GAUSSIANS = 1 << 20
 
-# Stream order of version 1: (name, attribute column, byte of the code: 1 high, 0 low).
-STREAMS = [("y_delta_hi", 1, 1), ("y_delta_lo", 1, 0), ("x_hi", 0, 1), ("x_lo", 0, 0)] + [
-    (name, k, 0) for k, name in enumerate(COLUMNS) if k >= 2]
-STREAM_LENGTHS = struct.Struct("<" + "I" * len(STREAMS))
-# Code widths of version 1, fixed by the stream layout above.
-CODE_BITS = (16, 16, 8, 8, 8, 8, 8, 8)
+# Attribute columns in stream order: y first, as differences of consecutive codes.
+STREAM_ORDER = (1, 0, 2, 3, 4, 5, 6, 7)
+VERSION_1_BITS = (16, 16, 8, 8, 8, 8, 8, 8)
+VERSION_1_NAMES = ("x", "y", "l11", "l21", "l22", "r", "g", "b")
+COLOUR_SPACE = {1: "rgb", 2: "ycocg"}
 
 
 @dataclass
 class Packed:
     """What a .cgc file holds, before dequantisation."""
 
+    version: int
     width: int
     height: int
     quantisers: list
     codes: np.ndarray  # (N, 8) uint32, raster order
     stream_sizes: dict  # stream name -> bytes
+
+    @property
+    def colour_space(self):
+        return COLOUR_SPACE[self.version]
 
 
 def raster_order(codes):
@@ -56,14 +66,29 @@ def raster_order(codes):
     return np.lexsort((codes[:, 0], codes[:, 1]))
 
 
-def _code_columns(codes):
-    """The per-stream byte arrays of version 1 for codes in raster order."""
+def stream_names(bits, version=VERSION):
+    """Names of the streams of a file whose attributes have these code widths."""
+    attribute_names = VERSION_1_NAMES if version == 1 else ATTRIBUTES
+    names = []
+    for col in STREAM_ORDER:
+        name = "y_delta" if col == 1 else attribute_names[col]
+        names += [name + "_hi", name + "_lo"] if bits[col] > 8 else [name]
+    return names
+
+
+def code_streams(values, bits):
+    """The byte streams of one attribute's codes (or y differences) of width ``bits``: one
+    stream for up to 8 bits, else the high bits then the low byte."""
+    values = np.asarray(values, dtype=np.uint32)
+    if bits <= 8:
+        return [values.astype(np.uint8)]
+    return [(values >> 8).astype(np.uint8), (values & 0xFF).astype(np.uint8)]
+
+
+def coded_columns(codes):
+    """Per attribute, in STREAM_ORDER, the values its streams hold (codes in raster order)."""
     y_delta = np.diff(codes[:, 1].astype(np.int64), prepend=0).astype(np.uint32)
-    columns = {0: codes[:, 0], 1: y_delta}
-    for k in range(2, 8):
-        columns[k] = codes[:, k]
-    return [((columns[col] >> (8 * byte)) & 0xFF).astype(np.uint8)
-            for _, col, byte in STREAMS]
+    return [y_delta if col == 1 else codes[:, col] for col in STREAM_ORDER]
 
 
 def pack(width, height, quantisers, codes):
@@ -71,16 +96,21 @@ def pack(width, height, quantisers, codes):
     codes = np.asarray(codes, dtype=np.uint32)
     n = codes.shape[0]
     _check_limits(width, height, n, ValueError)
+    if len(quantisers) != len(ATTRIBUTES) or codes.shape != (n, len(ATTRIBUTES)):
+        raise ValueError(f"need one quantiser and one code column per attribute "
+                         f"({len(ATTRIBUTES)})")
+    for q in quantisers:
+        q.validate()
     if np.any(np.diff(codes[:, 1].astype(np.int64)) < 0):
         raise ValueError("codes must be in raster order")
-    if tuple(q.bits for q in quantisers) != CODE_BITS:
-        raise ValueError(f"version {VERSION} stores codes of {CODE_BITS} bits")
-    if np.any(codes > np.array([(1 << b) - 1 for b in CODE_BITS], dtype=np.uint32)):
+    if np.any(codes > np.array([q.levels for q in quantisers], dtype=np.uint32)):
         raise ValueError("codes exceed their quantiser width")
-    streams = [_core.rans_encode(col) for col in _code_columns(codes)]
+    streams = [_core.rans_encode(stream)
+               for col, values in zip(STREAM_ORDER, coded_columns(codes))
+               for stream in code_streams(values, quantisers[col].bits)]
     parts = [HEADER.pack(MAGIC, VERSION, 0, width, height, n)]
     parts += [QUANTISER.pack(q.bits, q.transform, q.lo, q.hi) for q in quantisers]
-    parts.append(STREAM_LENGTHS.pack(*(len(s) for s in streams)))
+    parts += [STREAM_LENGTH.pack(len(s)) for s in streams]
     parts += streams
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
@@ -102,58 +132,68 @@ def _check_header(data):
     if len(data) < HEADER.size + 4:
         raise FormatError("truncated .cgc header")
     magic, version, flags, width, height, n = HEADER.unpack_from(data)
-    if version != VERSION:
-        raise FormatError(f"unsupported .cgc version {version} (this reader knows {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported .cgc version {version} (this reader knows "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     (stored_crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != stored_crc:
         raise FormatError("checksum mismatch: the file is corrupt or truncated")
     if flags != 0:
         raise FormatError(f"unknown header flags {flags:#x}")
     _check_limits(width, height, n, FormatError)
-    return width, height, n
+    return version, width, height, n
 
 
 def unpack(data):
     """Parse and verify .cgc bytes; returns a :class:`Packed`."""
     data = bytes(data)
-    width, height, n = _check_header(data)
+    version, width, height, n = _check_header(data)
     pos = HEADER.size
-    tables_end = pos + QUANTISER.size * len(COLUMNS) + STREAM_LENGTHS.size
-    if tables_end + 4 > len(data):
-        raise FormatError("truncated .cgc tables")
+    if pos + QUANTISER.size * len(ATTRIBUTES) + 4 > len(data):
+        raise FormatError("truncated .cgc quantiser table")
     quantisers = []
-    for bits in CODE_BITS:
+    for k in range(len(ATTRIBUTES)):
         q = Quantiser(*QUANTISER.unpack_from(data, pos))
         try:
             q.validate()
         except ValueError as exc:
             raise FormatError(str(exc)) from None
-        if q.bits != bits:
-            raise FormatError(f"quantiser width {q.bits} bits, version {VERSION} has {bits}")
+        if version == 1 and q.bits != VERSION_1_BITS[k]:
+            raise FormatError(f"quantiser width {q.bits} bits, version 1 has "
+                              f"{VERSION_1_BITS[k]}")
         quantisers.append(q)
         pos += QUANTISER.size
-    lengths = STREAM_LENGTHS.unpack_from(data, pos)
-    pos = tables_end
+    bits = [q.bits for q in quantisers]
+    names = stream_names(bits, version)
+    if pos + STREAM_LENGTH.size * len(names) + 4 > len(data):
+        raise FormatError("truncated .cgc stream-length table")
+    lengths = [STREAM_LENGTH.unpack_from(data, pos + STREAM_LENGTH.size * i)[0]
+               for i in range(len(names))]
+    pos += STREAM_LENGTH.size * len(names)
     if pos + sum(lengths) + 4 != len(data):
         raise FormatError("stream lengths disagree with the file size")
-    columns = []
-    for (name, _, _), length in zip(STREAMS, lengths):
+    streams = []
+    for name, length in zip(names, lengths):
         out = np.empty(n, dtype=np.uint8)
         try:
             _core.rans_decode(data[pos:pos + length], out)
         except FormatError as exc:
             raise FormatError(f"stream {name}: {exc}") from None
-        columns.append(out)
+        streams.append(out)
         pos += length
-    by_name = dict(zip((s[0] for s in STREAMS), columns))
-    codes = np.empty((n, 8), dtype=np.uint32)
-    codes[:, 0] = (by_name["x_hi"].astype(np.uint32) << 8) | by_name["x_lo"]
-    y_delta = (by_name["y_delta_hi"].astype(np.int64) << 8) | by_name["y_delta_lo"]
-    y = np.cumsum(y_delta)
-    if y[-1] >= 1 << quantisers[1].bits:
-        raise FormatError("y positions overflow their quantiser")
-    codes[:, 1] = y
-    for k in range(2, 8):
-        codes[:, k] = by_name[COLUMNS[k]]
-    sizes = {name: length for (name, _, _), length in zip(STREAMS, lengths)}
-    return Packed(width, height, quantisers, codes, sizes)
+    codes = np.empty((n, len(ATTRIBUTES)), dtype=np.uint32)
+    next_stream = iter(streams)
+    for col in STREAM_ORDER:
+        values = next(next_stream).astype(np.int64)
+        if bits[col] > 8:
+            values = (values << 8) | next(next_stream)
+        if col == 1:
+            values = np.cumsum(values)
+            if values[-1] > quantisers[1].levels:
+                raise FormatError("y positions overflow their quantiser")
+        elif values.max() > quantisers[col].levels:
+            label = (VERSION_1_NAMES if version == 1 else ATTRIBUTES)[col]
+            raise FormatError(f"{label} codes exceed their {bits[col]}-bit quantiser")
+        codes[:, col] = values
+    sizes = dict(zip(names, lengths))
+    return Packed(version, width, height, quantisers, codes, sizes)

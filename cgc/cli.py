@@ -57,7 +57,8 @@ def cmd_decode(args):
 
 
 def cmd_info(args):
-    from cgc.bitstream import unpack
+    from cgc.bitstream import VERSION_1_NAMES, unpack
+    from cgc.quantize import ATTRIBUTES
 
     data = _read(args.input)
     packed = unpack(data)
@@ -69,6 +70,10 @@ def cmd_info(args):
     print(f"gaussians   {n}")
     print(f"bpp         {8 * len(data) / pixels:.4f}")
     print(f"bits/gauss  {8 * len(data) / n:.2f}")
+    print(f"version     {packed.version}")
+    names = VERSION_1_NAMES if packed.version == 1 else ATTRIBUTES
+    print("code bits   " + " ".join(f"{name}={q.bits}"
+                                     for name, q in zip(names, packed.quantisers)))
     print("streams (bytes):")
     for name, size in packed.stream_sizes.items():
         print(f"  {name:<12}{size:>8}")

@@ -1,15 +1,18 @@
 """Attribute quantisers and their inverses.
 
-Each of the eight attributes gets a uniform scalar quantiser with ``bits`` bits over
-[lo, hi], applied either to the value itself ("linear") or to its logarithm ("log", for the
-positive diagonal Cholesky entries, whose useful range spans two decades: a linear 8-bit
-step over that range would be coarser than the smallest Gaussians).  lo and hi are stored in
-the file as float32, so dequantisation is reproducible bit for bit."""
+The eight coded attributes are x, y, l11, l21, l22 and the colour in YCoCg (Y, Co, Cg):
+chroma of neighbouring Gaussians is small and smooth, so it takes fewer bits than R, G and B
+would at the same error (a rate-distortion search picks the widths: cgc/allocate.py).  Each
+attribute gets a uniform scalar quantiser with 1 to 16 bits over [lo, hi], applied either to
+the value itself ("linear") or to its logarithm ("log", for the positive diagonal Cholesky
+entries, whose useful range spans two decades: a linear step over that range would be
+coarser than the smallest Gaussians).  lo and hi are stored in the file as float32 and the
+inverse colour transform runs in float32, so dequantisation is reproducible bit for bit.
+
+Files of format version 1 hold R, G, B instead of Y, Co, Cg (``colour_space="rgb"``)."""
 from dataclasses import dataclass
 
 import numpy as np
-
-from cgc.gaussians import COLUMNS
 
 LINEAR, LOG = 0, 1
 TRANSFORMS = {LINEAR: "linear", LOG: "log"}
@@ -17,12 +20,17 @@ TRANSFORMS = {LINEAR: "linear", LOG: "log"}
 # dequantised values and the renderer's arithmetic on them stay finite.
 MAX_ABS_VALUE = 1e9
 
-# Attribute -> (bits, transform).  Positions: 16-bit fixed point; the rest 8-bit.
-DEFAULT_SCHEME = {
-    "x": (16, LINEAR), "y": (16, LINEAR),
-    "l11": (8, LOG), "l21": (8, LINEAR), "l22": (8, LOG),
-    "r": (8, LINEAR), "g": (8, LINEAR), "b": (8, LINEAR),
-}
+MAX_BITS = 16
+
+# The coded attributes, in column order, and the transform of each.
+ATTRIBUTES = ("x", "y", "l11", "l21", "l22", "Y", "Co", "Cg")
+TRANSFORM = (LINEAR, LINEAR, LOG, LINEAR, LOG, LINEAR, LINEAR, LINEAR)
+# Widths used when no search chose them: fine enough for any image (positions in 1/2048 of
+# the extent of a 32768-pixel side would need 16 bits; the rest as version 1 had them).
+DEFAULT_BITS = (16, 16, 8, 8, 8, 8, 8, 8)
+
+# YCoCg: Y = (R + 2G + B) / 4, Co = (R - B) / 2, Cg = (-R + 2G - B) / 4, inverted below.
+RGB_TO_YCOCG = np.array([[0.25, 0.5, 0.25], [0.5, 0.0, -0.5], [-0.25, 0.5, -0.25]])
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ class Quantiser:
 
     def validate(self):
         """Raise ValueError if the parameters could not have come from ``fit_quantiser``."""
-        if self.bits not in (8, 16):
+        if not 1 <= self.bits <= MAX_BITS:
             raise ValueError(f"unsupported quantiser width {self.bits} bits")
         if self.transform not in TRANSFORMS:
             raise ValueError(f"unknown quantiser transform {self.transform}")
@@ -76,6 +84,8 @@ def fit_quantiser(values, bits, transform):
         values = np.log(values)
     if not np.isfinite(values).all() or np.abs(values).max() > MAX_ABS_VALUE:
         raise ValueError("attribute values must be finite and within +-1e9")
+    if not 1 <= bits <= MAX_BITS:
+        raise ValueError(f"quantiser width must be 1 to {MAX_BITS} bits, got {bits}")
     lo = np.float32(values.min())
     hi = np.float32(values.max())
     # float32 rounding may cut the range inward; widen by one ulp so no value clips.
@@ -98,20 +108,40 @@ def canonical_cholesky(params):
     return params
 
 
-def quantise(params, scheme=None):
+def to_attributes(params):
+    """float64 (N, 8) attributes in ``ATTRIBUTES`` order: canonical Cholesky, YCoCg colour."""
+    attributes = canonical_cholesky(params).astype(np.float64)
+    attributes[:, 5:8] = attributes[:, 5:8] @ RGB_TO_YCOCG.T
+    return attributes
+
+
+def ycocg_to_rgb(ycocg):
+    """float32 (N, 3) RGB from float32 (N, 3) YCoCg, the decoder's exact arithmetic."""
+    y, co, cg = (np.asarray(ycocg[:, k], dtype=np.float32) for k in range(3))
+    return np.stack([y + co - cg, y + cg, y - co - cg], axis=1)
+
+
+def fit_quantisers(attributes, bits):
+    """One quantiser per column of ``to_attributes`` output, with the given widths."""
+    if len(bits) != len(ATTRIBUTES):
+        raise ValueError(f"bits must give one width per attribute ({len(ATTRIBUTES)})")
+    return [fit_quantiser(attributes[:, k], int(b), TRANSFORM[k]) for k, b in enumerate(bits)]
+
+
+def quantise(params, bits=DEFAULT_BITS):
     """Return (quantisers, codes): one Quantiser and one uint32 code column per attribute."""
-    scheme = scheme or DEFAULT_SCHEME
-    params = canonical_cholesky(params)
-    quantisers, codes = [], []
-    for k, name in enumerate(COLUMNS):
-        bits, transform = scheme[name]
-        q = fit_quantiser(params[:, k], bits, transform)
-        quantisers.append(q)
-        codes.append(q.quantise(params[:, k]))
-    return quantisers, np.stack(codes, axis=1)
+    attributes = to_attributes(params)
+    quantisers = fit_quantisers(attributes, bits)
+    codes = np.stack([q.quantise(attributes[:, k]) for k, q in enumerate(quantisers)], axis=1)
+    return quantisers, codes
 
 
-def dequantise(quantisers, codes):
-    """Inverse of :func:`quantise`: float32 (N, 8) parameters."""
-    return np.ascontiguousarray(np.stack(
-        [q.dequantise(codes[:, k]) for k, q in enumerate(quantisers)], axis=1))
+def dequantise(quantisers, codes, colour_space="ycocg"):
+    """Inverse of :func:`quantise`: float32 (N, 8) parameters (``colour_space="rgb"`` for the
+    colour columns of a version-1 file)."""
+    params = np.stack([q.dequantise(codes[:, k]) for k, q in enumerate(quantisers)], axis=1)
+    if colour_space == "ycocg":
+        params[:, 5:8] = ycocg_to_rgb(params[:, 5:8])
+    elif colour_space != "rgb":
+        raise ValueError(f"unknown colour space {colour_space!r}")
+    return np.ascontiguousarray(params, dtype=np.float32)

@@ -1,8 +1,10 @@
 """The .cgc container (cgc.bitstream): round trips, a golden file pinning the format, and
 malformed input, which must raise cgc.FormatError and nothing else, without big allocations.
 
-Layout of version 1 used by the hand-made corruptions below (docs/format.md):
-HEADER (20 bytes) | 8 quantisers (10 bytes each) | 10 stream lengths (u32) | streams | CRC32.
+Layout of version 2 used by the hand-made corruptions below (docs/format.md):
+HEADER (20 bytes) | 8 quantisers (10 bytes each) | S stream lengths (u32) | streams | CRC32,
+with S = 8 plus one per attribute wider than 8 bits.  Version 1 files (R, G, B colour, fixed
+widths) must still decode: tests/golden/small_v1.cgc pins one.
 """
 import os
 import struct
@@ -15,22 +17,26 @@ import pytest
 
 import cgc
 from cgc import _core
-from cgc.bitstream import (CODE_BITS, HEADER, MAGIC, MAX_GAUSSIANS, MAX_PIXELS, MAX_SIDE,
-                           QUANTISER, STREAM_LENGTHS, STREAMS, VERSION, pack, raster_order,
-                           unpack)
+from cgc.bitstream import (HEADER, MAGIC, MAX_GAUSSIANS, MAX_PIXELS, MAX_SIDE, QUANTISER,
+                           STREAM_LENGTH, VERSION, VERSION_1_BITS, pack, raster_order,
+                           stream_names, unpack)
 from cgc.codec import decode_gaussians, encode_gaussians, quantise_gaussians
 from cgc.errors import FormatError
 from cgc.gaussians import Gaussians
-from cgc.quantize import LINEAR, LOG, Quantiser
+from cgc.quantize import ATTRIBUTES, DEFAULT_BITS, LINEAR, LOG, Quantiser, canonical_cholesky
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "small.cgc")
+# Widths of the golden file: above and below 8 bits, odd ones; the 2-bit Cg gives a
+# rANS-coded stream with a frequency table, the 7-bit ones are stored verbatim.
+GOLDEN_BITS = (12, 9, 7, 8, 6, 7, 5, 2)
+# A version-1 file written by the version-1 encoder, kept to prove old files still decode.
+GOLDEN_V1 = os.path.join(os.path.dirname(__file__), "golden", "small_v1.cgc")
 REGEN_HINT = ("run `python -m pytest tests/test_bitstream.py --regen-golden` to rewrite it, "
               "but only for an intended format change (then bump VERSION if old files "
               "no longer decode)")
 
 QUANT_OFFSET = HEADER.size
-LENGTHS_OFFSET = QUANT_OFFSET + QUANTISER.size * len(CODE_BITS)
-STREAMS_OFFSET = LENGTHS_OFFSET + STREAM_LENGTHS.size
+LENGTHS_OFFSET = QUANT_OFFSET + QUANTISER.size * len(ATTRIBUTES)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -69,7 +75,7 @@ def golden_gaussians():
 
 @pytest.fixture(scope="module")
 def small_file():
-    return encode_gaussians(golden_gaussians())
+    return encode_gaussians(golden_gaussians(), GOLDEN_BITS)
 
 
 def with_crc(data):
@@ -85,18 +91,32 @@ def with_header(data, **fields):
     return with_crc(HEADER.pack(*(values[k] for k in names)) + bytes(data[HEADER.size:]))
 
 
+def file_bits(data):
+    return [QUANTISER.unpack_from(data, QUANT_OFFSET + k * QUANTISER.size)[0]
+            for k in range(len(ATTRIBUTES))]
+
+
+def n_streams(data):
+    return len(stream_names(file_bits(data)))
+
+
+def streams_offset(data):
+    return LENGTHS_OFFSET + STREAM_LENGTH.size * n_streams(data)
+
+
 def stream_lengths(data):
-    return list(STREAM_LENGTHS.unpack_from(data, LENGTHS_OFFSET))
+    return [STREAM_LENGTH.unpack_from(data, LENGTHS_OFFSET + STREAM_LENGTH.size * i)[0]
+            for i in range(n_streams(data))]
 
 
 def with_lengths(data, lengths):
-    return with_crc(bytes(data[:LENGTHS_OFFSET]) + STREAM_LENGTHS.pack(*lengths)
-                    + bytes(data[STREAMS_OFFSET:]))
+    table = b"".join(STREAM_LENGTH.pack(length) for length in lengths)
+    return with_crc(bytes(data[:LENGTHS_OFFSET]) + table + bytes(data[streams_offset(data):]))
 
 
 def stream_span(data, index):
     lengths = stream_lengths(data)
-    start = STREAMS_OFFSET + sum(lengths[:index])
+    start = streams_offset(data) + sum(lengths[:index])
     return start, start + lengths[index]
 
 
@@ -130,12 +150,13 @@ def write_varint(value):
 
 
 def first_rans_coded_stream(data):
-    """(index, block) of the first stream coded with rANS proper (not stored verbatim)."""
-    for index in range(len(STREAMS)):
+    """(index, block) of the first stream coded with rANS proper (not stored verbatim) with
+    at least two distinct symbols, so that it has a frequency table to corrupt."""
+    for index in range(n_streams(data)):
         start, end = stream_span(data, index)
         block = data[start:end]
         _, pos = read_varint(block)
-        if block[pos] != 0:
+        if block[pos] != 0 and block[pos + 1] > 0:
             return index, bytes(block)
     raise AssertionError("the small file has no rANS-coded stream")
 
@@ -171,9 +192,13 @@ def peak_allocation(func):
     return peak, elapsed
 
 
-def random_quantisers(rng):
+def random_bits(rng):
+    return tuple(int(b) for b in rng.integers(1, 17, len(ATTRIBUTES)))
+
+
+def random_quantisers(rng, widths):
     quantisers = []
-    for bits in CODE_BITS:
+    for bits in widths:
         transform = int(rng.integers(0, 2))
         limit = 80.0 if transform == LOG else 1e4
         lo, hi = np.sort(rng.uniform(-limit, limit, 2).astype(np.float32))
@@ -181,11 +206,11 @@ def random_quantisers(rng):
     return quantisers
 
 
-def random_codes(rng, n):
-    """Random codes of the version-1 widths, extremes included, in raster order."""
-    codes = np.stack([rng.integers(0, 1 << bits, n, dtype=np.int64) for bits in CODE_BITS],
+def random_codes(rng, n, widths):
+    """Random codes of the given widths, extremes included, in raster order."""
+    codes = np.stack([rng.integers(0, 1 << bits, n, dtype=np.int64) for bits in widths],
                      axis=1).astype(np.uint32)
-    codes[0] = [(1 << bits) - 1 for bits in CODE_BITS]  # every column's maximum
+    codes[0] = [(1 << bits) - 1 for bits in widths]  # every column's maximum
     if n > 1:
         codes[1] = 0
     return codes[raster_order(codes)]
@@ -193,41 +218,52 @@ def random_codes(rng, n):
 
 # ----------------------------------------------------------------------------- round trips
 
-@pytest.mark.parametrize("n, seed", [(1, 0), (2, 1), (37, 2), (600, 3), (600, 4)])
+@pytest.mark.parametrize("n, seed", [(1, 0), (2, 1), (37, 2), (600, 3), (600, 4), (600, 5)])
 def test_pack_unpack_round_trip(n, seed):
     rng = np.random.default_rng(seed)
-    codes = random_codes(rng, n)
-    quantisers = random_quantisers(rng)
+    widths = DEFAULT_BITS if seed == 3 else random_bits(rng)
+    codes = random_codes(rng, n, widths)
+    quantisers = random_quantisers(rng, widths)
     width, height = int(rng.integers(1, 500)), int(rng.integers(1, 500))
     data = pack(width, height, quantisers, codes)
     packed = unpack(data)
+    assert packed.version == VERSION and packed.colour_space == "ycocg"
     assert packed.codes.dtype == np.uint32 and packed.codes.shape == (n, 8)
     np.testing.assert_array_equal(packed.codes, codes)
     assert (packed.width, packed.height) == (width, height)
     assert packed.quantisers == quantisers  # lo / hi were float32 already: stored exactly
-    assert list(packed.stream_sizes) == [name for name, _, _ in STREAMS]
-    assert STREAMS_OFFSET + sum(packed.stream_sizes.values()) + 4 == len(data)
+    assert list(packed.stream_sizes) == stream_names(widths)
+    assert len(packed.stream_sizes) == 8 + sum(b > 8 for b in widths)
+    assert streams_offset(data) + sum(packed.stream_sizes.values()) + 4 == len(data)
 
 
-def test_y_delta_spanning_the_full_16_bit_range():
-    # y jumps from 0 to 65535: the largest delta the hi/lo byte split must carry.
+@pytest.mark.parametrize("bits", [16, 9, 8, 1])
+def test_y_delta_spanning_the_full_range(bits):
+    # y jumps from 0 to its largest code: the largest delta its streams must carry.
+    top = (1 << bits) - 1
     codes = np.zeros((3, 8), dtype=np.uint32)
-    codes[:, 1] = [0, 0, 65535]
-    codes[:, 0] = [65535, 3, 0]
-    data = pack(7, 5, [Quantiser(b, LINEAR, 0.0, 1.0) for b in CODE_BITS], codes)
+    codes[:, 1] = [0, 0, top]
+    codes[:, 0] = [top, 1, 0]
+    widths = (bits, bits) + DEFAULT_BITS[2:]
+    data = pack(7, 5, [Quantiser(b, LINEAR, 0.0, 1.0) for b in widths], codes)
     np.testing.assert_array_equal(unpack(data).codes, codes)
 
 
 def test_pack_rejects_invalid_arguments():
-    q = [Quantiser(b, LINEAR, 0.0, 1.0) for b in CODE_BITS]
+    q = [Quantiser(b, LINEAR, 0.0, 1.0) for b in DEFAULT_BITS]
     codes = np.zeros((2, 8), dtype=np.uint32)
     codes[:, 1] = [5, 4]  # y decreasing: not raster order
     with pytest.raises(ValueError, match="raster"):
         pack(4, 4, q, codes)
     with pytest.raises(ValueError, match="out of range"):
         pack(4, 4, q, np.zeros((0, 8), dtype=np.uint32))
-    with pytest.raises(ValueError, match="bits"):
-        pack(4, 4, [Quantiser(8, LINEAR, 0.0, 1.0)] * 8, np.zeros((1, 8), dtype=np.uint32))
+    narrow = [Quantiser(5, LINEAR, 0.0, 1.0)] * 8
+    with pytest.raises(ValueError, match="exceed"):
+        pack(4, 4, narrow, np.full((1, 8), 32, dtype=np.uint32))
+    with pytest.raises(ValueError, match="width"):
+        pack(4, 4, [Quantiser(17, LINEAR, 0.0, 1.0)] * 8, np.zeros((1, 8), dtype=np.uint32))
+    with pytest.raises(ValueError, match="per attribute"):
+        pack(4, 4, q[:7], np.zeros((1, 8), dtype=np.uint32))
 
 
 @pytest.mark.parametrize("height, width", [(1, MAX_SIDE), (1, MAX_SIDE + 1),
@@ -249,7 +285,7 @@ def test_encoder_never_writes_a_file_its_decoder_rejects(height, width):
 # ----------------------------------------------------------------------------- golden file
 
 def test_golden_file_bytes(request):
-    data = encode_gaussians(golden_gaussians())
+    data = encode_gaussians(golden_gaussians(), GOLDEN_BITS)
     if request.config.getoption("--regen-golden"):
         os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
         with open(GOLDEN, "wb") as f:
@@ -269,20 +305,59 @@ def test_golden_file_decodes_to_the_quantised_gaussians():
     with open(GOLDEN, "rb") as f:
         golden = f.read()
     magic, version, flags, width, height, n = HEADER.unpack_from(golden)
-    assert (magic, version, flags, width, height, n) == (MAGIC, 1, 0, 23, 17, 40)
+    assert (magic, version, flags, width, height, n) == (MAGIC, 2, 0, 23, 17, 40)
     source = golden_gaussians()
-    codes, quantisers, expected = quantise_gaussians(source)
+    codes, quantisers, expected = quantise_gaussians(source, GOLDEN_BITS)
     packed = unpack(golden)
     np.testing.assert_array_equal(packed.codes, codes)
     assert packed.quantisers == quantisers
+    assert tuple(q.bits for q in packed.quantisers) == GOLDEN_BITS
     decoded = decode_gaussians(golden)
     assert (decoded.height, decoded.width) == (17, 23)
     assert decoded.params.dtype == np.float32
     assert np.array_equal(decoded.params, expected.params)
-    # The decoded Gaussians are the source up to quantisation (x: 16 bits over less than
+    # The decoded Gaussians are the source up to quantisation (x: 12 bits over less than
     # the image width), not something unrelated that merely round-trips.
     np.testing.assert_allclose(np.sort(decoded.params[:, 0]), np.sort(source.params[:, 0]),
-                               atol=23 / 65535)
+                               atol=23 / 4095)
+
+
+def test_version_1_file_still_decodes():
+    # Written by the version-1 encoder: 16-bit positions, 8-bit everything, R, G, B colour.
+    with open(GOLDEN_V1, "rb") as f:
+        old = f.read()
+    packed = unpack(old)
+    assert (packed.version, packed.colour_space) == (1, "rgb")
+    assert tuple(q.bits for q in packed.quantisers) == VERSION_1_BITS
+    assert list(packed.stream_sizes) == ["y_delta_hi", "y_delta_lo", "x_hi", "x_lo", "l11",
+                                         "l21", "l22", "r", "g", "b"]
+    source = golden_gaussians()
+    decoded = decode_gaussians(old)
+    assert (decoded.height, decoded.width, len(decoded)) == (17, 23, 40)
+    # Match each decoded Gaussian to its source by position (16 bits: no two collide),
+    # then every attribute must be within half a step of its quantiser.  Reading the
+    # colours as Y, Co, Cg would break the colour bounds.
+    order_src = np.lexsort((source.params[:, 0], source.params[:, 1]))
+    order_dec = np.lexsort((decoded.params[:, 0], decoded.params[:, 1]))
+    src = canonical_cholesky(source.params).astype(np.float64)[order_src]
+    dec = decoded.params[order_dec].astype(np.float64)
+    for k, q in enumerate(packed.quantisers):
+        step = (q.hi - q.lo) / q.levels
+        if q.transform == LOG:
+            err = np.abs(np.log(dec[:, k]) - np.log(src[:, k]))
+        else:
+            err = np.abs(dec[:, k] - src[:, k])
+        assert err.max() <= step / 2 + 1e-5 * max(1.0, abs(q.lo), abs(q.hi)), k
+
+
+def test_version_1_widths_are_enforced():
+    with open(GOLDEN_V1, "rb") as f:
+        old = f.read()
+    at = QUANT_OFFSET + 2 * QUANTISER.size  # l11: 8 bits in version 1
+    bits, transform, lo, hi = QUANTISER.unpack_from(old, at)
+    changed = old[:at] + QUANTISER.pack(7, transform, lo, hi) + old[at + QUANTISER.size:-4]
+    with pytest.raises(FormatError, match="version 1"):
+        decode_gaussians(with_crc(changed + b"\0" * 4))
 
 
 def test_golden_file_holds_both_block_kinds():
@@ -290,7 +365,7 @@ def test_golden_file_holds_both_block_kinds():
     with open(GOLDEN, "rb") as f:
         golden = f.read()
     kinds = set()
-    for index in range(len(STREAMS)):
+    for index in range(n_streams(golden)):
         start, end = stream_span(golden, index)
         _, pos = read_varint(golden[start:end])
         kinds.add("stored" if golden[start + pos] == 0 else "rans")
@@ -446,8 +521,11 @@ def test_corrupt_quantiser_table_with_valid_crc(small_file):
                         + small_file[at + QUANTISER.size:])
 
     assert_all_format_errors([
-        ("x with 12 bits", with_quantiser(0, 12, LINEAR, 0.0, 1.0)),
-        ("l11 with 16 bits", with_quantiser(2, 16, LOG, 0.0, 1.0)),
+        ("x with 0 bits", with_quantiser(0, 0, LINEAR, 0.0, 1.0)),
+        ("x with 17 bits", with_quantiser(0, 17, LINEAR, 0.0, 1.0)),
+        ("x 12 -> 10 bits: its codes no longer fit", with_quantiser(0, 10, LINEAR, 0.0, 1.0)),
+        ("x 12 -> 8 bits: one stream fewer", with_quantiser(0, 8, LINEAR, 0.0, 1.0)),
+        ("l11 with 16 bits: one stream more", with_quantiser(2, 16, LOG, 0.0, 1.0)),
         ("unknown transform", with_quantiser(5, 8, 7, 0.0, 1.0)),
         ("NaN lo", with_quantiser(5, 8, LINEAR, float("nan"), 1.0)),
         ("inf hi", with_quantiser(6, 8, LINEAR, 0.0, float("inf"))),
@@ -456,28 +534,42 @@ def test_corrupt_quantiser_table_with_valid_crc(small_file):
     ])
 
 
-def test_y_positions_overflowing_their_quantiser():
-    # Built stream by stream (the encoder cannot produce it): two y deltas of 0xFF00 sum
-    # past 65535.
-    n = 2
-    columns = {name: np.zeros(n, dtype=np.uint8) for name, _, _ in STREAMS}
-    columns["y_delta_hi"][:] = 0xFF
-    blocks = [_core.rans_encode(columns[name]) for name, _, _ in STREAMS]
+def hand_made_file(columns, widths, n):
+    """A version-2 file built stream by stream from ``columns`` (name -> uint8 array)."""
+    names = stream_names(widths)
+    blocks = [_core.rans_encode(columns[name]) for name in names]
     body = HEADER.pack(MAGIC, VERSION, 0, 4, 4, n)
-    body += b"".join(QUANTISER.pack(b, LINEAR, 0.0, 1.0) for b in CODE_BITS)
-    body += STREAM_LENGTHS.pack(*(len(b) for b in blocks)) + b"".join(blocks)
-    good = body + struct.pack("<I", zlib.crc32(body))
+    body += b"".join(QUANTISER.pack(b, LINEAR, 0.0, 1.0) for b in widths)
+    body += b"".join(STREAM_LENGTH.pack(len(b)) for b in blocks) + b"".join(blocks)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_y_positions_overflowing_their_quantiser():
+    # The encoder cannot produce it: two y deltas of 0xFF00 sum past 65535.
+    n = 2
+    columns = {name: np.zeros(n, dtype=np.uint8) for name in stream_names(DEFAULT_BITS)}
+    columns["y_delta_hi"][:] = 0xFF
     with pytest.raises(FormatError, match="overflow"):
-        decode_gaussians(good)
+        decode_gaussians(hand_made_file(columns, DEFAULT_BITS, n))
     # Control: the same construction with one delta is a valid file, so the error above
     # comes from the overflow and not from the hand-made layout.
     columns["y_delta_hi"][1] = 0
-    blocks = [_core.rans_encode(columns[name]) for name, _, _ in STREAMS]
-    body = HEADER.pack(MAGIC, VERSION, 0, 4, 4, n)
-    body += b"".join(QUANTISER.pack(b, LINEAR, 0.0, 1.0) for b in CODE_BITS)
-    body += STREAM_LENGTHS.pack(*(len(b) for b in blocks)) + b"".join(blocks)
-    packed = unpack(body + struct.pack("<I", zlib.crc32(body)))
+    packed = unpack(hand_made_file(columns, DEFAULT_BITS, n))
     np.testing.assert_array_equal(packed.codes[:, 1], [0xFF00, 0xFF00])
+
+
+@pytest.mark.parametrize("attribute, widths", [("x_hi", (12,) + DEFAULT_BITS[1:]),
+                                               ("Co", DEFAULT_BITS[:6] + (5, 8))])
+def test_codes_beyond_their_width(attribute, widths):
+    # A high byte (12-bit x) or a whole code (5-bit Co) one past the largest legal value.
+    n = 3
+    columns = {name: np.zeros(n, dtype=np.uint8) for name in stream_names(widths)}
+    top = (1 << widths[0] - 8) - 1 if attribute == "x_hi" else (1 << widths[6]) - 1
+    columns[attribute][:] = top
+    assert unpack(hand_made_file(columns, widths, n)).codes.max() > 0  # legal: decodes
+    columns[attribute][1] = top + 1
+    with pytest.raises(FormatError, match="exceed"):
+        decode_gaussians(hand_made_file(columns, widths, n))
 
 
 # ----------------------------------------------------------------------------- rANS blocks

@@ -13,8 +13,9 @@ import skimage.data
 from PIL import Image
 
 import cgc
-from cgc.bitstream import STREAMS, unpack
+from cgc.bitstream import unpack
 from cgc.cli import main
+from cgc.quantize import ATTRIBUTES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 40
@@ -88,15 +89,20 @@ def test_info_reports_size_count_bpp_and_streams(encoded, capsys):
     assert re.search(r"^image\s+32x28$", out, re.M), out
     assert re.search(rf"^gaussians\s+{N}$", out, re.M), out
     assert re.search(rf"^bpp\s+{8 * len(data) / (32 * 28):.4f}$", out, re.M), out
-    sizes = unpack(data).stream_sizes
+    packed = unpack(data)
+    assert re.search(r"^version\s+2$", out, re.M), out
+    widths = " ".join(f"{name}={q.bits}" for name, q in zip(ATTRIBUTES, packed.quantisers))
+    assert re.search(rf"^code bits\s+{widths}$", out, re.M), out
+    sizes = packed.stream_sizes
+    assert len(sizes) >= len(ATTRIBUTES)
     total = 0
-    for name, _, _ in STREAMS:
+    for name in sizes:
         match = re.search(rf"^\s+{name}\s+(\d+)$", out, re.M)
         assert match, f"no line for stream {name}:\n{out}"
         assert int(match.group(1)) == sizes[name]
         total += int(match.group(1))
     # The streams listed account for the whole file but the fixed-size tables and CRC.
-    assert total == len(data) - (20 + 80 + 40 + 4)
+    assert total == len(data) - (20 + 80 + 4 * len(sizes) + 4)
 
 
 def test_encode_input_not_an_image(workdir, capsys):

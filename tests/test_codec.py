@@ -1,12 +1,14 @@
 """cgc.encode / cgc.decode end to end on a tiny crop, against the pieces they are built from
-(fit, quantise_gaussians, render, to_uint8)."""
+(fit, allocate_bits, quantise_gaussians, render, to_uint8)."""
 import numpy as np
 import pytest
 import skimage.data
 
 import cgc
+from cgc.allocate import allocate_bits
+from cgc.bitstream import stream_names, unpack
 from cgc.codec import decode_gaussians, quantise_gaussians
-from cgc.imageio import to_uint8
+from cgc.imageio import to_float_image, to_uint8
 
 N_GAUSSIANS = 60
 ITERATIONS = 50  # the end of the learning-rate warm-up
@@ -42,18 +44,27 @@ def test_decode_shape_and_dtype(encoded, crop):
     assert image.shape == crop.shape == (36, 40, 3)
 
 
-def test_decoded_gaussians_equal_quantised_fit(encoded, fitted):
-    # encode == fit + quantise_gaussians + pack: the file holds exactly the dequantised
-    # Gaussians the encoder saw, bit for bit.
-    _, _, expected = quantise_gaussians(fitted)
+@pytest.fixture(scope="module")
+def bits(crop, fitted):
+    return allocate_bits(fitted, to_float_image(crop))
+
+
+def test_file_uses_the_allocated_widths(encoded, bits):
+    assert tuple(q.bits for q in unpack(encoded).quantisers) == bits
+
+
+def test_decoded_gaussians_equal_quantised_fit(encoded, fitted, bits):
+    # encode == fit + allocate_bits + quantise_gaussians + pack: the file holds exactly the
+    # dequantised Gaussians the encoder saw, bit for bit.
+    _, _, expected = quantise_gaussians(fitted, bits)
     decoded = decode_gaussians(encoded)
     assert len(decoded) == N_GAUSSIANS
     assert (decoded.height, decoded.width) == (36, 40)
     assert np.array_equal(decoded.params, expected.params)
 
 
-def test_decoded_image_equals_render_of_quantised_fit(encoded, fitted):
-    _, _, expected = quantise_gaussians(fitted)
+def test_decoded_image_equals_render_of_quantised_fit(encoded, fitted, bits):
+    _, _, expected = quantise_gaussians(fitted, bits)
     reference = to_uint8(expected.render())
     assert np.array_equal(cgc.decode(encoded), reference)
     # Quantisation does change the render (else the comparison above proves little about
@@ -84,11 +95,25 @@ def test_decoded_psnr_beats_flat_mean_colour(encoded, crop):
     assert psnr(crop, decoded) > baseline + 3.0, (psnr(crop, decoded), baseline)
 
 
-def test_file_is_never_larger_than_stored_codes(encoded):
+def test_file_is_never_larger_than_stored_codes(encoded, bits):
     # Each stream falls back to storing its N bytes verbatim (2 bytes of block header for
-    # N < 128) when rANS would be larger, so the file is at most the raw 10 bytes per
-    # Gaussian plus header (20), quantisers (80), stream lengths (40) and CRC (4).
-    assert len(encoded) <= 20 + 80 + 40 + 4 + 10 * 2 + N_GAUSSIANS * 10
+    # N < 128) when rANS would be larger, so the file is at most the raw byte per stream
+    # and Gaussian plus header (20), quantisers (80), stream lengths (4 each) and CRC (4).
+    streams = len(stream_names(bits))
+    assert len(encoded) <= 20 + 80 + 4 * streams + 4 + streams * (2 + N_GAUSSIANS)
+
+
+def test_explicit_widths(crop, fitted):
+    widths = (10, 9, 6, 7, 6, 6, 4, 4)
+    data = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
+                      progress=False, bits=widths)
+    assert tuple(q.bits for q in unpack(data).quantisers) == widths
+    _, _, expected = quantise_gaussians(fitted, widths)
+    assert np.array_equal(decode_gaussians(data).params, expected.params)
+    for bad in ((10, 9, 6), (0, 9, 6, 7, 6, 6, 4, 4), (10, 9, 6, 7, 6, 6, 4, 17)):
+        with pytest.raises(ValueError):
+            cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=1, progress=False,
+                       bits=bad)
 
 
 def test_decode_does_not_depend_on_input_buffer_type(encoded):

@@ -1,13 +1,14 @@
 """cgc.quantize: error bounds of the quantisers, code ranges, degenerate columns,
-canonical_cholesky and Quantiser.validate."""
+canonical_cholesky, the YCoCg colour transform and Quantiser.validate."""
 import math
 
 import numpy as np
 import pytest
 
-from cgc.gaussians import COLUMNS, Gaussians
-from cgc.quantize import (DEFAULT_SCHEME, LINEAR, LOG, Quantiser, canonical_cholesky,
-                          dequantise, fit_quantiser, quantise)
+from cgc.gaussians import Gaussians
+from cgc.quantize import (ATTRIBUTES, DEFAULT_BITS, LINEAR, LOG, RGB_TO_YCOCG, TRANSFORM,
+                          Quantiser, canonical_cholesky, dequantise, fit_quantiser, quantise,
+                          to_attributes, ycocg_to_rgb)
 
 F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -23,7 +24,7 @@ def random_params(rng, n, width=64.0, height=48.0):
     return params
 
 
-@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("bits", [1, 3, 8, 11, 16])
 @pytest.mark.parametrize("seed, scale", [(0, 1.0), (1, 1000.0), (2, 1e-3)])
 def test_linear_error_at_most_half_a_step(bits, seed, scale):
     rng = np.random.default_rng(seed)
@@ -98,33 +99,71 @@ def test_degenerate_constant_column(transform, value, bits):
     np.testing.assert_allclose(restored, values, rtol=0, atol=tol)
 
 
-def test_quantise_all_columns_round_trip_within_bounds():
+@pytest.mark.parametrize("bits", [DEFAULT_BITS, (12, 9, 7, 8, 6, 7, 5, 4)])
+def test_quantise_all_columns_round_trip_within_bounds(bits):
     rng = np.random.default_rng(5)
     params = random_params(rng, 400)
-    quantisers, codes = quantise(params)
-    assert len(quantisers) == len(COLUMNS) and codes.shape == (400, 8)
-    for k, name in enumerate(COLUMNS):
-        bits, transform = DEFAULT_SCHEME[name]
-        assert (quantisers[k].bits, quantisers[k].transform) == (bits, transform)
-        assert codes[:, k].max() <= (1 << bits) - 1
+    quantisers, codes = quantise(params, bits)
+    assert len(quantisers) == len(ATTRIBUTES) and codes.shape == (400, 8)
+    for k in range(len(ATTRIBUTES)):
+        assert (quantisers[k].bits, quantisers[k].transform) == (bits[k], TRANSFORM[k])
+        assert codes[:, k].max() <= (1 << bits[k]) - 1
     restored = dequantise(quantisers, codes)
     assert restored.dtype == np.float32 and restored.flags.c_contiguous
     assert restored.shape == (400, 8)
     canon = canonical_cholesky(params).astype(np.float64)
+    # Error bounds hold in the coded domain (YCoCg for colour) ...
+    coded = to_attributes(restored)
+    wanted = to_attributes(params)
     for k, q in enumerate(quantisers):
+        step = (q.hi - q.lo) / q.levels
         if q.transform == LINEAR:
-            step = (q.hi - q.lo) / q.levels
-            slack = 4 * F32_EPS * max(abs(q.lo), abs(q.hi))
-            assert np.abs(restored[:, k] - canon[:, k]).max() <= step / 2 + slack, COLUMNS[k]
+            # Slack: float32 dequantisation, and for colour the float32 round trip through
+            # RGB, a few ulps of the largest magnitude.
+            slack = 16 * F32_EPS * max(abs(q.lo), abs(q.hi), 1.0)
+            assert np.abs(coded[:, k] - wanted[:, k]).max() <= step / 2 + slack, ATTRIBUTES[k]
         else:
-            step = (q.hi - q.lo) / q.levels
             rel = np.abs(np.log(restored[:, k].astype(np.float64)) - np.log(canon[:, k]))
-            assert rel.max() <= step / 2 + 1e-5, COLUMNS[k]
+            assert rel.max() <= step / 2 + 1e-5, ATTRIBUTES[k]
+    # ... and in RGB the error of a channel is at most the sum of the YCoCg errors that
+    # feed it (R = Y + Co - Cg, G = Y + Cg, B = Y - Co - Cg), each half a step.
+    half = [(q.hi - q.lo) / q.levels / 2 for q in quantisers[5:8]]
+    rgb_bound = np.array([sum(half), half[0] + half[2], sum(half)]) + 1e-5
+    assert np.all(np.abs(restored[:, 5:8] - params[:, 5:8]).max(axis=0) <= rgb_bound)
     # Quantisation keeps the covariance close too (what the decoder actually renders).
     cov_in = Gaussians(canon, 48, 64).covariance()
     cov_out = Gaussians(restored, 48, 64).covariance()
     assert np.all(np.abs(cov_out - cov_in) <= 0.1 * np.abs(cov_in).max(axis=(1, 2))[:, None,
                                                                                      None])
+
+
+def test_ycocg_round_trip():
+    rng = np.random.default_rng(8)
+    rgb = rng.uniform(-0.5, 1.5, (1000, 3)).astype(np.float32)
+    ycocg = (rgb.astype(np.float64) @ RGB_TO_YCOCG.T).astype(np.float32)
+    back = ycocg_to_rgb(ycocg)
+    assert back.dtype == np.float32
+    # Three float32 roundings in, two sums out: a few ulps of values below 2 in magnitude.
+    np.testing.assert_allclose(back, rgb, rtol=0, atol=8 * F32_EPS * 2)
+    # Grey has no chroma: the point of coding Co and Cg with fewer bits.
+    grey = np.repeat(rng.uniform(0, 1, (50, 1)), 3, axis=1)
+    np.testing.assert_allclose((grey @ RGB_TO_YCOCG.T)[:, 1:], 0, atol=1e-15)
+
+
+def test_dequantise_rgb_is_version_1_colour():
+    # A version-1 file holds R, G, B codes: no colour transform on the way out.
+    rng = np.random.default_rng(9)
+    quantisers = [Quantiser(b, t, 0.5, 2.0) for b, t in zip(DEFAULT_BITS, TRANSFORM)]
+    codes = rng.integers(0, 256, (20, 8)).astype(np.uint32)
+    as_rgb = dequantise(quantisers, codes, colour_space="rgb")
+    as_ycocg = dequantise(quantisers, codes)
+    np.testing.assert_array_equal(as_rgb[:, :5], as_ycocg[:, :5])
+    np.testing.assert_array_equal(
+        as_rgb[:, 5:8], np.stack([q.dequantise(codes[:, k]) for k, q in
+                                  enumerate(quantisers[5:8], start=5)], axis=1))
+    np.testing.assert_array_equal(as_ycocg[:, 5:8], ycocg_to_rgb(as_rgb[:, 5:8]))
+    with pytest.raises(ValueError, match="colour space"):
+        dequantise(quantisers, codes, colour_space="hsv")
 
 
 def test_canonical_cholesky_preserves_covariance_and_fixes_signs():
@@ -162,7 +201,7 @@ def test_validate_rejects_bad_ranges(lo, hi, transform):
         Quantiser(8, transform, lo, hi).validate()
 
 
-@pytest.mark.parametrize("q", [Quantiser(12, LINEAR, 0.0, 1.0), Quantiser(0, LINEAR, 0.0, 1.0),
+@pytest.mark.parametrize("q", [Quantiser(17, LINEAR, 0.0, 1.0), Quantiser(0, LINEAR, 0.0, 1.0),
                                Quantiser(8, 2, 0.0, 1.0), Quantiser(8, LOG, 0.0, 81.0),
                                Quantiser(8, LOG, -100.0, -90.0)])
 def test_validate_rejects_bad_widths_transforms_and_log_ranges(q):
@@ -172,7 +211,11 @@ def test_validate_rejects_bad_widths_transforms_and_log_ranges(q):
 
 def test_validate_accepts_what_fit_quantiser_produces():
     rng = np.random.default_rng(6)
-    for bits, transform in DEFAULT_SCHEME.values():
-        values = rng.uniform(0.3, 30, 100)
-        fit_quantiser(values, bits, transform).validate()  # must not raise
+    for bits in range(1, 17):
+        for transform in (LINEAR, LOG):
+            values = rng.uniform(0.3, 30, 100)
+            fit_quantiser(values, bits, transform).validate()  # must not raise
+    for bits in (0, 17):
+        with pytest.raises(ValueError, match="width"):
+            fit_quantiser(rng.uniform(0.3, 30, 100), bits, LINEAR)
     Quantiser(8, LINEAR, 1.0, 1.0).validate()  # degenerate range is legal

@@ -1,0 +1,102 @@
+"""cgc.allocate: the rate-distortion choice of code widths, judged by real encodes: its size
+model against the files pack writes, and its choice against other widths by the measured
+cost 10 log10(MSE) + SLOPE ln(bytes) of the decoded files."""
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+
+from cgc import has_gpu
+from cgc.allocate import FIXED_BYTES, SLOPE, allocate_bits, coded_bytes
+from cgc.bitstream import raster_order
+from cgc.codec import decode_gaussians, encode_gaussians
+from cgc.fit import fit
+from cgc.gaussians import Gaussians
+from cgc.imageio import to_float_image
+from cgc.quantize import ATTRIBUTES, DEFAULT_BITS, MAX_BITS, quantise
+
+
+@pytest.fixture(scope="module")
+def image():
+    # 48 x 64 crop of the astronaut: face, hair and a flat background.
+    return to_float_image(np.ascontiguousarray(skimage.data.astronaut()[40:88, 180:244]))
+
+
+@pytest.fixture(scope="module")
+def fitted(image):
+    return fit(image, 200, iterations=150, seed=0, progress=False)
+
+
+def measured_cost(gaussians, image, bits, slope=SLOPE):
+    """The search's objective evaluated on the real file: its bytes and the decoded MSE."""
+    data = encode_gaussians(gaussians, bits)
+    decoded = np.clip(decode_gaussians(data).render(clip=False), 0, 1)
+    mse = float(np.mean((decoded.astype(np.float64) - image) ** 2))
+    return 10 * math.log10(mse) + slope * math.log(len(data)), len(data), mse
+
+
+@pytest.mark.parametrize("bits", [DEFAULT_BITS, (12, 9, 7, 8, 6, 7, 5, 2), (1,) * 8,
+                                  (16, 1, 16, 1, 16, 1, 16, 1)])
+def test_size_model_is_the_file_size(fitted, bits):
+    # The search prices widths with coded_bytes; that must be exactly what pack writes.
+    _, codes = quantise(fitted.params, bits)
+    codes = codes[raster_order(codes)]
+    predicted = FIXED_BYTES + sum(coded_bytes(codes[:, col], col, b)
+                                  for col, b in enumerate(bits))
+    assert predicted == len(encode_gaussians(fitted, bits))
+
+
+def test_allocation_beats_fixed_and_neighbouring_widths(fitted, image):
+    bits = allocate_bits(fitted, image)
+    assert len(bits) == len(ATTRIBUTES) and all(1 <= b <= MAX_BITS for b in bits)
+    best, _, _ = measured_cost(fitted, image, bits)
+    for fixed in (DEFAULT_BITS, (8,) * 8, (6,) * 8, (12, 12, 8, 8, 8, 8, 6, 6)):
+        if fixed != bits:
+            assert best < measured_cost(fitted, image, fixed)[0], fixed
+    # One bit more or less on any attribute is no better.  Tolerance 0.05 dB: the search
+    # models the MSE as a sum of per-attribute increments, which ignores how the errors of
+    # two attributes of the same Gaussian interact; a real miss costs several times that.
+    for col in range(len(ATTRIBUTES)):
+        for step in (-1, 1):
+            other = list(bits)
+            other[col] += step
+            if 1 <= other[col] <= MAX_BITS:
+                assert best <= measured_cost(fitted, image, tuple(other))[0] + 0.05, other
+
+
+def test_dearer_bytes_give_smaller_files(fitted, image):
+    cheap = allocate_bits(fitted, image, slope=SLOPE / 2)
+    dear = allocate_bits(fitted, image, slope=SLOPE * 2)
+    _, cheap_bytes, cheap_mse = measured_cost(fitted, image, cheap)
+    _, dear_bytes, dear_mse = measured_cost(fitted, image, dear)
+    assert dear_bytes < cheap_bytes
+    assert dear_mse > cheap_mse
+
+
+def test_deterministic(fitted, image):
+    assert allocate_bits(fitted, image) == allocate_bits(fitted, image)
+
+
+def test_degenerate_single_gaussian():
+    # One Gaussian: every quantiser range is a single value, so no width changes anything.
+    flat = np.full((9, 11, 3), 0.25, dtype=np.float32)
+    gaussians = Gaussians(np.array([[5.5, 4.5, 3, 0, 3, 0.2, 0.3, 0.4]], np.float32), 9, 11)
+    bits = allocate_bits(gaussians, flat)
+    assert all(1 <= b <= MAX_BITS for b in bits)
+    decoded = decode_gaussians(encode_gaussians(gaussians, bits))
+    np.testing.assert_allclose(decoded.params, gaussians.params, rtol=1e-6, atol=1e-6)
+
+
+def test_image_shape_must_match(fitted, image):
+    with pytest.raises(ValueError, match="shape"):
+        allocate_bits(fitted, image[:, :-1])
+
+
+@pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
+def test_cuda_allocation_matches_cpu(fitted, image):
+    # Renders differ by float32 rounding only, so the choices may differ only where two
+    # widths cost the same to within that rounding: compare the measured costs.
+    cpu = measured_cost(fitted, image, allocate_bits(fitted, image))[0]
+    cuda = measured_cost(fitted, image, allocate_bits(fitted, image, device="cuda"))[0]
+    assert abs(cpu - cuda) < 0.01
