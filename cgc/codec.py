@@ -1,7 +1,6 @@
 """encode / decode: glue between fitting, bit allocation, quantisation and the container."""
 import math
 
-
 from cgc.allocate import allocate_bits
 from cgc.bitstream import pack, raster_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit
