@@ -56,6 +56,8 @@ def coded_bytes(codes, col, bits):
 def allocate_bits(gaussians, image, device="cpu", slope=SLOPE):
     """Code widths (a tuple, one per attribute) minimising the cost J above for these
     Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1])."""
+    if not (isinstance(slope, (int, float)) and 0 < slope < math.inf):
+        raise ValueError(f"slope must be a positive finite number, got {slope!r}")
     backend = get_backend(device)
     xp = backend.xp
     height, width = gaussians.height, gaussians.width

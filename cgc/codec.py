@@ -6,7 +6,7 @@ from cgc.bitstream import pack, raster_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit
 from cgc.gaussians import Gaussians
 from cgc.imageio import to_float_image, to_uint8
-from cgc.quantize import DEFAULT_BITS, dequantise, quantise
+from cgc.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
 
 # Default density: one Gaussian per this many pixels (6,144 for a 768x512 image).
 PIXELS_PER_GAUSSIAN = 64
@@ -47,6 +47,8 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     default a rate-distortion search picks them for this image (cgc.allocate)."""
     image = to_float_image(image)
     height, width = image.shape[:2]
+    if bits is not None:
+        bits = check_bits(bits)  # before the fit, not after it
     if n_gaussians is None:
         n_gaussians = default_n_gaussians(height, width)
     gaussians = fit(image, n_gaussians, iterations=iterations, seed=seed, device=device,

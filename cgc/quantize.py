@@ -1,7 +1,7 @@
 """Attribute quantisers and their inverses.
 
 The eight coded attributes are x, y, l11, l21, l22 and the colour in YCoCg (Y, Co, Cg):
-chroma of neighbouring Gaussians is small and smooth, so it takes fewer bits than R, G and B
+most of a Gaussian's colour is in Y, and the small Co and Cg take fewer bits than R, G and B
 would at the same error (a rate-distortion search picks the widths: cgc/allocate.py).  Each
 attribute gets a uniform scalar quantiser with 1 to 16 bits over [lo, hi], applied either to
 the value itself ("linear") or to its logarithm ("log", for the positive diagonal Cholesky
@@ -25,8 +25,8 @@ MAX_BITS = 16
 # The coded attributes, in column order, and the transform of each.
 ATTRIBUTES = ("x", "y", "l11", "l21", "l22", "Y", "Co", "Cg")
 TRANSFORM = (LINEAR, LINEAR, LOG, LINEAR, LOG, LINEAR, LINEAR, LINEAR)
-# Widths used when no search chose them: fine enough for any image (positions in 1/2048 of
-# the extent of a 32768-pixel side would need 16 bits; the rest as version 1 had them).
+# Widths used when no search chose them (encode_gaussians without them): version 1's, fine
+# enough for any image, with positions in steps of half a pixel over a 32,768-pixel side.
 DEFAULT_BITS = (16, 16, 8, 8, 8, 8, 8, 8)
 
 # YCoCg: Y = (R + 2G + B) / 4, Co = (R - B) / 2, Cg = (-R + 2G - B) / 4, inverted below.
@@ -121,11 +121,24 @@ def ycocg_to_rgb(ycocg):
     return np.stack([y + co - cg, y + cg, y - co - cg], axis=1)
 
 
+def check_bits(bits):
+    """``bits`` as a tuple of ints, after checking it gives a width of 1 to 16 bits to each
+    attribute (ValueError otherwise)."""
+    bits = tuple(bits)
+    if len(bits) != len(ATTRIBUTES):
+        raise ValueError(f"bits must give one width per attribute ({len(ATTRIBUTES)}), "
+                         f"got {len(bits)}")
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not (
+                1 <= b <= MAX_BITS):
+            raise ValueError(f"code widths must be integers from 1 to {MAX_BITS}, got {b!r}")
+    return tuple(int(b) for b in bits)
+
+
 def fit_quantisers(attributes, bits):
     """One quantiser per column of ``to_attributes`` output, with the given widths."""
-    if len(bits) != len(ATTRIBUTES):
-        raise ValueError(f"bits must give one width per attribute ({len(ATTRIBUTES)})")
-    return [fit_quantiser(attributes[:, k], int(b), TRANSFORM[k]) for k, b in enumerate(bits)]
+    return [fit_quantiser(attributes[:, k], b, TRANSFORM[k])
+            for k, b in enumerate(check_bits(bits))]
 
 
 def quantise(params, bits=DEFAULT_BITS):

@@ -91,9 +91,12 @@ def test_degenerate_single_gaussian():
     np.testing.assert_allclose(decoded.params, gaussians.params, rtol=1e-6, atol=1e-6)
 
 
-def test_image_shape_must_match(fitted, image):
+def test_bad_arguments(fitted, image):
     with pytest.raises(ValueError, match="shape"):
         allocate_bits(fitted, image[:, :-1])
+    for slope in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="slope"):
+            allocate_bits(fitted, image, slope=slope)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -110,9 +110,11 @@ def test_explicit_widths(crop, fitted):
     assert tuple(q.bits for q in unpack(data).quantisers) == widths
     _, _, expected = quantise_gaussians(fitted, widths)
     assert np.array_equal(decode_gaussians(data).params, expected.params)
-    for bad in ((10, 9, 6), (0, 9, 6, 7, 6, 6, 4, 4), (10, 9, 6, 7, 6, 6, 4, 17)):
-        with pytest.raises(ValueError):
-            cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=1, progress=False,
+    for bad in ((10, 9, 6), (0, 9, 6, 7, 6, 6, 4, 4), (10, 9, 6, 7, 6, 6, 4, 17),
+                (10, 9, 6, 7, 6, 6, 4, 4.5), (10, 9, 6, 7, 6, 6, 4, True)):
+        # Refused before fitting: a fit of 10**9 iterations would otherwise run first.
+        with pytest.raises(ValueError, match="width"):
+            cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=10**9, progress=False,
                        bits=bad)
 
 
