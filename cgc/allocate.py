@@ -19,6 +19,8 @@ Read me first
 * Coordinate descent: each width moves one bit at a time while J falls.  Increments and
   sizes are cached per (attribute, width), so a render happens only for a width not seen
   before; passes repeat until no width moves, at most MAX_PASSES times.
+* Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
+  on SLOPE, each step a search that costs at most a few new renders.
 """
 import math
 
@@ -35,6 +37,10 @@ SLOPE = 3 / math.log(2)
 # Gaussians, so that few widths need a render.
 START_BITS = (12, 12, 8, 8, 8, 8, 6, 6)
 MAX_PASSES = 4
+# Rate control (max_bytes): slopes are searched within [SLOPE / 64, SLOPE * 64**2] (beyond
+# that every width is at its floor or ceiling), to a ratio of 64**(1/2**12) between bounds.
+MAX_SLOPE_RATIO = 64.0
+BISECTION_STEPS = 12
 Y_COLUMN = ATTRIBUTES.index("y")
 FIXED_BYTES = HEADER.size + QUANTISER.size * len(ATTRIBUTES) + 4  # + 4: the CRC
 
@@ -53,55 +59,96 @@ def coded_bytes(codes, col, bits):
     return sum(len(_core.rans_encode(s)) + STREAM_LENGTH.size for s in streams)
 
 
-def allocate_bits(gaussians, image, device="cpu", slope=SLOPE):
+class _Measurements:
+    """Per-(attribute, width) MSE increments and coded sizes of one fit, measured once."""
+
+    def __init__(self, gaussians, image, device):
+        self.backend = get_backend(device)
+        self.height, self.width = gaussians.height, gaussians.width
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape != (self.height, self.width, 3):
+            raise ValueError(f"image must have shape {(self.height, self.width, 3)}, "
+                             f"got {image.shape}")
+        self.target = self.backend.from_numpy(np.ascontiguousarray(image))
+        self.attributes = to_attributes(gaussians.params)
+        self.base = self._mse(self.attributes)
+        self.increment, self.size = {}, {}
+
+    def _mse(self, attributes):
+        xp = self.backend.xp
+        params = self.backend.from_numpy(_params(attributes))
+        out = self.backend.render_forward(params, self.height, self.width)
+        return float(xp.mean((xp.clip(out, 0.0, 1.0) - self.target) ** 2))
+
+    def measure(self, col, bits):
+        """(MSE increment, bytes) of attribute ``col`` coded with ``bits`` bits."""
+        if (col, bits) not in self.increment:
+            q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
+            codes = q.quantise(self.attributes[:, col])
+            trial = self.attributes.copy()
+            trial[:, col] = q.dequantise(codes)
+            self.increment[col, bits] = self._mse(trial) - self.base
+            self.size[col, bits] = coded_bytes(codes, col, bits)
+        return self.increment[col, bits], self.size[col, bits]
+
+    def file_bytes(self, bits):
+        return FIXED_BYTES + sum(self.measure(col, b)[1] for col, b in enumerate(bits))
+
+    def search(self, slope):
+        """Coordinate descent on J from START_BITS (see the module docstring)."""
+        chosen = list(START_BITS)
+        parts = [self.measure(col, b) for col, b in enumerate(chosen)]
+
+        def cost(col, bits):
+            d, r = self.measure(col, bits)
+            total_d = self.base + d + sum(p[0] for k, p in enumerate(parts) if k != col)
+            total_r = FIXED_BYTES + r + sum(p[1] for k, p in enumerate(parts) if k != col)
+            return 10 * math.log10(max(total_d, 1e-20)) + slope * math.log(total_r)
+
+        for _ in range(MAX_PASSES):
+            moved = False
+            for col in range(len(ATTRIBUTES)):
+                for direction in (-1, 1):
+                    while (1 <= chosen[col] + direction <= MAX_BITS
+                           and cost(col, chosen[col] + direction) < cost(col, chosen[col])):
+                        chosen[col] += direction
+                        parts[col] = self.measure(col, chosen[col])
+                        moved = True
+            if not moved:
+                break
+        return tuple(chosen)
+
+
+def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     """Code widths (a tuple, one per attribute) minimising the cost J above for these
-    Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1])."""
+    Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1]).
+
+    With ``max_bytes`` the file must fit in that many bytes: the widths are those of the
+    smallest slope (down to ``slope / MAX_SLOPE_RATIO``) whose choice fits, found by
+    bisection, so that spare bytes buy precision and a tight budget sheds it where it costs
+    least.  ValueError if even 1-bit codes do not fit."""
     if not (isinstance(slope, (int, float)) and 0 < slope < math.inf):
         raise ValueError(f"slope must be a positive finite number, got {slope!r}")
-    backend = get_backend(device)
-    xp = backend.xp
-    height, width = gaussians.height, gaussians.width
-    image = np.asarray(image, dtype=np.float32)
-    if image.shape != (height, width, 3):
-        raise ValueError(f"image must have shape {(height, width, 3)}, got {image.shape}")
-    target = backend.from_numpy(np.ascontiguousarray(image))
-    attributes = to_attributes(gaussians.params)
-
-    def mse(attrs):
-        out = backend.render_forward(backend.from_numpy(_params(attrs)), height, width)
-        return float(xp.mean((xp.clip(out, 0.0, 1.0) - target) ** 2))
-
-    base = mse(attributes)
-    increment, size = {}, {}
-
-    def measure(col, bits):
-        if (col, bits) not in increment:
-            q = fit_quantiser(attributes[:, col], bits, TRANSFORM[col])
-            codes = q.quantise(attributes[:, col])
-            trial = attributes.copy()
-            trial[:, col] = q.dequantise(codes)
-            increment[col, bits] = mse(trial) - base
-            size[col, bits] = coded_bytes(codes, col, bits)
-        return increment[col, bits], size[col, bits]
-
-    chosen = list(START_BITS)
-    for col, bits in enumerate(chosen):
-        measure(col, bits)
-
-    def cost(col, bits):
-        d, r = measure(col, bits)
-        total_d = base + d + sum(increment[k, b] for k, b in enumerate(chosen) if k != col)
-        total_r = FIXED_BYTES + r + sum(size[k, b] for k, b in enumerate(chosen) if k != col)
-        return 10 * math.log10(max(total_d, 1e-20)) + slope * math.log(total_r)
-
-    for _ in range(MAX_PASSES):
-        moved = False
-        for col in range(len(ATTRIBUTES)):
-            for direction in (-1, 1):
-                while (1 <= chosen[col] + direction <= MAX_BITS
-                       and cost(col, chosen[col] + direction) < cost(col, chosen[col])):
-                    chosen[col] += direction
-                    moved = True
-        if not moved:
-            break
-    return tuple(chosen)
+    measurements = _Measurements(gaussians, image, device)
+    if max_bytes is None:
+        return measurements.search(slope)
+    smallest = measurements.file_bytes((1,) * len(ATTRIBUTES))
+    if max_bytes < smallest:
+        raise ValueError(f"{len(gaussians)} Gaussians need at least {smallest} bytes, more "
+                         f"than max_bytes={max_bytes}: use fewer Gaussians")
+    # Bracket: at lo the choice is too big (or lo is the floor), at hi it fits.
+    lo, hi = slope / MAX_SLOPE_RATIO, slope
+    if measurements.file_bytes(measurements.search(lo)) <= max_bytes:
+        return measurements.search(lo)
+    while measurements.file_bytes(measurements.search(hi)) > max_bytes:
+        if hi > slope * MAX_SLOPE_RATIO ** 2:
+            # J is then all rate: only the widths nearest to the floor are left.
+            return (1,) * len(ATTRIBUTES)
+        lo, hi = hi, hi * 2
+    for _ in range(BISECTION_STEPS):
+        mid = math.sqrt(lo * hi)
+        if measurements.file_bytes(measurements.search(mid)) <= max_bytes:
+            hi = mid
+        else:
+            lo = mid
+    return measurements.search(hi)

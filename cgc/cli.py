@@ -28,9 +28,15 @@ def cmd_encode(args):
     from cgc.imageio import load_image
 
     image = load_image(args.input)
+    max_bytes = args.max_bytes
+    if args.bpp is not None:
+        if not args.bpp > 0:
+            raise ValueError(f"--bpp must be positive, got {args.bpp}")
+        max_bytes = int(args.bpp * image.shape[0] * image.shape[1] / 8)
     start = time.perf_counter()
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,
-                      device=args.device, progress=None if args.progress else False)
+                      device=args.device, progress=None if args.progress else False,
+                      max_bytes=max_bytes)
     elapsed = time.perf_counter() - start
     with open(args.output, "wb") as f:
         f.write(data)
@@ -129,6 +135,11 @@ def build_parser():
     p.add_argument("input")
     p.add_argument("output")
     fit_options(p, DEFAULT_ITERATIONS)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--max-bytes", type=int, default=None,
+                        help="file size limit; -n then defaults to what typically fits")
+    budget.add_argument("--bpp", type=float, default=None,
+                        help="file size limit in bits per pixel (as --max-bytes)")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help=".cgc -> PNG")

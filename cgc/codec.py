@@ -1,6 +1,8 @@
 """encode / decode: glue between fitting, bit allocation, quantisation and the container."""
 import math
 
+import numpy as np
+
 from cgc.allocate import allocate_bits
 from cgc.bitstream import pack, raster_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit
@@ -10,6 +12,9 @@ from cgc.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
 
 # Default density: one Gaussian per this many pixels (6,144 for a 768x512 image).
 PIXELS_PER_GAUSSIAN = 64
+# Bits per Gaussian in the files of bench/fit.py (format version 2: 36 to 55, mean 46 at
+# N = 2,000 to 10,000): the Gaussian count a byte budget starts from when none is given.
+BITS_PER_GAUSSIAN = 46
 
 
 def default_n_gaussians(height, width):
@@ -38,23 +43,40 @@ def decode_gaussians(data):
     return Gaussians(params, packed.height, packed.width)
 
 
+def n_gaussians_for_bytes(max_bytes, height, width):
+    """The Gaussian count whose file typically fills ``max_bytes`` (at most one per pixel)."""
+    return max(1, min(height * width, 8 * max_bytes // BITS_PER_GAUSSIAN))
+
+
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
-           progress=None, init="gradient", bits=None):
+           progress=None, init="gradient", bits=None, max_bytes=None):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
-    defaults to one per 64 pixels.  ``bits``: one code width (1 to 16) per attribute; by
-    default a rate-distortion search picks them for this image (cgc.allocate)."""
+    defaults to one per 64 pixels, or with ``max_bytes`` to as many as typically fit.
+    ``bits``: one code width (1 to 16) per attribute; by default a rate-distortion search
+    picks them for this image (cgc.allocate).  ``max_bytes``: the file is at most this
+    size, its widths the best the search finds within it (ValueError if the Gaussians
+    cannot fit); not with ``bits``."""
     image = to_float_image(image)
     height, width = image.shape[:2]
+    # Argument errors before the fit, not after it.
     if bits is not None:
-        bits = check_bits(bits)  # before the fit, not after it
+        bits = check_bits(bits)
+        if max_bytes is not None:
+            raise ValueError("give bits or max_bytes, not both")
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or (
+                max_bytes < 1):
+            raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+        if n_gaussians is None:
+            n_gaussians = n_gaussians_for_bytes(int(max_bytes), height, width)
     if n_gaussians is None:
         n_gaussians = default_n_gaussians(height, width)
     gaussians = fit(image, n_gaussians, iterations=iterations, seed=seed, device=device,
                     progress=progress, init=init)
     if bits is None:
-        bits = allocate_bits(gaussians, image, device=device)
+        bits = allocate_bits(gaussians, image, device=device, max_bytes=max_bytes)
     return encode_gaussians(gaussians, bits)
 
 

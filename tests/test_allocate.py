@@ -77,6 +77,25 @@ def test_dearer_bytes_give_smaller_files(fitted, image):
     assert dear_mse > cheap_mse
 
 
+def test_max_bytes_caps_the_file_and_spends_spare_bytes(fitted, image):
+    free = allocate_bits(fitted, image)
+    _, free_bytes, free_mse = measured_cost(fitted, image, free)
+    tight_cap = int(free_bytes * 0.8)
+    tight = allocate_bits(fitted, image, max_bytes=tight_cap)
+    _, tight_bytes, tight_mse = measured_cost(fitted, image, tight)
+    assert tight_bytes <= tight_cap and tight_mse > free_mse
+    # A budget above the free choice buys precision with the spare bytes.
+    loose_cap = int(free_bytes * 1.3)
+    loose = allocate_bits(fitted, image, max_bytes=loose_cap)
+    _, loose_bytes, loose_mse = measured_cost(fitted, image, loose)
+    assert free_bytes < loose_bytes <= loose_cap and loose_mse < free_mse
+    # At the floor: 1-bit codes, exactly the smallest file these Gaussians can make.
+    smallest = len(encode_gaussians(fitted, (1,) * len(ATTRIBUTES)))
+    assert allocate_bits(fitted, image, max_bytes=smallest) == (1,) * len(ATTRIBUTES)
+    with pytest.raises(ValueError, match="at least"):
+        allocate_bits(fitted, image, max_bytes=smallest - 1)
+
+
 def test_deterministic(fitted, image):
     assert allocate_bits(fitted, image) == allocate_bits(fitted, image)
 

@@ -65,6 +65,32 @@ def test_encode_writes_a_decodable_file(workdir, capsys):
     assert data == cgc.encode(image, n_gaussians=N, iterations=50, seed=0, progress=False)
 
 
+@pytest.mark.parametrize("budget", [["--max-bytes", "400"], ["--bpp", "3.5"]])
+def test_encode_within_a_byte_budget(workdir, capsys, budget):
+    # 3.5 bpp over 32 x 28 pixels is 392 bytes; -n left to the budget.
+    root, png, image = workdir
+    out = root / "budget.cgc"
+    assert main(["encode", str(png), str(out), "--iterations", "50", "--no-progress"]
+                + budget) == 0
+    cap = 400 if budget[0] == "--max-bytes" else 392
+    data = out.read_bytes()
+    assert len(data) <= cap
+    assert data == cgc.encode(image, iterations=50, seed=0, progress=False, max_bytes=cap)
+    capsys.readouterr()
+
+
+def test_encode_budget_errors(workdir, capsys):
+    root, png, _ = workdir
+    out = str(root / "never.cgc")
+    with pytest.raises(SystemExit):  # argparse: the two budgets exclude each other
+        main(["encode", str(png), out, "--max-bytes", "400", "--bpp", "1"] + FAST)
+    capsys.readouterr()
+    for budget in (["--bpp", "0"], ["--max-bytes", "-3"], ["--max-bytes", "120"]):
+        line = assert_one_error_line(capsys, main(["encode", str(png), out] + FAST + budget))
+        assert "bpp" in line or "max_bytes" in line, line
+    assert not (root / "never.cgc").exists()
+
+
 def test_decode_writes_the_decoded_png(encoded, workdir, capsys):
     root, _, image = workdir
     png = root / "dec.png"

@@ -7,7 +7,7 @@ import skimage.data
 import cgc
 from cgc.allocate import allocate_bits
 from cgc.bitstream import stream_names, unpack
-from cgc.codec import decode_gaussians, quantise_gaussians
+from cgc.codec import decode_gaussians, n_gaussians_for_bytes, quantise_gaussians
 from cgc.imageio import to_float_image, to_uint8
 
 N_GAUSSIANS = 60
@@ -121,6 +121,32 @@ def test_explicit_widths(crop, fitted):
 def test_decode_does_not_depend_on_input_buffer_type(encoded):
     assert np.array_equal(cgc.decode(bytearray(encoded)), cgc.decode(encoded))
     assert np.array_equal(cgc.decode(memoryview(encoded)), cgc.decode(encoded))
+
+
+def test_max_bytes(crop):
+    data = cgc.encode(crop, iterations=ITERATIONS, seed=0, progress=False, max_bytes=500)
+    assert len(data) <= 500
+    packed = unpack(data)
+    # The Gaussian count follows from the budget when not given.
+    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 500 // 46
+    fixed_n = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
+                         progress=False, max_bytes=500)
+    assert len(fixed_n) <= 500 and len(unpack(fixed_n).codes) == N_GAUSSIANS
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"max_bytes": 0}, "positive"), ({"max_bytes": -5}, "positive"),
+    ({"max_bytes": 2.5}, "positive"), ({"max_bytes": True}, "positive"),
+    ({"max_bytes": 500, "bits": (10, 9, 6, 7, 6, 6, 4, 4)}, "not both"),
+])
+def test_max_bytes_errors_before_fitting(crop, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=10**9, progress=False, **kwargs)
+
+
+def test_max_bytes_too_small_for_the_gaussians(crop):
+    with pytest.raises(ValueError, match="at least"):
+        cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=5, progress=False, max_bytes=150)
 
 
 @pytest.mark.parametrize("image, n, match", [
