@@ -1,11 +1,14 @@
 """Fit / encode / decode benchmark on Kodak images, with classical codecs at the same bpp.
 
-For each image and Gaussian count: encode with the default iterations (timed once: it is
-seconds long), decode from the file bytes (1 warm-up, median of 5), PSNR and SSIM of the
-decoded file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp from a quality sweep of the
-same image in the same run.  Results: bench/results/fit.json with the git revision.
+For each image and Gaussian count (--n), or each size budget in bits per pixel (--bpp:
+cgc.encode with max_bytes, the Gaussian count following from it): encode with the default
+iterations (timed once: it is seconds long), decode from the file bytes (1 warm-up, median
+of 5), PSNR and SSIM of the decoded file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp
+from a quality sweep of the same image in the same run.  Results: bench/results/fit.json
+(--bpp: fit_bpp.json) with the git revision.
 
-    python bench/fit.py [--images 01 05 15 23] [--n 2000 5000] [--iterations K]
+    python bench/fit.py [--images 01 05 15 23] [--n 2000 5000 | --bpp 0.25 0.5 1]
+                        [--iterations K]
 """
 import argparse
 import os
@@ -23,6 +26,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 import classical  # noqa: E402
 
 import cgc  # noqa: E402
+from cgc.bitstream import unpack  # noqa: E402
 from cgc.fit import DEFAULT_ITERATIONS  # noqa: E402
 from kodak_fit import KODAK, kodak_paths  # noqa: E402  (beside this script)
 from report import revision, write_report  # noqa: E402
@@ -31,11 +35,17 @@ from report import revision, write_report  # noqa: E402
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", nargs="+", default=["01", "05", "15", "23"])
-    parser.add_argument("--n", nargs="+", type=int, default=[2000, 5000])
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--n", nargs="+", type=int, default=[2000, 5000])
+    budget.add_argument("--bpp", nargs="+", type=float)
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
     parser.add_argument("--kodak", default=KODAK)
-    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "fit.json"))
+    parser.add_argument("--out")
     args = parser.parse_args()
+    by = "target_bpp" if args.bpp else "n_gaussians"
+    settings = args.bpp or args.n
+    out = args.out or os.path.join(ROOT, "bench", "results",
+                                   "fit_bpp.json" if args.bpp else "fit.json")
     info = revision()  # at the start: the code that the whole run measured
 
     rows = []
@@ -43,10 +53,13 @@ def main():
         image = np.asarray(Image.open(path).convert("RGB"))
         pixels = image.shape[0] * image.shape[1]
         curves = {c: classical.sweep(image, c) for c in ("jpeg", "jpeg2000", "webp")}
-        for n in args.n:
+        for setting in settings:
+            kwargs = ({"max_bytes": int(setting * pixels / 8)} if args.bpp
+                      else {"n_gaussians": setting})
             start = time.perf_counter()
-            data = cgc.encode(image, n_gaussians=n, iterations=args.iterations, progress=False)
+            data = cgc.encode(image, iterations=args.iterations, progress=False, **kwargs)
             encode_s = time.perf_counter() - start
+            n = len(unpack(data).codes)
             decoded = cgc.decode(data)
             times = []
             for _ in range(5):
@@ -56,6 +69,7 @@ def main():
             bpp = 8 * len(data) / pixels
             row = {
                 "image": f"kodim{name}", "n_gaussians": n, "iterations": args.iterations,
+                **({"target_bpp": setting} if args.bpp else {}),
                 "bytes": len(data), "bpp": bpp,
                 "psnr": classical.psnr(image, decoded),
                 "ssim": float(structural_similarity(image, decoded, channel_axis=-1,
@@ -71,14 +85,22 @@ def main():
                   f"JPEG2000 {row['jpeg2000_psnr_at_bpp']}  WebP {row['webp_psnr_at_bpp']}",
                   flush=True)
     summary = {}
-    for n in args.n:
-        sel = [r for r in rows if r["n_gaussians"] == n]
-        summary[str(n)] = {k: statistics.mean(r[k] for r in sel)
-                           for k in ("psnr", "ssim", "bpp", "encode_s", "decode_ms")}
-    write_report(args.out, {**info, "rows": rows, "mean_by_n": summary})
-    for n, s in summary.items():
-        print(f"mean N={n}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
-              f"{s['bpp']:.3f} bpp  encode {s['encode_s']:.1f} s  decode {s['decode_ms']:.1f} ms")
+    for setting in settings:
+        sel = [r for r in rows if r[by] == setting]
+        summary[str(setting)] = {k: statistics.mean(r[k] for r in sel)
+                                 for k in ("psnr", "ssim", "bpp", "encode_s", "decode_ms")}
+        for codec in ("jpeg", "jpeg2000", "webp"):
+            # None where the codec's sweep cannot reach cgc's bpp on some image.
+            values = [r[f"{codec}_psnr_at_bpp"] for r in sel]
+            summary[str(setting)][f"{codec}_psnr_at_bpp"] = (
+                None if None in values else statistics.mean(values))
+    key = "mean_by_bpp" if args.bpp else "mean_by_n"
+    write_report(out, {**info, "rows": rows, key: summary})
+    for setting, s in summary.items():
+        print(f"mean {by}={setting}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
+              f"{s['bpp']:.3f} bpp  encode {s['encode_s']:.1f} s  decode {s['decode_ms']:.1f} ms"
+              f"  | JPEG {s['jpeg_psnr_at_bpp']}  JPEG2000 {s['jpeg2000_psnr_at_bpp']}  "
+              f"WebP {s['webp_psnr_at_bpp']}")
 
 
 if __name__ == "__main__":
