@@ -30,8 +30,8 @@ def cmd_encode(args):
     image = load_image(args.input)
     max_bytes = args.max_bytes
     if args.bpp is not None:
-        if not args.bpp > 0:
-            raise ValueError(f"--bpp must be positive, got {args.bpp}")
+        if not 0 < args.bpp < 1e6:  # NaN fails too
+            raise ValueError(f"--bpp must be positive and finite, got {args.bpp}")
         max_bytes = int(args.bpp * image.shape[0] * image.shape[1] / 8)
     start = time.perf_counter()
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,

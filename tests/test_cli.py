@@ -85,7 +85,8 @@ def test_encode_budget_errors(workdir, capsys):
     with pytest.raises(SystemExit):  # argparse: the two budgets exclude each other
         main(["encode", str(png), out, "--max-bytes", "400", "--bpp", "1"] + FAST)
     capsys.readouterr()
-    for budget in (["--bpp", "0"], ["--max-bytes", "-3"], ["--max-bytes", "120"]):
+    for budget in (["--bpp", "0"], ["--bpp", "nan"], ["--bpp", "inf"], ["--max-bytes", "-3"],
+                   ["--max-bytes", "120"]):
         line = assert_one_error_line(capsys, main(["encode", str(png), out] + FAST + budget))
         assert "bpp" in line or "max_bytes" in line, line
     assert not (root / "never.cgc").exists()
