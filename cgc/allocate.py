@@ -28,7 +28,7 @@ import numpy as np
 
 from cgc import _core
 from cgc.backends import get_backend
-from cgc.bitstream import HEADER, QUANTISER, STREAM_LENGTH, code_streams
+from cgc.bitstream import HEADER, QUANTISER, STREAM_LENGTH, code_streams, y_deltas
 from cgc.quantize import (ATTRIBUTES, MAX_BITS, TRANSFORM, fit_quantiser, to_attributes,
                           ycocg_to_rgb)
 
@@ -56,7 +56,7 @@ def _params(attributes):
 
 def coded_bytes(codes, col, bits):
     """Bytes of this attribute's streams in the file, their length-table entries included."""
-    values = np.diff(np.sort(codes).astype(np.int64), prepend=0) if col == Y_COLUMN else codes
+    values = y_deltas(np.sort(codes)) if col == Y_COLUMN else codes
     streams = code_streams(values, bits)
     return sum(len(_core.rans_encode(s)) + STREAM_LENGTH.size for s in streams)
 
@@ -138,19 +138,28 @@ def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     if max_bytes < smallest:
         raise ValueError(f"{len(gaussians)} Gaussians need at least {smallest} bytes, more "
                          f"than max_bytes={max_bytes}: use fewer Gaussians")
+
+    def choice(at_slope):
+        bits = measurements.search(at_slope)
+        return bits, measurements.file_bytes(bits) <= max_bytes
+
     # Bracket: at lo the choice is too big (or lo is the floor), at hi it fits.
     lo, hi = slope / MAX_SLOPE_RATIO, slope
-    if measurements.file_bytes(measurements.search(lo)) <= max_bytes:
-        return measurements.search(lo)
-    while measurements.file_bytes(measurements.search(hi)) > max_bytes:
+    bits, fits = choice(lo)
+    if fits:
+        return bits
+    best, fits = choice(hi)
+    while not fits:
         if hi > slope * MAX_SLOPE_RATIO ** 2:
             # J is then all rate: only the widths nearest to the floor are left.
             return (1,) * len(ATTRIBUTES)
         lo, hi = hi, hi * 2
+        best, fits = choice(hi)
     for _ in range(BISECTION_STEPS):
         mid = math.sqrt(lo * hi)
-        if measurements.file_bytes(measurements.search(mid)) <= max_bytes:
-            hi = mid
+        bits, fits = choice(mid)
+        if fits:
+            hi, best = mid, bits
         else:
             lo = mid
-    return measurements.search(hi)
+    return best

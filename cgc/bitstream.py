@@ -85,10 +85,15 @@ def code_streams(values, bits):
     return [(values >> 8).astype(np.uint8), (values & 0xFF).astype(np.uint8)]
 
 
+def y_deltas(y_codes):
+    """What the y streams hold: the first code, then differences of consecutive codes
+    (given in raster order, so non-decreasing)."""
+    return np.diff(np.asarray(y_codes, dtype=np.int64), prepend=0).astype(np.uint32)
+
+
 def coded_columns(codes):
     """Per attribute, in STREAM_ORDER, the values its streams hold (codes in raster order)."""
-    y_delta = np.diff(codes[:, 1].astype(np.int64), prepend=0).astype(np.uint32)
-    return [y_delta if col == 1 else codes[:, col] for col in STREAM_ORDER]
+    return [y_deltas(codes[:, 1]) if col == 1 else codes[:, col] for col in STREAM_ORDER]
 
 
 def pack(width, height, quantisers, codes):
