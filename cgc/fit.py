@@ -3,7 +3,8 @@
 Loss: sum of squared errors of the image clipped to [0, 1] (what a decoder shows), so the
 gradient is masked where a pixel is clipped. Adam with one learning rate per parameter group,
 linearly warmed up then cosine-decayed, and the covariance eigenvalues clamped after every
-step."""
+step; a few times early on, the least active Gaussians are relocated to where the error is
+(cgc/relocate.py)."""
 import logging
 import math
 import sys
@@ -15,6 +16,7 @@ from cgc.backends import get_backend
 from cgc.gaussians import COLUMNS, Gaussians
 from cgc.init import initialise
 from cgc.progress import ProgressBar
+from cgc.relocate import relocate, relocation_steps
 
 log = logging.getLogger("cgc.fit")
 
@@ -123,7 +125,7 @@ def as_float_image(image):
 
 
 def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
-        device="cpu", progress=None, log_every=100, max_variance=None):
+        device="cpu", progress=None, log_every=100, max_variance=None, relocation=True):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
     ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
@@ -136,7 +138,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``progress`` shows a bar on a terminal (default: when stderr is a TTY); every
     ``log_every`` iterations loss, PSNR, coverage and collapsed scales go to the
     ``cgc.fit`` logger.  Gradients and parameters are checked for non-finite values every
-    ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`)."""
+    ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
+    ``relocation`` moves the least active Gaussians to the largest errors at a few early
+    steps (:mod:`cgc.relocate`)."""
     target_np = as_float_image(image)
     height, width = target_np.shape[:2]
     n_gaussians = int(n_gaussians)
@@ -159,6 +163,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     target = backend.from_numpy(target_np)
     m = xp.zeros_like(params)
     v = xp.zeros_like(params)
+    relocate_at = set(relocation_steps(iterations)) if relocation else set()
+    relocation_rng = np.random.default_rng([seed, 1])
+    activity = xp.zeros(n_gaussians, dtype=xp.float64)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(iterations, enabled=show)
     start = time.perf_counter()
@@ -176,6 +183,19 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
         check = step % CHECK_EVERY == 0 or step == iterations
         if check:
             _check_finite(xp, grads, "gradient")
+        if relocate_at:
+            activity += xp.abs(grads[:, :2]).sum(axis=1)
+        if step in relocate_at:
+            moved, rows = relocate(backend.to_numpy(params), -backend.to_numpy(diff),
+                                   backend.to_numpy(activity), relocation_rng)
+            if len(moved):
+                moved = backend.from_numpy(moved)
+                params[moved] = backend.from_numpy(rows)
+                grads[moved] = 0.0
+                m[moved] = 0.0
+                v[moved] = 0.0
+                backend.clamp_scales(params, bounds)
+            activity[:] = 0.0
         decay = FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (
             1 + math.cos(math.pi * (step - 1) / max(iterations, 1)))
         decay *= min(1.0, step / WARMUP_STEPS)
