@@ -17,8 +17,8 @@ Read me first
   quantised.  R is exact: every attribute has streams of its own (cgc.bitstream), so the
   file is the fixed tables plus the sum of the attributes' coded streams.
 * Coordinate descent: each width moves one bit at a time while J falls.  Increments and
-  sizes are cached per (attribute, width), so a render happens only for a width not seen
-  before; passes repeat until no width moves, at most MAX_PASSES times.
+  sizes are cached per (attribute, width), separately (a size needs no render), so a
+  render happens only for a width the search weighs and has not seen before; passes repeat until no width moves, at most MAX_PASSES times.
 * Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
   on SLOPE, each step a search that costs at most a few new renders.
 """
@@ -82,19 +82,29 @@ class _Measurements:
         out = self.backend.render_forward(params, self.height, self.width)
         return float(xp.mean((xp.clip(out, 0.0, 1.0) - self.target) ** 2))
 
+    def _codes(self, col, bits):
+        q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
+        return q, q.quantise(self.attributes[:, col])
+
+    def bytes(self, col, bits):
+        """Coded bytes of attribute ``col`` at ``bits`` bits (no render needed)."""
+        if (col, bits) not in self.size:
+            self.size[col, bits] = coded_bytes(self._codes(col, bits)[1], col, bits)
+        return self.size[col, bits]
+
     def measure(self, col, bits):
         """(MSE increment, bytes) of attribute ``col`` coded with ``bits`` bits."""
         if (col, bits) not in self.increment:
-            q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
-            codes = q.quantise(self.attributes[:, col])
+            q, codes = self._codes(col, bits)
             trial = self.attributes.copy()
             trial[:, col] = q.dequantise(codes)
             self.increment[col, bits] = self._mse(trial) - self.base
-            self.size[col, bits] = coded_bytes(codes, col, bits)
+            if (col, bits) not in self.size:
+                self.size[col, bits] = coded_bytes(codes, col, bits)
         return self.increment[col, bits], self.size[col, bits]
 
     def file_bytes(self, bits):
-        return FIXED_BYTES + sum(self.measure(col, b)[1] for col, b in enumerate(bits))
+        return FIXED_BYTES + sum(self.bytes(col, b) for col, b in enumerate(bits))
 
     def search(self, slope):
         """Coordinate descent on J from START_BITS (see the module docstring)."""

@@ -50,6 +50,19 @@ def test_size_model_is_the_file_size(fitted, bits):
     assert predicted == len(encode_gaussians(fitted, bits))
 
 
+def test_sizing_a_file_renders_nothing(fitted, image, monkeypatch):
+    measurements = allocate_module._Measurements(fitted, image, "cpu")
+    renders = []
+    monkeypatch.setattr(measurements, "_mse", lambda attributes: renders.append(1) or 0.0)
+    floor = (1,) * len(ATTRIBUTES)
+    assert measurements.file_bytes(floor) == len(encode_gaussians(fitted, floor))
+    assert renders == []
+    # Weighing a width renders once, and reuses the size already coded.
+    measurements.measure(0, 1)
+    measurements.measure(0, 1)
+    assert renders == [1]
+
+
 def test_allocation_beats_fixed_and_neighbouring_widths(fitted, image):
     bits = allocate_bits(fitted, image)
     assert len(bits) == len(ATTRIBUTES) and all(1 <= b <= MAX_BITS for b in bits)
