@@ -7,7 +7,8 @@ import skimage.data
 import cgc
 from cgc.allocate import allocate_bits
 from cgc.bitstream import stream_names, unpack
-from cgc.codec import decode_gaussians, n_gaussians_for_bytes, quantise_gaussians
+from cgc.codec import (BITS_PER_GAUSSIAN, TABLE_BYTES, decode_gaussians, n_gaussians_for_bytes,
+                       quantise_gaussians)
 from cgc.imageio import to_float_image, to_uint8
 
 N_GAUSSIANS = 60
@@ -128,10 +129,21 @@ def test_max_bytes(crop):
     assert len(data) <= 500
     packed = unpack(data)
     # The Gaussian count follows from the budget when not given.
-    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 500 // 46
+    # A budget this small reserves a quarter of itself for tables.
+    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 375 // 46
     fixed_n = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
                          progress=False, max_bytes=500)
     assert len(fixed_n) <= 500 and len(unpack(fixed_n).codes) == N_GAUSSIANS
+
+
+def test_gaussian_count_for_a_budget():
+    # Large budgets: the tables' reserve, then BITS_PER_GAUSSIAN bits per Gaussian.
+    for budget in (12288, 49152):
+        expected = 8 * (budget - TABLE_BYTES) // BITS_PER_GAUSSIAN
+        assert n_gaussians_for_bytes(budget, 512, 768) == expected
+    # Never more than one per pixel, never fewer than one.
+    assert n_gaussians_for_bytes(10**9, 20, 30) == 600
+    assert n_gaussians_for_bytes(1, 20, 30) == 1
 
 
 @pytest.mark.parametrize("kwargs, match", [
