@@ -18,7 +18,8 @@ Read me first
   file is the fixed tables plus the sum of the attributes' coded streams.
 * Coordinate descent: each width moves one bit at a time while J falls.  Increments and
   sizes are cached per (attribute, width), separately (a size needs no render), so a
-  render happens only for a width the search weighs and has not seen before; passes repeat until no width moves, at most MAX_PASSES times.
+  render happens only for a width the search weighs and has not seen before; passes
+  repeat until no width moves, at most MAX_PASSES times.
 * Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
   on SLOPE, each step a search that costs at most a few new renders.
 """

@@ -25,6 +25,7 @@ PIXELS_PER_GAUSSIAN = 64
 BITS_PER_GAUSSIAN = 46
 TABLE_BYTES = 600
 
+
 def default_n_gaussians(height, width):
     return max(1, math.ceil(height * width / PIXELS_PER_GAUSSIAN))
 

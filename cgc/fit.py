@@ -164,7 +164,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     m = xp.zeros_like(params)
     v = xp.zeros_like(params)
     relocate_at = set(relocation_steps(iterations)) if relocation else set()
-    relocation_rng = np.random.default_rng([seed, 1])
+    last_relocation = max(relocate_at, default=0)
+    relocation_rng = np.random.default_rng(None if seed is None else [seed, 1])
     activity = xp.zeros(n_gaussians, dtype=xp.float64)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(iterations, enabled=show)
@@ -183,7 +184,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
         check = step % CHECK_EVERY == 0 or step == iterations
         if check:
             _check_finite(xp, grads, "gradient")
-        if relocate_at:
+        if step <= last_relocation:
             activity += xp.abs(grads[:, :2]).sum(axis=1)
         if step in relocate_at:
             moved, rows = relocate(backend.to_numpy(params), -backend.to_numpy(diff),
