@@ -140,7 +140,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``cgc.fit`` logger.  Gradients and parameters are checked for non-finite values every
     ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
-    steps (:mod:`cgc.relocate`)."""
+    steps (:mod:`cgc.relocate`); each move is logged too, unless ``log_every`` is 0."""
     target_np = as_float_image(image)
     height, width = target_np.shape[:2]
     n_gaussians = int(n_gaussians)
@@ -196,6 +196,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
                 m[moved] = 0.0
                 v[moved] = 0.0
                 backend.clamp_scales(params, bounds)
+            if log_every:
+                log.info("step %d  relocated %d Gaussians to the largest errors", step,
+                         len(moved))
             activity[:] = 0.0
         decay = FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (
             1 + math.cos(math.pi * (step - 1) / max(iterations, 1)))

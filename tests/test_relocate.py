@@ -1,6 +1,7 @@
 """cgc.relocate: which Gaussians move, where to, and how the fit applies it (CPU and the
 emulated CUDA backend)."""
 import importlib
+import logging
 
 import numpy as np
 import pytest
@@ -97,10 +98,14 @@ def test_fit_applies_the_chosen_rows_with_fresh_moments(monkeypatch):
     np.testing.assert_allclose(fitted.params[3], new_row[0], rtol=1e-6, atol=1e-7)
 
 
-def test_relocation_changes_the_fit_and_stays_deterministic():
+def test_relocation_changes_the_fit_and_stays_deterministic(caplog):
     image = np.ascontiguousarray(skimage.data.coffee()[::8, ::8][:40, :48])
     kwargs = dict(iterations=12, seed=2, progress=False)
-    on = [cgc.fit(image, 60, **kwargs).params for _ in range(2)]
+    with caplog.at_level(logging.INFO, logger="cgc.fit"):
+        on = [cgc.fit(image, 60, **kwargs).params for _ in range(2)]
+    # Logged for each of the two fits at steps 2, 4 and 6.
+    assert [r.getMessage() for r in caplog.records if "relocated" in r.getMessage()] == [
+        f"step {s}  relocated 3 Gaussians to the largest errors" for s in (2, 4, 6)] * 2
     off = cgc.fit(image, 60, relocation=False, **kwargs).params
     np.testing.assert_array_equal(on[0], on[1])
     # 5 % of 60 Gaussians, at steps 2, 4 and 6.
