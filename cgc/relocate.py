@@ -42,12 +42,13 @@ def relocate(params, residual, activity, rng, fraction=RELOCATE_FRACTION):
     target minus rendered image (as shown, clipped), numpy; activity: (N,) accumulated
     position-gradient magnitude.  Returns (indices, rows): the rows to overwrite and their
     new float32 values; both are empty when nothing is worth moving (no error left, or
-    fewer than one Gaussian's share)."""
+    fewer than one Gaussian's share) or the residual is not finite."""
     n = len(params)
     height, width = residual.shape[:2]
     error = np.square(residual, dtype=np.float64).sum(axis=2).ravel()
     count = min(int(fraction * n), int(np.count_nonzero(error)))
-    if count < 1:
+    # A non-finite render is the fit's finite-value checks' to report, not a draw's to fail.
+    if count < 1 or not np.isfinite(error.sum()):
         return np.zeros(0, np.int64), np.zeros((0, 8), np.float32)
     indices = np.argsort(activity, kind="stable")[:count]
     pixels = rng.choice(error.size, size=count, replace=False, p=error / error.sum())

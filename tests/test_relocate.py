@@ -58,7 +58,7 @@ def test_least_active_gaussians_move_into_the_error():
     np.testing.assert_array_equal(rows[:, 5:], residual[row, col])
 
 
-def test_nothing_moves_without_error_and_never_more_than_the_error_pixels():
+def test_nothing_moves_without_finite_error_and_never_more_than_the_error_pixels():
     rng = np.random.default_rng(8)
     params = random_params(rng, 100, 20, 20)
     activity = rng.uniform(size=100)
@@ -66,6 +66,11 @@ def test_nothing_moves_without_error_and_never_more_than_the_error_pixels():
     assert moved.shape == (0,) and rows.shape == (0, 8)
 
     residual = np.zeros((20, 20, 3), np.float32)
+    residual[1, 1] = np.nan
+    moved, rows = relocate(params, residual, activity, rng)
+    assert moved.shape == (0,) and rows.shape == (0, 8)
+
+    residual[1, 1] = 0.0
     residual[4, 9] = (0.25, 0.0, 0.0)
     moved, rows = relocate(params, residual, activity, rng, fraction=0.5)
     assert moved.tolist() == [int(np.argmin(activity))]
