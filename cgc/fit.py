@@ -16,7 +16,7 @@ from cgc.backends import get_backend
 from cgc.gaussians import COLUMNS, Gaussians
 from cgc.init import initialise
 from cgc.progress import ProgressBar
-from cgc.relocate import relocate, relocation_steps
+from cgc.relocate import relocate, relocates_by_default, relocation_steps
 
 log = logging.getLogger("cgc.fit")
 
@@ -125,7 +125,7 @@ def as_float_image(image):
 
 
 def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
-        device="cpu", progress=None, log_every=100, max_variance=None, relocation=True):
+        device="cpu", progress=None, log_every=100, max_variance=None, relocation=None):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
     ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
@@ -140,7 +140,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``cgc.fit`` logger.  Gradients and parameters are checked for non-finite values every
     ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
-    steps (:mod:`cgc.relocate`); each move is logged too, unless ``log_every`` is 0."""
+    steps (:mod:`cgc.relocate`); each move is logged too, unless ``log_every`` is 0.  By
+    default (None) fits sparser than one Gaussian per 16 pixels relocate, denser ones do
+    not; True or False decides."""
     target_np = as_float_image(image)
     height, width = target_np.shape[:2]
     n_gaussians = int(n_gaussians)
@@ -163,6 +165,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     target = backend.from_numpy(target_np)
     m = xp.zeros_like(params)
     v = xp.zeros_like(params)
+    if relocation is None:
+        relocation = relocates_by_default(height, width, n_gaussians)
     relocate_at = set(relocation_steps(iterations)) if relocation else set()
     last_relocation = max(relocate_at, default=0)
     relocation_rng = np.random.default_rng(None if seed is None else [seed, 1])

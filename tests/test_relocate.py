@@ -8,7 +8,8 @@ import pytest
 import skimage.data
 
 import cgc
-from cgc.relocate import RELOCATE_FRACTION, RELOCATE_SIGMA_FACTOR, relocate, relocation_steps
+from cgc.relocate import (MIN_PIXELS_PER_GAUSSIAN, RELOCATE_FRACTION, RELOCATE_SIGMA_FACTOR,
+                          relocate, relocates_by_default, relocation_steps)
 from cuda_emu.providers import PROVIDERS, make_backend
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
@@ -29,6 +30,26 @@ def test_steps_are_the_first_half_of_the_fit_in_sixths():
     assert relocation_steps(500) == [83, 167, 250]
     # Too short a fit to relocate before its first step.
     assert relocation_steps(1) == [] and relocation_steps(0) == []
+
+
+def test_only_sparse_fits_relocate_by_default(monkeypatch):
+    # The codec's densities relocate; Kodak's N=70,000 (5.6 pixels each) does not.
+    assert relocates_by_default(512, 768, 5000) and not relocates_by_default(512, 768, 70000)
+    assert relocates_by_default(16, 16, 256 // MIN_PIXELS_PER_GAUSSIAN)
+    assert not relocates_by_default(16, 16, 256 // MIN_PIXELS_PER_GAUSSIAN + 1)
+    calls = []
+    monkeypatch.setattr(fit_module, "relocation_steps", lambda its: [its])
+    monkeypatch.setattr(fit_module, "relocate",
+                        lambda *args: calls.append(1) or (np.zeros(0, np.int64),
+                                                          np.zeros((0, 8), np.float32)))
+    image = np.random.default_rng(3).uniform(0.0, 1.0, (16, 16, 3)).astype(np.float32)
+    cgc.fit(image, 17, iterations=2, progress=False)
+    assert calls == []
+    cgc.fit(image, 17, iterations=2, progress=False, relocation=True)
+    assert calls == [1]
+    cgc.fit(image, 16, iterations=2, progress=False)
+    cgc.fit(image, 16, iterations=2, progress=False, relocation=False)
+    assert calls == [1, 1]
 
 
 def test_least_active_gaussians_move_into_the_error():
@@ -139,6 +160,6 @@ def test_relocation_on_cuda_matches_its_rule(provider, monkeypatch):
     monkeypatch.setattr(fit_module, "relocation_steps", lambda its: [its])
     monkeypatch.setattr(fit_module, "relocate", recorder)
     fitted = cgc.fit(image, 40, iterations=3, seed=5, init="random", device="cuda",
-                     progress=False)
+                     progress=False, relocation=True)
     assert len(calls) == 1 and (calls[0] > 0).any()
     np.testing.assert_allclose(fitted.params[5], new_row[0], rtol=1e-6, atol=1e-7)
