@@ -141,8 +141,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
     steps (:mod:`cgc.relocate`); each move is logged too, unless ``log_every`` is 0.  By
-    default (None) fits sparser than one Gaussian per 16 pixels relocate, denser ones do
-    not; True or False decides."""
+    default (None) fits with at least 16 pixels per Gaussian relocate, denser ones do not;
+    True or False decides."""
     target_np = as_float_image(image)
     height, width = target_np.shape[:2]
     n_gaussians = int(n_gaussians)
