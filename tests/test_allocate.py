@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from cuda_emu.providers import PROVIDERS, make_backend
+from cuda_emu.providers import PROVIDERS, route_cuda
 from cgc.allocate import FIXED_BYTES, SLOPE, allocate_bits, coded_bytes
 from cgc.bitstream import raster_order
 from cgc.codec import decode_gaussians, encode_gaussians
@@ -136,11 +136,7 @@ def test_bad_arguments(fitted, image):
 def test_cuda_allocation_matches_cpu(fitted, image, provider, monkeypatch):
     on_cpu = allocate_bits(fitted, image)
 
-    def get_backend(device):
-        assert device == "cuda"
-        return make_backend(provider)
-
-    monkeypatch.setattr(allocate_module, "get_backend", get_backend)
+    route_cuda(monkeypatch, allocate_module, provider)
     on_cuda = allocate_bits(fitted, image, device="cuda")
     # The CUDA render differs from the CPU one by float32 summation order only (about 1e-7
     # relative), so the choices may differ only where two widths cost the same to within

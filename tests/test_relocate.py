@@ -10,7 +10,7 @@ import skimage.data
 import cgc
 from cgc.relocate import (MIN_PIXELS_PER_GAUSSIAN, RELOCATE_FRACTION, RELOCATE_SIGMA_FACTOR,
                           relocate, relocates_by_default, relocation_steps)
-from cuda_emu.providers import PROVIDERS, make_backend
+from cuda_emu.providers import PROVIDERS, route_cuda
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
 fit_module = importlib.import_module("cgc.fit")
@@ -142,11 +142,7 @@ def test_relocation_changes_the_fit_and_stays_deterministic(caplog):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_relocation_on_cuda_matches_its_rule(provider, monkeypatch):
     """The emulated CUDA fit hands relocate host copies and writes its rows back."""
-    def get_backend(device):
-        assert device == "cuda"
-        return make_backend(provider)
-
-    monkeypatch.setattr(fit_module, "get_backend", get_backend)
+    route_cuda(monkeypatch, fit_module, provider)
     image = np.random.default_rng(101).uniform(0.0, 1.0, (24, 24, 3)).astype(np.float32)
     new_row = np.array([[12.5, 6.5, 2.0, 0.0, 2.0, 0.1, 0.2, 0.3]], np.float32)
     calls = []

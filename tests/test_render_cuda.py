@@ -9,7 +9,7 @@ import pytest
 import cgc
 from cgc.backends.cpu import CPUBackend
 from cgc.backends.cuda import CUDABackend
-from cuda_emu.providers import PROVIDERS, make_backend
+from cuda_emu.providers import PROVIDERS, make_backend, route_cuda
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
 fit_module = importlib.import_module("cgc.fit")
@@ -204,11 +204,7 @@ def test_gaussian_spanning_many_tiles_with_empty_pairs(backend):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_fit_on_cuda_is_deterministic(provider, monkeypatch):
-    def get_backend(device):
-        assert device == "cuda"
-        return make_backend(provider)
-
-    monkeypatch.setattr(fit_module, "get_backend", get_backend)
+    route_cuda(monkeypatch, fit_module, provider)
     image = np.random.default_rng(100).uniform(0.0, 1.0, (24, 24, 3)).astype(np.float32)
     fits = [cgc.fit(image, 8, iterations=3, seed=5, init="random", device="cuda",
                     progress=False).params for _ in range(2)]

@@ -48,3 +48,13 @@ def make_backend(provider):
     import cupy
 
     return CUDABackend(xp=Poisoned(cupy))
+
+
+def route_cuda(monkeypatch, module, provider):
+    """Make ``module.get_backend("cuda")`` return ``make_backend(provider)``, so that code
+    asked for ``device="cuda"`` (a fit, an allocation) runs on this provider."""
+    def get_backend(device):
+        assert device == "cuda"
+        return make_backend(provider)
+
+    monkeypatch.setattr(module, "get_backend", get_backend)
