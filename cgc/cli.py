@@ -36,7 +36,7 @@ def cmd_encode(args):
     start = time.perf_counter()
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False,
-                      max_bytes=max_bytes)
+                      max_bytes=max_bytes, refine=args.refine)
     elapsed = time.perf_counter() - start
     with open(args.output, "wb") as f:
         f.write(data)
@@ -140,6 +140,8 @@ def build_parser():
                         help="file size limit; -n then defaults to what typically fits")
     budget.add_argument("--bpp", type=float, default=None,
                         help="file size limit in bits per pixel (as --max-bytes)")
+    p.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="store the nearest codes of the fit instead of the refined ones")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help=".cgc -> PNG")

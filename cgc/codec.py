@@ -9,6 +9,7 @@ from cgc.fit import DEFAULT_ITERATIONS, fit
 from cgc.gaussians import Gaussians
 from cgc.imageio import to_float_image, to_uint8
 from cgc.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
+from cgc.refine import refine_codes
 
 # Default density: one Gaussian per this many pixels (6,144 for a 768x512 image).
 PIXELS_PER_GAUSSIAN = 64
@@ -59,7 +60,7 @@ def n_gaussians_for_bytes(max_bytes, height, width):
 
 
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
-           progress=None, init="gradient", bits=None, max_bytes=None):
+           progress=None, init="gradient", bits=None, max_bytes=None, refine=True):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
@@ -67,7 +68,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     ``bits``: one code width (1 to 16) per attribute; by default a rate-distortion search
     picks them for this image (cgc.allocate).  ``max_bytes``: the file is at most this
     size, its widths the best the search finds within it (ValueError if the Gaussians
-    cannot fit); not with ``bits``."""
+    cannot fit); not with ``bits``.  ``refine``: choose the codes that render best rather
+    than the nearest ones (cgc.refine; the file keeps the nearest codes if the refined ones
+    would exceed ``max_bytes``)."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
@@ -87,7 +90,15 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
                     progress=progress, init=init)
     if bits is None:
         bits = allocate_bits(gaussians, image, device=device, max_bytes=max_bytes)
-    return encode_gaussians(gaussians, bits)
+    codes, quantisers, _ = quantise_gaussians(gaussians, bits)
+    data = pack(width, height, quantisers, codes)
+    if not refine:
+        return data
+    refined = refine_codes(codes, quantisers, image, device=device)
+    refined_data = pack(width, height, quantisers, refined[raster_order(refined)])
+    if max_bytes is not None and len(refined_data) > max_bytes:
+        return data
+    return refined_data
 
 
 def decode(data, device="cpu"):

@@ -63,6 +63,11 @@ def test_encode_writes_a_decodable_file(workdir, capsys):
     assert (packed.width, packed.height, packed.codes.shape[0]) == (32, 28, N)
     # Same bytes as the library call with the same settings (the CLI adds nothing).
     assert data == cgc.encode(image, n_gaussians=N, iterations=50, seed=0, progress=False)
+    nearest = root / "nearest.cgc"
+    assert main(["encode", str(png), str(nearest), "--no-refine"] + FAST) == 0
+    assert nearest.read_bytes() == cgc.encode(image, n_gaussians=N, iterations=50, seed=0,
+                                              progress=False, refine=False) != data
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("budget", [["--max-bytes", "400"], ["--bpp", "3.5"]])

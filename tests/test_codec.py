@@ -1,15 +1,18 @@
 """cgc.encode / cgc.decode end to end on a tiny crop, against the pieces they are built from
-(fit, allocate_bits, quantise_gaussians, render, to_uint8)."""
+(fit, allocate_bits, quantise_gaussians, refine_codes, render, to_uint8)."""
 import numpy as np
 import pytest
 import skimage.data
 
 import cgc
 from cgc.allocate import allocate_bits
-from cgc.bitstream import stream_names, unpack
+from cgc.bitstream import raster_order, stream_names, unpack
 from cgc.codec import (BITS_PER_GAUSSIAN, TABLE_BYTES, decode_gaussians, n_gaussians_for_bytes,
                        quantise_gaussians)
+from cgc.gaussians import Gaussians
 from cgc.imageio import to_float_image, to_uint8
+from cgc.quantize import dequantise
+from cgc.refine import refine_codes
 
 N_GAUSSIANS = 60
 ITERATIONS = 50  # the end of the learning-rate warm-up
@@ -50,22 +53,32 @@ def bits(crop, fitted):
     return allocate_bits(fitted, to_float_image(crop))
 
 
+def encoder_gaussians(fitted, bits, crop, refine=True):
+    """The Gaussians encode should store: quantised (and refined), in raster order."""
+    codes, quantisers, nearest = quantise_gaussians(fitted, bits)
+    if not refine:
+        return nearest
+    refined = refine_codes(codes, quantisers, to_float_image(crop))
+    refined = refined[raster_order(refined)]
+    return Gaussians(dequantise(quantisers, refined), fitted.height, fitted.width)
+
+
 def test_file_uses_the_allocated_widths(encoded, bits):
     assert tuple(q.bits for q in unpack(encoded).quantisers) == bits
 
 
-def test_decoded_gaussians_equal_quantised_fit(encoded, fitted, bits):
-    # encode == fit + allocate_bits + quantise_gaussians + pack: the file holds exactly the
-    # dequantised Gaussians the encoder saw, bit for bit.
-    _, _, expected = quantise_gaussians(fitted, bits)
+def test_decoded_gaussians_equal_quantised_fit(encoded, fitted, bits, crop):
+    # encode == fit + allocate_bits + quantise_gaussians + refine_codes + pack: the file
+    # holds exactly the dequantised Gaussians the encoder saw, bit for bit.
+    expected = encoder_gaussians(fitted, bits, crop)
     decoded = decode_gaussians(encoded)
     assert len(decoded) == N_GAUSSIANS
     assert (decoded.height, decoded.width) == (36, 40)
     assert np.array_equal(decoded.params, expected.params)
 
 
-def test_decoded_image_equals_render_of_quantised_fit(encoded, fitted, bits):
-    _, _, expected = quantise_gaussians(fitted, bits)
+def test_decoded_image_equals_render_of_quantised_fit(encoded, fitted, bits, crop):
+    expected = encoder_gaussians(fitted, bits, crop)
     reference = to_uint8(expected.render())
     assert np.array_equal(cgc.decode(encoded), reference)
     # Quantisation does change the render (else the comparison above proves little about
@@ -109,7 +122,7 @@ def test_explicit_widths(crop, fitted):
     data = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
                       progress=False, bits=widths)
     assert tuple(q.bits for q in unpack(data).quantisers) == widths
-    _, _, expected = quantise_gaussians(fitted, widths)
+    expected = encoder_gaussians(fitted, widths, crop)
     assert np.array_equal(decode_gaussians(data).params, expected.params)
     for bad in ((10, 9, 6), (0, 9, 6, 7, 6, 6, 4, 4), (10, 9, 6, 7, 6, 6, 4, 17),
                 (10, 9, 6, 7, 6, 6, 4, 4.5), (10, 9, 6, 7, 6, 6, 4, True)):
@@ -117,6 +130,16 @@ def test_explicit_widths(crop, fitted):
         with pytest.raises(ValueError, match="width"):
             cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=10**9, progress=False,
                        bits=bad)
+
+
+def test_refinement_renders_better_than_nearest_codes(crop, fitted, bits, encoded):
+    nearest = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
+                         progress=False, refine=False)
+    # Without refinement the file holds the nearest codes of the fit.
+    expected = encoder_gaussians(fitted, bits, crop, refine=False)
+    assert np.array_equal(decode_gaussians(nearest).params, expected.params)
+    assert nearest != encoded
+    assert psnr(crop, cgc.decode(encoded)) > psnr(crop, cgc.decode(nearest))
 
 
 def test_decode_does_not_depend_on_input_buffer_type(encoded):

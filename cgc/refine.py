@@ -1,0 +1,75 @@
+"""Refinement of quantised codes: the codes a decoder renders best, not the nearest ones.
+
+Rounding every attribute to its nearest code throws away what the other attributes, and the
+neighbouring Gaussians, could make up for.  ``refine_codes`` runs a coordinate descent on the
+codes themselves against the image (``cgc._core.refine_codes``, read-me comment in
+cgc/_refine.pxi): each Gaussian in turn takes the colour codes and the one-code-down or -up
+moves of x, y, l11, l21, l22 that lower the squared error of the clipped render, with the
+quantisers and code widths unchanged.  It runs on the CPU whatever the fit's device.
+
+Measured on 384x256 centre crops of kodim01 / 05 / 13 / 23 at 0.5 bpp (N = 964, widths from
+cgc.allocate): nearest codes lose 0.50 dB against the unquantised fit (25.92 -> 25.42 dB
+mean; kodim23 1.48 dB); colour moves alone win back 0.19 dB, colour and geometry moves 0.32
+(two sweeps) or 0.34 (four), kodim23 0.94, for a file 10 bytes larger on average.
+"""
+import numpy as np
+
+from cgc import _core
+from cgc.backends import get_backend
+from cgc.quantize import ATTRIBUTES, dequantise
+
+# Passes over all Gaussians: the second still gains about a third of the first's gain on
+# the crops above, later ones little (numbers in the module docstring).
+REFINE_SWEEPS = 2
+
+
+def _tables(quantisers):
+    """Per attribute, the dequantised value of every code (float32, decoder arithmetic),
+    and each quantiser's levels, lo and step."""
+    levels = np.array([q.levels for q in quantisers], dtype=np.int64)
+    values = np.zeros((len(quantisers), int(levels.max()) + 1), dtype=np.float32)
+    for k, q in enumerate(quantisers):
+        values[k, :q.levels + 1] = q.dequantise(np.arange(q.levels + 1))
+    lo = np.array([q.lo for q in quantisers], dtype=np.float64)
+    step = np.array([(np.float64(q.hi) - q.lo) / q.levels for q in quantisers])
+    return values, levels, lo, step
+
+
+def _mse(backend, codes, quantisers, target):
+    params = dequantise(quantisers, codes)
+    rendered = backend.to_numpy(backend.render_forward(
+        backend.from_numpy(params), target.shape[0], target.shape[1]))
+    return float(np.mean((np.clip(rendered, 0.0, 1.0) - target) ** 2))
+
+
+def refine_codes(codes, quantisers, image, sweeps=REFINE_SWEEPS, device="cpu"):
+    """Refined copy of ``codes`` ((N, 8) uint32, one column per cgc.quantize.ATTRIBUTES,
+    coded by ``quantisers``) for ``image`` (float (H, W, 3) in [0, 1]).
+
+    The result is kept only if rendering it (on ``device``) gives a smaller mean squared
+    error of the clipped image than ``codes`` do; otherwise ``codes`` come back unchanged."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint32)
+    target = np.ascontiguousarray(image, dtype=np.float32)
+    if codes.ndim != 2 or codes.shape[1] != len(ATTRIBUTES):
+        raise ValueError(f"codes must have shape (N, {len(ATTRIBUTES)}), got {codes.shape}")
+    if len(quantisers) != len(ATTRIBUTES):
+        raise ValueError(f"need {len(ATTRIBUTES)} quantisers, got {len(quantisers)}")
+    if target.ndim != 3 or target.shape[2] != 3 or min(target.shape[:2]) < 1:
+        raise ValueError(f"image must have shape (H, W, 3), got {target.shape}")
+    if not (np.isfinite(target).all() and target.min() >= 0 and target.max() <= 1):
+        raise ValueError("image must be finite and within [0, 1]")
+    if isinstance(sweeps, bool) or not isinstance(sweeps, (int, np.integer)) or sweeps < 0:
+        raise ValueError(f"sweeps must be a non-negative integer, got {sweeps!r}")
+    for q in quantisers:
+        q.validate()
+    values, levels, lo, step = _tables(quantisers)
+    if codes.size and np.any(codes > levels):
+        raise ValueError("codes out of range for their quantisers")
+    refined = codes.copy()
+    params = dequantise(quantisers, refined)
+    if not _core.refine_codes(refined, params, values, levels, lo, step, target, int(sweeps)):
+        return codes
+    backend = get_backend(device)
+    if _mse(backend, refined, quantisers, target) < _mse(backend, codes, quantisers, target):
+        return refined
+    return codes
