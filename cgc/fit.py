@@ -103,6 +103,16 @@ def _check_finite(xp, array, what):
         f"({len(bad)} non-finite entries in all)")
 
 
+def _starting_params(init, n_gaussians):
+    params = np.array(init, dtype=np.float32)  # a copy: the fit writes into it
+    if params.shape != (n_gaussians, 8):
+        raise ValueError(f"init parameters must have shape ({n_gaussians}, 8), "
+                         f"got {params.shape}")
+    if not np.isfinite(params).all():
+        raise ValueError("init parameters must be finite")
+    return params
+
+
 def psnr(mse):
     return float("inf") if mse <= 0 else 10.0 * math.log10(1.0 / mse)
 
@@ -139,6 +149,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``log_every`` iterations loss, PSNR, coverage and collapsed scales go to the
     ``cgc.fit`` logger.  Gradients and parameters are checked for non-finite values every
     ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
+    ``init`` names a method of cgc.init, or gives the starting parameters as an
+    (``n_gaussians``, 8) array (``Gaussians.params`` of an earlier fit, to continue it).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
     steps (:mod:`cgc.relocate`); each move is logged too, unless ``log_every`` is 0.  By
     default (None) fits with at least 16 pixels per Gaussian relocate, denser ones do not;
@@ -159,7 +171,10 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     bounds = (MIN_VARIANCE, max_var)
     lr_cols = _lr_per_column(lr or {}, height, width, n_gaussians)
 
-    params_np = initialise(target_np, n_gaussians, init, seed)
+    if isinstance(init, str):
+        params_np = initialise(target_np, n_gaussians, init, seed)
+    else:
+        params_np = _starting_params(init, n_gaussians)
     params = backend.from_numpy(params_np)
     backend.clamp_scales(params, bounds)
     target = backend.from_numpy(target_np)

@@ -64,12 +64,21 @@ def relocate(params, residual, activity, rng, fraction=RELOCATE_FRACTION):
     if count < 1 or not np.isfinite(error.sum()):
         return np.zeros(0, np.int64), np.zeros((0, 8), np.float32)
     indices = np.argsort(activity, kind="stable")[:count]
+    side = RELOCATE_SIGMA_FACTOR * np.sqrt(height * width / n)
+    return indices, place_at_errors(residual, error, count, side, rng)
+
+
+def place_at_errors(residual, error, count, side, rng):
+    """``count`` new float32 (count, 8) rows: round Gaussians of side ``side`` at pixels
+    drawn without replacement with probability proportional to ``error`` (the flattened
+    per-pixel squared error, at least ``count`` of them non-zero), each coloured with the
+    ``residual`` (H, W, 3) at its pixel so that it corrects the pixel it lands on."""
+    width = residual.shape[1]
     pixels = rng.choice(error.size, size=count, replace=False, p=error / error.sum())
     rows_, cols = np.divmod(pixels, width)
-    side = RELOCATE_SIGMA_FACTOR * np.sqrt(height * width / n)
     new = np.zeros((count, 8), np.float32)
     new[:, 0] = cols + rng.uniform(0.0, 1.0, count)
     new[:, 1] = rows_ + rng.uniform(0.0, 1.0, count)
     new[:, 2] = new[:, 4] = side
     new[:, 5:] = residual.reshape(-1, 3)[pixels]
-    return indices, new
+    return new

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 
 from cuda_emu.providers import PROVIDERS, route_cuda
-from cgc.allocate import FIXED_BYTES, SLOPE, allocate_bits, coded_bytes
+from cgc.allocate import FIXED_BYTES, SLOPE, _Measurements, allocate_bits, coded_bytes
 from cgc.bitstream import raster_order
 from cgc.codec import decode_gaussians, encode_gaussians
 from cgc.fit import fit
@@ -143,3 +143,24 @@ def test_cuda_allocation_matches_cpu(fitted, image, provider, monkeypatch):
     # that: compare the measured costs of the two choices, not the choices.
     assert abs(measured_cost(fitted, image, on_cuda)[0]
                - measured_cost(fitted, image, on_cpu)[0]) < 1e-3
+
+
+def test_budget_is_spent_where_the_search_stops_short():
+    # 91 Gaussians for 700 bytes: the bisection's searches stopped at a local optimum of
+    # 322 bytes (and, before plateaus were crossed, fell back to 1-bit codes at 6 dB).
+    image = np.ascontiguousarray(skimage.data.coffee()[::8, ::8][:40, :48]).astype(
+        np.float32) / 255
+    gaussians = fit(image, 91, iterations=150, seed=0, progress=False)
+    bits = allocate_bits(gaussians, image, max_bytes=700)
+    measurements = _Measurements(gaussians, image, "cpu")
+    size = measurements.file_bytes(bits)
+    assert 0.9 * 700 <= size <= 700
+    # No one-step widening that lowers the error still fits.
+    for col, width in enumerate(bits):
+        higher = measurements._next_width(col, width, 1)
+        if higher is None:
+            continue
+        wider = list(bits)
+        wider[col] = higher
+        assert (measurements.file_bytes(wider) > 700
+                or measurements.measure(col, higher)[0] >= measurements.measure(col, width)[0])

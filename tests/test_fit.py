@@ -40,6 +40,18 @@ def test_first_step_is_warmed_up(image):
     assert 0 < moved <= DEFAULT_LR["position"] / WARMUP_STEPS * 1.01
 
 
+def test_fit_continues_from_given_parameters(image):
+    first = cgc.fit(image, 120, iterations=40, progress=False)
+    before = first.params.copy()
+    # No steps: the fit hands back where it started, up to the scale clamp, which moves a
+    # Gaussian already at a variance bound by an ulp or so when applied again.
+    same = cgc.fit(image, 120, iterations=0, init=first.params, progress=False)
+    np.testing.assert_allclose(same.params, before, rtol=1e-6, atol=0)
+    more = cgc.fit(image, 120, iterations=40, init=first.params, progress=False)
+    np.testing.assert_array_equal(first.params, before)  # the start is copied, not written
+    assert render_psnr(more, image) > render_psnr(first, image)
+
+
 def test_deterministic_for_a_seed(image):
     a = cgc.fit(image, 80, iterations=10, seed=3, init="random", progress=False)
     b = cgc.fit(image, 80, iterations=10, seed=3, init="random", progress=False)
@@ -137,6 +149,8 @@ def test_fit_is_silent_when_stderr_is_not_a_tty(image, capsys):
     ({"n_gaussians": 40 * 48 + 1}, "pixel count"),
     ({"n_gaussians": 5, "iterations": -1}, "non-negative"),
     ({"n_gaussians": 5, "init": "kmeans"}, "init must be"),
+    ({"n_gaussians": 5, "init": np.zeros((4, 8))}, "shape"),
+    ({"n_gaussians": 5, "init": np.full((5, 8), np.nan)}, "finite"),
     ({"n_gaussians": 5, "lr": {"opacity": 1.0}}, "learning-rate"),
     ({"n_gaussians": 5, "device": "tpu"}, "device"),
 ])

@@ -1,0 +1,80 @@
+"""cgc.grow and the budget filling of cgc.encode: how many Gaussians to add, where they
+start, and that the encoder keeps a grown file only within the budget and when better."""
+import importlib
+
+import numpy as np
+import pytest
+import skimage.data
+
+import cgc
+from cgc.bitstream import unpack
+from cgc.codec import GROWTH_MARGIN, MAX_GROWTH, TABLE_BYTES, grown_count
+from cgc.grow import grow
+from cgc.relocate import RELOCATE_SIGMA_FACTOR
+
+# The module, which the package's ``encode`` function shadows as an attribute of ``cgc``.
+codec = importlib.import_module("cgc.codec")
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.ascontiguousarray(skimage.data.coffee()[::8, ::8][:40, :48]).astype(
+        np.float32) / 255
+
+
+@pytest.fixture(scope="module")
+def fitted(image):
+    return cgc.fit(image, 60, iterations=60, seed=0, progress=False)
+
+
+def test_grown_count():
+    # Same bytes per Gaussian beyond the tables' reserve, with a margin.
+    expected = int(1000 * GROWTH_MARGIN * (20000 - TABLE_BYTES) / (18000 - TABLE_BYTES))
+    assert grown_count(1000, 18000, 20000, 512, 768) == expected > 1000
+    # At most MAX_GROWTH times as many, at most one per pixel, never fewer.
+    assert grown_count(1000, 5000, 20000, 512, 768) == int(1000 * MAX_GROWTH)
+    assert grown_count(1000, 5000, 20000, 30, 40) == 1200
+    assert grown_count(1000, 20000, 20000, 512, 768) == 1000
+
+
+def test_grow_adds_gaussians_where_the_error_is(image, fitted):
+    start = grow(fitted, image, 75, iterations=0)
+    assert len(start) == 75
+    # No steps: the old Gaussians are where they were (up to the scale clamp's ulp).
+    np.testing.assert_allclose(start.params[:60], fitted.params, rtol=1e-6, atol=0)
+    new = start.params[60:]
+    side = RELOCATE_SIGMA_FACTOR * np.sqrt(40 * 48 / 75)
+    assert np.allclose(new[:, 2], side) and np.allclose(new[:, 4], side)
+    assert np.all(new[:, 3] == 0)
+    residual = image - np.clip(fitted.render(), 0, 1)
+    rows, cols = new[:, 1].astype(int), new[:, 0].astype(int)
+    assert np.all(np.abs(residual[rows, cols]).sum(axis=1) > 0)
+    np.testing.assert_allclose(new[:, 5:], residual[rows, cols], rtol=1e-6)
+    # Then the continued fit lowers the error of all of them.
+    grown = grow(fitted, image, 75, iterations=30)
+    assert np.mean((np.clip(grown.render(), 0, 1) - image) ** 2) < np.mean(residual ** 2)
+
+
+def test_nothing_to_grow(image, fitted):
+    assert grow(fitted, image, 60, iterations=10) is None
+    assert grow(fitted, image, 40 * 48 + 1, iterations=10) is None
+    # No error left anywhere: nowhere to put a new Gaussian.
+    exact = np.clip(fitted.render(), 0, 1).astype(np.float32)
+    assert grow(fitted, exact, 70, iterations=10) is None
+
+
+def test_encode_keeps_a_grown_file_only_within_budget_and_when_better(image, monkeypatch):
+    kwargs = dict(iterations=60, seed=0, progress=False, max_bytes=700)
+    plain = cgc.encode(image, fill=False, **kwargs)
+    # A file that fills its budget is not grown.
+    assert len(plain) >= codec.FILL_SHARE * 700
+    assert cgc.encode(image, **kwargs) == plain
+    # Made to grow: the file is still within the budget, and never decodes worse.
+    monkeypatch.setattr(codec, "FILL_SHARE", 2.0)
+    filled = cgc.encode(image, **kwargs)
+    assert len(filled) <= 700
+    assert codec._mse(filled, image, "cpu") <= codec._mse(plain, image, "cpu")
+    if filled != plain:
+        assert len(unpack(filled).codes) > len(unpack(plain).codes)
+    # A count given by the caller is never changed.
+    assert len(unpack(cgc.encode(image, n_gaussians=50, **kwargs)).codes) == 50
