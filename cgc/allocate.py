@@ -17,13 +17,16 @@ Read me first
   quantised.  R is exact: every attribute has streams of its own (cgc.bitstream), so the
   file is the fixed tables plus the sum of the attributes' coded streams.
 * Coordinate descent: each width moves one bit at a time while J falls, across a plateau
-  of equal coded sizes in one move (else a search would stop at its edge: a 78-Gaussian
-  file meant for 600 bytes was stuck at 788 and fell back to 1-bit codes, 6 dB).  Increments and
-  sizes are cached per (attribute, width), separately (a size needs no render), so a
+  of equal coded sizes in one move (else a search stops at its edge: a 78-Gaussian file
+  meant for 600 bytes was stuck at 788 and fell back to 1-bit codes, 6 dB).  Increments
+  and sizes are cached per (attribute, width), separately (a size needs no render), so a
   render happens only for a width the search weighs and has not seen before; passes
   repeat until no width moves, at most MAX_PASSES times.
 * Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
-  on SLOPE, each step a search that costs at most a few new renders.
+  on SLOPE, each step a search that costs at most a few new renders.  The searches can
+  still stop at a local optimum short of the budget, so the choice is then widened one
+  step at a time where a byte buys the most MSE while the file fits (``spend``); and if
+  no slope fits at all, narrowed where a byte saved costs the least (``shed``).
 """
 import math
 
@@ -154,20 +157,26 @@ class _Measurements:
             bits[best[1]] = best[2]
         return tuple(bits)
 
-    def spend(self, bits, max_bytes):
+    def spend(self, bits, max_bytes, min_slope):
         """``bits`` widened one step at a time, each where a byte buys the most MSE, while
-        the file still fits ``max_bytes``: the searches above can stop at a local optimum
-        well short of the budget (a 91-Gaussian file meant for 700 bytes came out at 322)."""
+        the file still fits ``max_bytes`` and the step lowers J at ``min_slope`` (finer
+        widths buy next to nothing, and a budget left unused tells cgc.encode to grow the
+        fit instead): the searches above can stop at a local optimum well short of the
+        budget (a 91-Gaussian file meant for 700 bytes came out at 322)."""
         bits = list(bits)
         size = self.file_bytes(bits)
         while True:
             best = None
+            mse = self.base + sum(self.measure(col, width)[0] for col, width in enumerate(bits))
             for col, width in enumerate(bits):
                 higher = self._next_width(col, width, 1)
                 if higher is None:
                     continue
                 (d_now, r_now), (d_up, r_up) = self.measure(col, width), self.measure(col, higher)
                 if d_up >= d_now or size + r_up - r_now > max_bytes:
+                    continue
+                if (10 * math.log10(max(mse + d_up - d_now, 1e-20) / max(mse, 1e-20))
+                        + min_slope * math.log((size + r_up - r_now) / size)) >= 0:
                     continue
                 gain = (d_now - d_up) / max(r_up - r_now, 1)
                 if best is None or gain > best[0]:
@@ -200,7 +209,8 @@ def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     With ``max_bytes`` the file must fit in that many bytes: the widths are those of the
     smallest slope (down to ``slope / MAX_SLOPE_RATIO``) whose choice fits, found by
     bisection, so that spare bytes buy precision and a tight budget sheds it where it costs
-    least.  ValueError if even 1-bit codes do not fit."""
+    least; then widened while it fits (``_Measurements.spend``).  ValueError if even 1-bit
+    codes do not fit."""
     if not (isinstance(slope, (int, float)) and 0 < slope < math.inf):
         raise ValueError(f"slope must be a positive finite number, got {slope!r}")
     measurements = _Measurements(gaussians, image, device)
@@ -234,4 +244,4 @@ def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
             hi, best = mid, bits
         else:
             lo = mid
-    return measurements.spend(best, max_bytes)
+    return measurements.spend(best, max_bytes, slope / MAX_SLOPE_RATIO)
