@@ -28,11 +28,12 @@ import numpy as np
 RELOCATE_AT = (1 / 6, 2 / 6, 3 / 6)
 # Fits at least this sparse relocate by default.  Measured gains at 39 to 197 pixels per
 # Gaussian (N = 10,000 to 2,000 on a Kodak image, bench/results/fit.json at 45657ef) and
-# at 79 (the crops above); at 5.6 (N = 70,000) it did not pay: all 24 Kodak images at 500 iterations
-# averaged 45.93 dB with it (bench/results/kodak_fit_cpu_500_relocated.json) against 46.08
-# without (kodak_fit_cpu_500.json); 8 images gained (at most 0.57 dB, kodim24), kodim15 /
-# 18 / 20 / 19 lost 1.19 / 0.95 / 0.76 / 0.58 dB.  The 256x256 crops at that density had
-# gained 0.08 dB on average.  Between 5.6 and 39 pixels per Gaussian it is untested.
+# at 79 (the crops above); at 5.6 (N = 70,000) it did not pay: all 24 Kodak images at 500
+# iterations averaged 45.93 dB with it (bench/results/kodak_fit_cpu_500_relocated.json)
+# against 46.08 without (kodak_fit_cpu_500.json); 8 images gained (at most 0.57 dB,
+# kodim24), kodim15 / 18 / 20 / 19 lost 1.19 / 0.95 / 0.76 / 0.58 dB.  The 256x256 crops
+# at that density had gained 0.08 dB on average.  Between 5.6 and 39 pixels per Gaussian
+# it is untested.
 MIN_PIXELS_PER_GAUSSIAN = 16
 RELOCATE_FRACTION = 0.05
 RELOCATE_SIGMA_FACTOR = 0.3
