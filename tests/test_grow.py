@@ -63,18 +63,28 @@ def test_nothing_to_grow(image, fitted):
     assert grow(fitted, exact, 70, iterations=10) is None
 
 
-def test_encode_keeps_a_grown_file_only_within_budget_and_when_better(image, monkeypatch):
+def test_encode_grows_a_file_short_of_its_budget(image, monkeypatch):
     kwargs = dict(iterations=60, seed=0, progress=False, max_bytes=700)
+    # A count far below what the budget holds (as a smooth image's would be).
+    monkeypatch.setattr(codec, "n_gaussians_for_bytes", lambda max_bytes, height, width: 40)
     plain = cgc.encode(image, fill=False, **kwargs)
-    # A file that fills its budget is not grown.
-    assert len(plain) >= codec.FILL_SHARE * 700
-    assert cgc.encode(image, **kwargs) == plain
-    # Made to grow: the file is still within the budget, and never decodes worse.
-    monkeypatch.setattr(codec, "FILL_SHARE", 2.0)
+    assert len(unpack(plain).codes) == 40 and len(plain) < codec.FILL_SHARE * 700
     filled = cgc.encode(image, **kwargs)
     assert len(filled) <= 700
-    assert codec._mse(filled, image, "cpu") <= codec._mse(plain, image, "cpu")
-    if filled != plain:
-        assert len(unpack(filled).codes) > len(unpack(plain).codes)
-    # A count given by the caller is never changed.
-    assert len(unpack(cgc.encode(image, n_gaussians=50, **kwargs)).codes) == 50
+    assert len(unpack(filled).codes) == grown_count(40, len(plain), 700, 40, 48) == 60
+    assert codec._mse(filled, image, "cpu") < codec._mse(plain, image, "cpu")
+    # A grown file that decodes worse is not kept.
+    monkeypatch.setattr(codec, "_mse", lambda data, image, device: len(data))
+    assert cgc.encode(image, **kwargs) == plain
+
+
+def test_full_files_and_given_counts_do_not_grow(image, monkeypatch):
+    kwargs = dict(iterations=60, seed=0, progress=False, max_bytes=700)
+    plain = cgc.encode(image, fill=False, **kwargs)
+    assert len(plain) >= codec.FILL_SHARE * 700
+    assert cgc.encode(image, **kwargs) == plain
+    calls = []
+    monkeypatch.setattr(codec, "grow", lambda *args, **kw: calls.append(args))
+    monkeypatch.setattr(codec, "FILL_SHARE", 2.0)
+    cgc.encode(image, n_gaussians=50, **kwargs)
+    assert calls == []
