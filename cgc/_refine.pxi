@@ -125,7 +125,7 @@ cdef bint _refine_colour(np.uint32_t[::1] codes, float[::1] g, float[::1] trial,
                          int width) noexcept nogil:
     """Colour step of one Gaussian (see the top of the file); True if it moved."""
     cdef int j0, j1, i0, i1, i, j, ch, k, combo
-    cdef double w, s, t, base, norm = 0.0, best_cost = 0.0
+    cdef double w, s, t, base, cell, norm = 0.0, best_cost = 0.0
     cdef double grad[3]
     cdef double costs[8]
     cdef double shift[8][3]
@@ -158,14 +158,13 @@ cdef bint _refine_colour(np.uint32_t[::1] codes, float[::1] g, float[::1] trial,
     ycocg[1] = 0.5 * target_rgb[0] - 0.5 * target_rgb[2]
     ycocg[2] = -0.25 * target_rgb[0] + 0.5 * target_rgb[1] - 0.25 * target_rgb[2]
     for k in range(3):
-        if step[5 + k] > 0.0:
-            c = <long long>floor((ycocg[k] - lo[5 + k]) / step[5 + k])
-        else:
-            c = 0
-        if c < 0:
-            c = 0
-        if c > levels[5 + k]:
-            c = levels[5 + k]
+        # Clamped as a double first: the cast of an out-of-range double is undefined.
+        cell = (ycocg[k] - lo[5 + k]) / step[5 + k] if step[5 + k] > 0.0 else 0.0
+        if not cell >= 0.0:
+            cell = 0.0
+        if cell > levels[5 + k]:
+            cell = levels[5 + k]
+        c = <long long>floor(cell)
         low[k] = <np.uint32_t>c
         high[k] = <np.uint32_t>(c + 1 if c < levels[5 + k] else c)
     # Every candidate's cost in one pass over the box: the weights do not change.

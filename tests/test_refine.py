@@ -129,3 +129,18 @@ def test_bad_arguments(change, match):
     for sweeps in (-1, 1.5, True):
         with pytest.raises(ValueError, match="sweeps"):
             refine_codes(codes, quantisers, image, sweeps=sweeps)
+
+
+@pytest.mark.parametrize("spread", [0.0, 1e-7])
+def test_colour_quantisers_of_no_or_tiny_range(spread):
+    # All colours (nearly) equal: a colour quantiser's step is 0 or a few ulps, and the
+    # least-squares colour lies millions of steps outside its range.
+    rng = np.random.default_rng(6)
+    quantisers, codes, image = random_problem(rng, 12, 16, 16)
+    params = dequantise(quantisers, codes)
+    params[:, 5:] = 0.3
+    params[::2, 5:] += spread
+    quantisers, codes = quantise(params, WIDTHS)
+    refined = refine_codes(codes, quantisers, image)
+    assert np.all(refined <= np.array([q.levels for q in quantisers]))
+    assert clipped_sse(quantisers, refined, image) <= clipped_sse(quantisers, codes, image)
