@@ -244,10 +244,10 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
     """Coordinate descent on ``codes`` (N, 8) in place; ``params`` (N, 8) are their
     dequantised values, kept in step.  Returns the number of moves made.
 
-    Caller (cgc/refine.py) guarantees: codes[:, k] <= levels[k] < values.shape[1]; values
-    holds each attribute's dequantised value per code (colour columns in YCoCg); params is
-    the decoder's parameters for codes; target is (H, W, 3); lo and step are the colour
-    quantisers' (columns 5..7)."""
+    Shapes and code ranges are checked here (codes[:, k] <= levels[k] < values.shape[1]);
+    the caller (cgc/refine.py) guarantees the rest: values holds each attribute's
+    dequantised value per code (colour columns in YCoCg), params the decoder's parameters
+    for codes, lo and step the quantisers' ends and steps."""
     cdef Py_ssize_t n = codes.shape[0], g
     cdef int height = target.shape[0], width = target.shape[1], sweep, k
     cdef long long moves = 0
@@ -255,6 +255,16 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
     cdef double[:, :, ::1] render = render_arr
     cdef double[:, ::1] weights = np.zeros((height, width))
     cdef float[::1] trial = np.empty(8, dtype=np.float32)
+    if not (codes.shape[1] == 8 and params.shape[0] == n and params.shape[1] == 8
+            and values.shape[0] == 8 and levels.shape[0] == 8 and lo.shape[0] == 8
+            and step.shape[0] == 8 and target.shape[2] == 3):
+        raise ValueError("refine_codes: inconsistent array shapes")
+    for k in range(8):
+        if not 0 <= levels[k] < values.shape[1]:
+            raise ValueError("refine_codes: levels outside the value table")
+        for g in range(n):
+            if codes[g, k] > levels[k]:
+                raise ValueError("refine_codes: code outside its quantiser's levels")
     with nogil:
         for g in range(n):
             _fill_weights(weights, params[g], False, height, width)

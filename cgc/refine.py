@@ -19,8 +19,8 @@ from cgc import _core
 from cgc.backends import get_backend
 from cgc.quantize import ATTRIBUTES, dequantise
 
-# Passes over all Gaussians: the second adds a fifth of the first's gain on the crops above,
-# two more add as much again (numbers in the module docstring).
+# Passes over all Gaussians: on the crops above the second adds a fifth of the first's gain
+# (0.05 dB), two more 0.03 dB at twice the time.
 REFINE_SWEEPS = 2
 
 

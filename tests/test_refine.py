@@ -160,3 +160,25 @@ def test_cuda_device_checks_the_result_with_its_own_render(provider, monkeypatch
     assert not np.array_equal(on_cpu, codes)
     route_cuda(monkeypatch, refine_module, provider)
     assert np.array_equal(refine_codes(codes, quantisers, image, device="cuda"), on_cpu)
+
+
+def test_core_checks_shapes_and_code_ranges():
+    # The compiled loop reads without bounds checks; its entry refuses what would overrun.
+    rng = np.random.default_rng(8)
+    quantisers, codes, image = random_problem(rng, 6, 10, 10)
+    values, levels, lo, step = _tables(quantisers)
+    params = dequantise(quantisers, codes)
+    args = [codes.copy(), params, values, levels, lo, step, image, 1]
+    for index, bad in [(0, codes[:, :7].copy()), (1, params[:5].copy()),
+                       (2, values[:7].copy()), (3, levels[:7].copy()),
+                       (6, np.ascontiguousarray(image[:, :, :2]))]:
+        with pytest.raises(ValueError, match="shapes"):
+            _core.refine_codes(*args[:index], bad, *args[index + 1:])
+    too_big = codes.copy()
+    too_big[3, 2] = levels[2] + 1
+    with pytest.raises(ValueError, match="levels"):
+        _core.refine_codes(too_big, *args[1:])
+    short_table = levels.copy()
+    short_table[0] = values.shape[1]
+    with pytest.raises(ValueError, match="value table"):
+        _core.refine_codes(codes.copy(), params, values, short_table, lo, step, image, 1)
