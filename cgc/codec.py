@@ -83,15 +83,13 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
     if bits is None:
         bits = allocate_bits(gaussians, image, device=device, max_bytes=max_bytes)
     codes, quantisers, _ = quantise_gaussians(gaussians, bits)
-    data = pack(gaussians.width, gaussians.height, quantisers, codes)
-    if not refine:
-        return data
-    refined = refine_codes(codes, quantisers, image, device=device)
-    refined_data = pack(gaussians.width, gaussians.height, quantisers,
-                        refined[raster_order(refined)])
-    if max_bytes is not None and len(refined_data) > max_bytes:
-        return data
-    return refined_data
+    if refine:
+        refined = refine_codes(codes, quantisers, image, device=device)
+        data = pack(gaussians.width, gaussians.height, quantisers,
+                    refined[raster_order(refined)])
+        if max_bytes is None or len(data) <= max_bytes:
+            return data
+    return pack(gaussians.width, gaussians.height, quantisers, codes)
 
 
 def _mse(data, image, device):
