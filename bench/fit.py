@@ -2,7 +2,8 @@
 
 For each image and Gaussian count (--n), or each size budget in bits per pixel (--bpp:
 cgc.encode with max_bytes, the Gaussian count following from it): encode with the default
-iterations (timed once: it is seconds long), decode from the file bytes (1 warm-up, median
+iterations (and the default steps at half resolution before them; timed once: it is seconds
+long), decode from the file bytes (1 warm-up, median
 of 5), PSNR and SSIM of the decoded file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp
 from a quality sweep of the same image in the same run.  Results: bench/results/fit.json
 (--bpp: fit_bpp.json) with the git revision.
@@ -27,7 +28,8 @@ import classical  # noqa: E402
 
 import cgc  # noqa: E402
 from cgc.bitstream import unpack  # noqa: E402
-from cgc.fit import DEFAULT_ITERATIONS  # noqa: E402
+from cgc.codec import n_gaussians_for_bytes  # noqa: E402
+from cgc.fit import DEFAULT_ITERATIONS, default_coarse_iterations  # noqa: E402
 from kodak_fit import KODAK, kodak_paths  # noqa: E402  (beside this script)
 from report import revision, write_report  # noqa: E402
 
@@ -60,6 +62,8 @@ def main():
             data = cgc.encode(image, iterations=args.iterations, progress=False, **kwargs)
             encode_s = time.perf_counter() - start
             n = len(unpack(data).codes)
+            fitted_n = setting if not args.bpp else n_gaussians_for_bytes(
+                kwargs["max_bytes"], *image.shape[:2])  # before any growth
             decoded = cgc.decode(data)
             times = []
             for _ in range(5):
@@ -69,6 +73,8 @@ def main():
             bpp = 8 * len(data) / pixels
             row = {
                 "image": f"kodim{name}", "n_gaussians": n, "iterations": args.iterations,
+                "coarse_iterations": default_coarse_iterations(*image.shape[:2], fitted_n,
+                                                               args.iterations),
                 **({"target_bpp": setting} if args.bpp else {}),
                 "bytes": len(data), "bpp": bpp,
                 "psnr": classical.psnr(image, decoded),

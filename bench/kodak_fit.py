@@ -2,7 +2,8 @@
 
 For each Kodak image (all 24 kodim*.png in --kodak, or those named by --images) and each
 iteration count K in --iterations: cgc.fit(image, N, iterations=K, device=D) wall clock,
-the initialisation included and also given apart (a fit of 0 iterations), and the 8-bit
+the initialisation included and also given apart (a fit of 0 iterations; the steps at half
+resolution that come first, none at the default N, are in the row too), and the 8-bit
 PSNR of the fitted Gaussians rendered and rounded.  The mean over the images per K is the
 figure to compare with GaussianImage's Kodak result (70,000 Gaussians, 50,000 iterations).
 Results: bench/results/kodak_fit_<device>.json with the git revision.  bench/gpu.py runs
@@ -25,6 +26,7 @@ sys.path.insert(0, ROOT)
 
 import classical  # noqa: E402  (bench/classical.py, beside this script)
 import cgc  # noqa: E402
+from cgc.fit import default_coarse_iterations  # noqa: E402
 from report import revision, write_report  # noqa: E402
 
 KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
@@ -50,7 +52,8 @@ def fit_image(path, n, iteration_counts, device):
         fitted = cgc.fit(image, n, iterations=iterations, device=device, progress=False)
         seconds = time.perf_counter() - start
         decoded = np.rint(fitted.render(device=device) * 255.0)
-        rows.append({"iterations": iterations, "seconds": seconds,
+        coarse = default_coarse_iterations(*image.shape[:2], n, iterations)
+        rows.append({"iterations": iterations, "coarse_iterations": coarse, "seconds": seconds,
                      "psnr": classical.psnr(image, decoded)})
         print(f"{os.path.basename(path)} N={n} {iterations:5d} iterations  {seconds:7.2f} s  "
               f"PSNR {rows[-1]['psnr']:.2f} dB", flush=True)

@@ -34,7 +34,8 @@ def cmd_encode(args):
             raise ValueError(f"--bpp must be positive and finite, got {args.bpp}")
         max_bytes = int(args.bpp * image.shape[0] * image.shape[1] / 8)
     start = time.perf_counter()
-    data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,
+    data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
+                      coarse_iterations=args.coarse_iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False,
                       max_bytes=max_bytes, refine=args.refine)
     elapsed = time.perf_counter() - start
@@ -94,7 +95,8 @@ def cmd_demo(args):
     original = to_uint8(image)
     os.makedirs(args.out_dir, exist_ok=True)
     start = time.perf_counter()
-    data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations, seed=args.seed,
+    data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
+                      coarse_iterations=args.coarse_iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False)
     encode_s = time.perf_counter() - start
     cgc.decode(data, device=args.device)  # warm-up, so the timing below is steady-state
@@ -117,7 +119,7 @@ def cmd_demo(args):
 
 
 def build_parser():
-    from cgc.fit import DEFAULT_ITERATIONS
+    from cgc.fit import COARSE_PER_FINE, DEFAULT_ITERATIONS
 
     parser = argparse.ArgumentParser(prog="cgc", description="Compact Gaussian Codec")
     parser.add_argument("-v", "--verbose", action="store_true", help="log fit diagnostics")
@@ -126,7 +128,12 @@ def build_parser():
     def fit_options(p, iterations):
         p.add_argument("-n", type=int, default=None,
                        help="number of Gaussians (default: one per 64 pixels)")
-        p.add_argument("--iterations", type=int, default=iterations)
+        p.add_argument("--iterations", type=int, default=iterations,
+                       help="fit steps at full resolution")
+        p.add_argument("--coarse-iterations", type=int, default=None,
+                       help="fit steps at half resolution before them (default: "
+                            f"{COARSE_PER_FINE:g} per full-resolution step, none for very "
+                            "dense fits)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
         p.add_argument("--no-progress", dest="progress", action="store_false")

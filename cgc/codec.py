@@ -99,11 +99,14 @@ def _mse(data, image, device):
 
 
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
-           progress=None, init="gradient", bits=None, max_bytes=None, refine=True, fill=True):
+           progress=None, init="gradient", bits=None, max_bytes=None, refine=True, fill=True,
+           coarse_iterations=None):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
     defaults to one per 64 pixels, or with ``max_bytes`` to as many as typically fit.
+    ``iterations`` and ``coarse_iterations``: the fit's steps at full and at half
+    resolution (cgc.fit; the default coarse count follows the density).
     ``bits``: one code width (1 to 16) per attribute; by default a rate-distortion search
     picks them for this image (cgc.allocate).  ``max_bytes``: the file is at most this
     size, its widths the best the search finds within it (ValueError if the Gaussians
@@ -130,7 +133,7 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     if n_gaussians is None:
         n_gaussians = default_n_gaussians(height, width)
     gaussians = fit(image, n_gaussians, iterations=iterations, seed=seed, device=device,
-                    progress=progress, init=init)
+                    progress=progress, init=init, coarse_iterations=coarse_iterations)
     data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device)
     grow_iterations = round(GROW_ITERATION_SHARE * iterations)
     if not (fill and count_from_budget and grow_iterations > 0

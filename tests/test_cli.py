@@ -67,6 +67,10 @@ def test_encode_writes_a_decodable_file(workdir, capsys):
     assert main(["encode", str(png), str(nearest), "--no-refine"] + FAST) == 0
     assert nearest.read_bytes() == cgc.encode(image, n_gaussians=N, iterations=50, seed=0,
                                               progress=False, refine=False) != data
+    one_stage = root / "one_stage.cgc"
+    assert main(["encode", str(png), str(one_stage), "--coarse-iterations", "0"] + FAST) == 0
+    assert one_stage.read_bytes() == cgc.encode(image, n_gaussians=N, iterations=50, seed=0,
+                                                progress=False, coarse_iterations=0) != data
     capsys.readouterr()
 
 

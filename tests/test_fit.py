@@ -8,8 +8,10 @@ import skimage.data
 
 import cgc
 from cgc.backends.cpu import CPUBackend
-from cgc.fit import (CHECK_EVERY, DEFAULT_LR, MAX_COLOUR_LR, WARMUP_STEPS, FitDiagnosticError,
-                     default_lr, psnr)
+from cgc.fit import (CHECK_EVERY, COARSE_PER_FINE, DEFAULT_LR, MAX_COLOUR_LR,
+                     MIN_COARSE_PIXELS_PER_GAUSSIAN, WARMUP_STEPS, FitDiagnosticError,
+                     default_coarse_iterations, default_lr, half_resolution, psnr)
+from cgc.gaussians import Gaussians
 from cgc.progress import ProgressBar
 
 
@@ -34,7 +36,7 @@ def test_first_step_is_warmed_up(image):
     # Adam's first step moves every parameter by about its full rate; the warm-up scales
     # it to 1 / WARMUP_STEPS of that.
     start = cgc.fit(image, 120, iterations=0, progress=False)
-    one = cgc.fit(image, 120, iterations=1, progress=False)
+    one = cgc.fit(image, 120, iterations=1, coarse_iterations=0, progress=False)
     moved = np.abs(one.xy - start.xy).max()
     # 1 %: float32 positions of hundreds of pixels round a 0.04 px step by about 1e-3 of it.
     assert 0 < moved <= DEFAULT_LR["position"] / WARMUP_STEPS * 1.01
@@ -75,10 +77,12 @@ def test_default_colour_rate_follows_density():
 
 def test_explicit_rates_replace_the_defaults(image):
     rates = default_lr(*image.shape[:2], 60)
-    a = cgc.fit(image, 60, iterations=5, progress=False)
-    b = cgc.fit(image, 60, iterations=5, lr=rates, progress=False)
+    # One stage: given rates hold at every resolution, the defaults follow each one's density.
+    a = cgc.fit(image, 60, iterations=5, coarse_iterations=0, progress=False)
+    b = cgc.fit(image, 60, iterations=5, coarse_iterations=0, lr=rates, progress=False)
     np.testing.assert_array_equal(a.params, b.params)
-    c = cgc.fit(image, 60, iterations=5, lr={"colour": rates["colour"] / 4}, progress=False)
+    c = cgc.fit(image, 60, iterations=5, coarse_iterations=0,
+                lr={"colour": rates["colour"] / 4}, progress=False)
     assert not np.array_equal(a.params, c.params)
 
 
@@ -104,23 +108,26 @@ def test_non_finite_gradient_names_gaussian_and_parameter(image, monkeypatch):
 
     monkeypatch.setattr(CPUBackend, "render_backward", poisoned)
     with pytest.raises(FitDiagnosticError, match=r"Gaussian 7, parameter l22"):
-        cgc.fit(image, 30, iterations=3, progress=False)
+        cgc.fit(image, 30, iterations=3, coarse_iterations=0, progress=False)
     # Raised at the last step (3) and, in a longer fit, at step CHECK_EVERY; the calls
     # before the loop (the initialisation's) are the same in both fits.
     before_loop = len(calls) - 3
     calls.clear()
     with pytest.raises(FitDiagnosticError, match=r"gradient for Gaussian 7"):
-        cgc.fit(image, 30, iterations=CHECK_EVERY + 5, log_every=0, progress=False)
+        cgc.fit(image, 30, iterations=CHECK_EVERY + 5, coarse_iterations=0, log_every=0,
+                progress=False)
     assert len(calls) == before_loop + CHECK_EVERY
 
 
 def test_diagnostics_logged_every_k_iterations(image, caplog):
     with caplog.at_level(logging.INFO, logger="cgc.fit"):
-        cgc.fit(image, 40, iterations=9, log_every=4, progress=False)
+        cgc.fit(image, 40, iterations=9, coarse_iterations=5, log_every=4, progress=False)
     lines = [r.getMessage() for r in caplog.records
              if r.name == "cgc.fit" and "relocated" not in r.getMessage()]
-    # Steps 4 and 8, and the last step.
-    assert [line.split()[1] for line in lines] == ["4", "8", "9"]
+    # Steps 4 and 5 of the coarse stage, then 4, 8 and the last of the full-resolution one.
+    assert [line.split(" ", 2)[1 if line.startswith("step") else 2].split()[0]
+            for line in lines] == ["4", "5", "4", "8", "9"]
+    assert [line.startswith("coarse step") for line in lines] == [True] * 2 + [False] * 3
     for line in lines:
         assert "PSNR" in line and "uncovered" in line and "collapsed" in line
 
@@ -152,8 +159,65 @@ def test_fit_is_silent_when_stderr_is_not_a_tty(image, capsys):
     ({"n_gaussians": 5, "init": np.zeros((4, 8))}, "shape"),
     ({"n_gaussians": 5, "init": np.full((5, 8), np.nan)}, "finite"),
     ({"n_gaussians": 5, "lr": {"opacity": 1.0}}, "learning-rate"),
+    ({"n_gaussians": 5, "coarse_iterations": -1}, "non-negative"),
+    ({"n_gaussians": 5, "coarse_iterations": 3, "init": np.ones((5, 8))}, "name a method"),
+    ({"n_gaussians": 20 * 24 + 1, "coarse_iterations": 3}, "half resolution"),
     ({"n_gaussians": 5, "device": "tpu"}, "device"),
 ])
 def test_bad_arguments(image, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cgc.fit(image, **kwargs)
+
+
+def test_half_resolution_averages_blocks_and_repeats_an_odd_edge():
+    rng = np.random.default_rng(5)
+    image = rng.random((5, 7, 3), dtype=np.float32)
+    half = half_resolution(image)
+    assert half.shape == (3, 4, 3) and half.dtype == np.float32
+    for i in range(3):
+        for j in range(4):
+            rows = [min(2 * i + a, 4) for a in (0, 1)]
+            cols = [min(2 * j + b, 6) for b in (0, 1)]
+            block = image[np.ix_(rows, cols)].astype(np.float64)
+            np.testing.assert_allclose(half[i, j], block.mean(axis=(0, 1)), rtol=1e-6)
+
+
+def test_doubled_gaussians_render_the_full_resolution_image():
+    # A Gaussian fitted at half resolution, doubled, must land where the full-resolution
+    # image has it: the 2x2 means of the doubled one's render match the coarse render.
+    # Tolerance 1 % of the peak: a box mean and a point sample of a Gaussian of sigma 3
+    # coarse pixels differ by about 1 / (8 sigma^2) of the peak (0.5 %), while placing the
+    # coarse pixel centres half a full pixel off would cost about 8 % at the steepest slope.
+    coarse = np.array([[11.3, 9.7, 3.0, 1.2, 2.6, 0.5, 0.3, 0.8]], np.float32)
+    full = coarse.copy()
+    full[:, :5] *= 2
+    small = Gaussians(coarse, 20, 24).render(clip=False)
+    large = half_resolution(Gaussians(full, 40, 48).render(clip=False))
+    assert np.abs(small - large).max() <= 0.01 * 0.8
+
+
+def test_coarse_iterations_follow_density_and_fine_iterations():
+    # 40x48 is 480 pixels at half resolution; 41x47 would be 21x24.
+    assert default_coarse_iterations(40, 48, 480 // MIN_COARSE_PIXELS_PER_GAUSSIAN,
+                                     100) == round(COARSE_PER_FINE * 100)
+    assert default_coarse_iterations(40, 48, 480 // MIN_COARSE_PIXELS_PER_GAUSSIAN + 1,
+                                     100) == 0
+    assert default_coarse_iterations(41, 47, 504 // MIN_COARSE_PIXELS_PER_GAUSSIAN,
+                                     10) == round(COARSE_PER_FINE * 10)
+    assert default_coarse_iterations(41, 47, 1, 0) == 0
+
+
+def test_coarse_stage_is_a_half_resolution_fit_doubled(image):
+    fitted = cgc.fit(image, 60, iterations=12, coarse_iterations=20, progress=False)
+    coarse = cgc.fit(half_resolution(image / np.float32(255)), 60, iterations=20,
+                     progress=False, coarse_iterations=0)
+    start = coarse.params.copy()
+    start[:, :5] *= 2
+    by_hand = cgc.fit(image, 60, iterations=12, init=start, progress=False)
+    np.testing.assert_array_equal(fitted.params, by_hand.params)
+
+
+def test_coarse_stage_improves_the_fit(image):
+    fine_only = cgc.fit(image, 60, iterations=40, coarse_iterations=0, progress=False)
+    both = cgc.fit(image, 60, iterations=40, coarse_iterations=60, progress=False)
+    assert render_psnr(both, image) > render_psnr(fine_only, image) + 0.2

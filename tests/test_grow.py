@@ -71,7 +71,7 @@ def test_encode_grows_a_file_short_of_its_budget(image, monkeypatch):
     assert len(unpack(plain).codes) == 40 and len(plain) < codec.FILL_SHARE * 700
     filled = cgc.encode(image, **kwargs)
     assert len(filled) <= 700
-    assert len(unpack(filled).codes) == grown_count(40, len(plain), 700, 40, 48) == 60
+    assert len(unpack(filled).codes) == grown_count(40, len(plain), 700, 40, 48) > 40
     assert codec._mse(filled, image, "cpu") < codec._mse(plain, image, "cpu")
     # A grown file that decodes worse is not kept.
     monkeypatch.setattr(codec, "_mse", lambda data, image, device: len(data))
