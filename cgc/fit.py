@@ -201,6 +201,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
     ``init`` names a method of cgc.init, or gives the starting parameters as an
     (``n_gaussians``, 8) array (``Gaussians.params`` of an earlier fit, to continue it).
+    ``max_variance``: the largest covariance eigenvalue in square pixels (default
+    (max(H, W) / 3)^2; a quarter of it at half resolution).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
     steps of each stage (:mod:`cgc.relocate`); each move is logged too, unless
     ``log_every`` is 0.  By default (None) stages with at least 16 pixels per Gaussian
@@ -226,7 +228,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     backend = get_backend(device)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(coarse_iterations + iterations, enabled=show)
-    stage = _Stage(backend, lr or {}, seed, relocation, max_variance, bar, log_every)
+    stage = _Stage(backend, lr or {}, seed, relocation, bar, log_every)
     if coarse_iterations:
         coarse = half_resolution(target_np)
         if n_gaussians > coarse.shape[0] * coarse.shape[1]:
@@ -234,11 +236,12 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
                              f"resolution ({coarse.shape[0] * coarse.shape[1]}): give "
                              f"coarse_iterations=0")
         params_np = stage.run(coarse, _starting_params(init, coarse, n_gaussians, seed),
-                              coarse_iterations, "coarse step")
+                              coarse_iterations, "coarse step",
+                              max_variance and max_variance / 4)
         params_np[:, :5] *= 2
     else:
         params_np = _starting_params(init, target_np, n_gaussians, seed)
-    params_np = stage.run(target_np, params_np, iterations, "step")
+    params_np = stage.run(target_np, params_np, iterations, "step", max_variance)
     bar.close()
     return Gaussians(params_np, height, width)
 
@@ -246,22 +249,23 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
 class _Stage:
     """The optimisation loop at one resolution; ``fit`` runs one or two of them."""
 
-    def __init__(self, backend, lr, seed, relocation, max_variance, bar, log_every):
+    def __init__(self, backend, lr, seed, relocation, bar, log_every):
         self.backend = backend
         self.lr = lr
         self.seed = seed
         self.relocation = relocation
-        self.max_variance = max_variance
         self.bar = bar
         self.log_every = log_every
         self.done = 0  # steps of earlier stages, for the progress bar
 
-    def run(self, target_np, params_np, iterations, label):
-        """``params_np`` (float32 numpy) after ``iterations`` steps towards ``target_np``."""
+    def run(self, target_np, params_np, iterations, label, max_variance):
+        """``params_np`` (float32 numpy) after ``iterations`` steps towards ``target_np``,
+        with covariance eigenvalues up to ``max_variance`` (None: fit's default) in its
+        pixels."""
         backend, xp, log_every = self.backend, self.backend.xp, self.log_every
         height, width = target_np.shape[:2]
         n_gaussians = len(params_np)
-        max_var = float(self.max_variance or (max(height, width) / 3.0) ** 2)
+        max_var = float(max_variance or (max(height, width) / 3.0) ** 2)
         bounds = (MIN_VARIANCE, max_var)
         lr_cols = _lr_per_column(self.lr, height, width, n_gaussians)
         params = backend.from_numpy(params_np)

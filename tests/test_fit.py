@@ -208,12 +208,16 @@ def test_coarse_iterations_follow_density_and_fine_iterations():
 
 
 def test_coarse_stage_is_a_half_resolution_fit_doubled(image):
-    fitted = cgc.fit(image, 60, iterations=12, coarse_iterations=20, progress=False)
+    # A variance bound small enough to bind (the default is (48 / 3)^2): a quarter of it
+    # at half resolution.
+    fitted = cgc.fit(image, 60, iterations=12, coarse_iterations=20, max_variance=6.0,
+                     progress=False)
     coarse = cgc.fit(half_resolution(image / np.float32(255)), 60, iterations=20,
-                     progress=False, coarse_iterations=0)
+                     max_variance=1.5, progress=False, coarse_iterations=0)
+    assert np.linalg.eigvalsh(coarse.covariance()).max() > 1.5 * 0.999
     start = coarse.params.copy()
     start[:, :5] *= 2
-    by_hand = cgc.fit(image, 60, iterations=12, init=start, progress=False)
+    by_hand = cgc.fit(image, 60, iterations=12, init=start, max_variance=6.0, progress=False)
     np.testing.assert_array_equal(fitted.params, by_hand.params)
 
 
