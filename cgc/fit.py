@@ -25,8 +25,10 @@ DEFAULT_ITERATIONS = 400
 # Coarse to fine: before the full-resolution steps, COARSE_PER_FINE times as many fit the
 # same Gaussians to the image at half resolution (half_resolution), where a step costs
 # about 0.4 of a full-resolution one (a quarter of the pixels; binning and Adam do not
-# shrink).  Kodak, count from the byte budget (cgc.codec), 8-bit PSNR of the unquantised fit
-# (2-core CPU shared with other jobs, so times are rough):
+# shrink).  Timed back to back on 2 cores, kodim01 / kodim23 at 0.5 bpp: 600
+# full-resolution steps 25.91 / 37.68 dB in 65 / 82 s, this default 26.26 / 38.08 dB in
+# 72 / 97 s.  Kodak, count from the byte budget (cgc.codec), 8-bit PSNR of the unquantised
+# fit (the 2-core CPU shared with other jobs, so the times below are rough):
 #   kodim01 / kodim23 at 0.5 bpp (4,169 Gaussians), started from the gradient
 #   initialisation at half resolution: 600 full-resolution steps alone 25.90 / 37.50 dB
 #   (66 s for kodim01); 600 coarse + 400 full 26.25 / 38.04; 1,000 + 400 26.30 / 38.27;
@@ -34,7 +36,9 @@ DEFAULT_ITERATIONS = 400
 #   600 + 400 against the 600-step fit: kodim23 40.44 -> 40.93 dB (104 -> 93 s), kodim01
 #   28.05 -> 28.37; at 0.25 bpp (2,032) kodim01 24.26 -> 24.53, kodim23 34.61 -> 34.87.
 #   kodim23 at 1 bpp: a third level first (600 steps at quarter resolution) 40.48 dB; no
-#   relocation at full resolution 40.23.
+#   relocation at full resolution 40.23.  Spending the time on full-resolution steps pays
+#   less: 384x256 centre crops of kodim01 / 05 / 13 / 23 at 0.5 bpp, 600 steps 25.92 dB
+#   mean, 1,200 steps 26.10 dB in 2.6 times the time.
 COARSE_PER_FINE = 1.5
 # Denser fits skip the coarse stage.  384x256 centre crops of kodim01 / 05 / 13 / 23, 600
 # full-resolution steps against 600 coarse + 400: at 4 pixels per Gaussian at half
@@ -192,7 +196,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     :func:`default_lr` (the colour rate grows with the density, so at half resolution it
     is four times as high); given rates hold at both resolutions.
     ``coarse_iterations``: a first fit of this many steps to the image at half resolution
-    (:func:`half_resolution`, each step about a quarter of the cost), whose Gaussians,
+    (:func:`half_resolution`, each step less than half the cost), whose Gaussians,
     scaled up, start the ``iterations`` full-resolution steps.  By default (None)
     :func:`default_coarse_iterations` when ``init`` names a method, else none.
     ``progress`` shows a bar on a terminal (default: when stderr is a TTY); every
@@ -223,7 +227,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     if coarse_iterations < 0:
         raise ValueError("coarse_iterations must be non-negative")
     if coarse_iterations and not isinstance(init, str):
-        raise ValueError("coarse_iterations need init to name a method: given parameters "
+        raise ValueError("coarse_iterations needs init to name a method: given parameters "
                          "are at full resolution")
     backend = get_backend(device)
     show = sys.stderr.isatty() if progress is None else bool(progress)
