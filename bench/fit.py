@@ -3,9 +3,9 @@
 For each image and Gaussian count (--n), or each size budget in bits per pixel (--bpp:
 cgc.encode with max_bytes, the Gaussian count following from it): encode with the default
 iterations (and the default steps at half resolution before them; timed once: it is seconds
-long), decode from the file bytes (1 warm-up, median
-of 5), PSNR and SSIM of the decoded file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp
-from a quality sweep of the same image in the same run.  Results: bench/results/fit.json
+long), decode from the file bytes (1 warm-up, median of 5), PSNR and SSIM of the decoded
+file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp from a quality sweep of the same image
+in the same run.  Results: bench/results/fit.json
 (--bpp: fit_bpp.json) with the git revision.
 
     python bench/fit.py [--images 01 05 15 23] [--n 2000 5000 | --bpp 0.25 0.5 1]
