@@ -214,8 +214,10 @@ def test_coarse_stage_is_a_half_resolution_fit_doubled(image):
     # at half resolution.
     fitted = cgc.fit(image, 60, iterations=12, coarse_iterations=20, max_variance=6.0,
                      progress=False)
+    # 32 pixels per Gaussian at full resolution: both stages relocate, although 8 per
+    # Gaussian at half resolution would not on its own.
     coarse = cgc.fit(half_resolution(image / np.float32(255)), 60, iterations=20,
-                     max_variance=1.5, progress=False, coarse_iterations=0)
+                     max_variance=1.5, relocation=True, progress=False, coarse_iterations=0)
     assert np.linalg.eigvalsh(coarse.covariance()).max() > 1.5 * 0.999
     start = coarse.params.copy()
     start[:, :5] *= 2
@@ -227,3 +229,17 @@ def test_coarse_stage_improves_the_fit(image):
     fine_only = cgc.fit(image, 60, iterations=40, coarse_iterations=0, progress=False)
     both = cgc.fit(image, 60, iterations=40, coarse_iterations=60, progress=False)
     assert render_psnr(both, image) > render_psnr(fine_only, image) + 0.2
+
+
+def test_coarse_stage_relocates_when_the_full_resolution_fit_does(image, caplog):
+    # 40x48 pixels and 120 Gaussians: 16 pixels each at full resolution, 4 at half.
+    with caplog.at_level(logging.INFO, logger="cgc.fit"):
+        cgc.fit(image, 120, iterations=12, coarse_iterations=12, log_every=100,
+                progress=False)
+    moves = [r.getMessage() for r in caplog.records if "relocated" in r.getMessage()]
+    assert [m.startswith("coarse step") for m in moves] == [True] * 3 + [False] * 3
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cgc.fit"):
+        cgc.fit(image, 121, iterations=12, coarse_iterations=12, log_every=100,
+                progress=False)
+    assert not [r for r in caplog.records if "relocated" in r.getMessage()]

@@ -37,18 +37,18 @@ def test_only_sparse_fits_relocate_by_default(monkeypatch):
     assert relocates_by_default(512, 768, 5000) and not relocates_by_default(512, 768, 70000)
     assert relocates_by_default(16, 16, 256 // MIN_PIXELS_PER_GAUSSIAN)
     assert not relocates_by_default(16, 16, 256 // MIN_PIXELS_PER_GAUSSIAN + 1)
-    calls = []
+    calls = []  # one stage: the coarse one is tested in test_fit.py
     monkeypatch.setattr(fit_module, "relocation_steps", lambda its: [its])
     monkeypatch.setattr(fit_module, "relocate",
                         lambda *args: calls.append(1) or (np.zeros(0, np.int64),
                                                           np.zeros((0, 8), np.float32)))
     image = np.random.default_rng(3).uniform(0.0, 1.0, (16, 16, 3)).astype(np.float32)
-    cgc.fit(image, 17, iterations=2, progress=False)
+    cgc.fit(image, 17, iterations=2, coarse_iterations=0, progress=False)
     assert calls == []
-    cgc.fit(image, 17, iterations=2, progress=False, relocation=True)
+    cgc.fit(image, 17, iterations=2, coarse_iterations=0, progress=False, relocation=True)
     assert calls == [1]
-    cgc.fit(image, 16, iterations=2, progress=False)
-    cgc.fit(image, 16, iterations=2, progress=False, relocation=False)
+    cgc.fit(image, 16, iterations=2, coarse_iterations=0, progress=False)
+    cgc.fit(image, 16, iterations=2, coarse_iterations=0, progress=False, relocation=False)
     assert calls == [1, 1]
 
 
@@ -112,7 +112,7 @@ def test_fit_applies_the_chosen_rows_with_fresh_moments(monkeypatch):
 
     monkeypatch.setattr(fit_module, "relocation_steps", lambda its: [its])
     monkeypatch.setattr(fit_module, "relocate", recorder)
-    fitted = cgc.fit(image, 50, iterations=iterations, progress=False)
+    fitted = cgc.fit(image, 50, iterations=iterations, coarse_iterations=0, progress=False)
     assert len(seen) == 1
     # The residual is the target minus what the step rendered, as a decoder shows it
     # (float32 rendering: within a few ulps of 1).
@@ -126,7 +126,7 @@ def test_fit_applies_the_chosen_rows_with_fresh_moments(monkeypatch):
 
 def test_relocation_changes_the_fit_and_stays_deterministic(caplog):
     image = np.ascontiguousarray(skimage.data.coffee()[::8, ::8][:40, :48])
-    kwargs = dict(iterations=12, seed=2, progress=False)
+    kwargs = dict(iterations=12, coarse_iterations=0, seed=2, progress=False)
     with caplog.at_level(logging.INFO, logger="cgc.fit"):
         on = [cgc.fit(image, 60, **kwargs).params for _ in range(2)]
     # Logged for each of the two fits at steps 2, 4 and 6.
