@@ -24,9 +24,10 @@ from cgc.relocate import RELOCATE_SIGMA_FACTOR, place_at_errors
 
 log = logging.getLogger("cgc.fit")
 
-# The continued fit: this share of the first fit's iterations, at this share of the
-# learning rates (numbers in the module docstring), without relocation (the new Gaussians
-# are already where the error is).
+# The continued fit: this share of the first fit's full-resolution iterations (133 at
+# cgc.fit's defaults; the docstring's figures were measured with 200 of 600, before the
+# coarse stage), at this share of the learning rates, at full resolution only and without
+# relocation (the new Gaussians are already where the error is).
 GROW_ITERATION_SHARE = 1 / 3
 GROW_LR_SHARE = 0.3
 
