@@ -2,6 +2,7 @@
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 
@@ -54,11 +55,20 @@ def _read(path):
         raise FormatError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _size(text):
+    """--size WIDTHxHEIGHT as the (height, width) that cgc.decode takes."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, such as 384x256, got {text!r}")
+    return int(match.group(2)), int(match.group(1))
+
+
 def cmd_decode(args):
     import cgc
     from cgc.imageio import save_png
 
-    image = cgc.decode(_read(args.input), device=args.device)
+    image = cgc.decode(_read(args.input), device=args.device, scale=args.scale,
+                       size=args.size)
     save_png(args.output, image)
     print(f"{args.output}: {image.shape[1]}x{image.shape[0]}")
 
@@ -155,6 +165,11 @@ def build_parser():
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    resize = p.add_mutually_exclusive_group()
+    resize.add_argument("--scale", type=float, default=None,
+                        help="render at this factor of the encoded size (e.g. 0.25, 2)")
+    resize.add_argument("--size", type=_size, default=None, metavar="WIDTHxHEIGHT",
+                        help="render at this size")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="describe a .cgc file")

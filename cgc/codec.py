@@ -7,7 +7,7 @@ import numpy as np
 from cgc.allocate import allocate_bits
 from cgc.bitstream import pack, raster_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit
-from cgc.gaussians import Gaussians
+from cgc.gaussians import Gaussians, scaled_size
 from cgc.grow import GROW_ITERATION_SHARE, grow
 from cgc.imageio import to_float_image, to_uint8
 from cgc.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
@@ -153,6 +153,19 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     return data
 
 
-def decode(data, device="cpu"):
-    """Decode .cgc bytes to a uint8 (H, W, 3) image."""
-    return to_uint8(decode_gaussians(data).render(device=device, clip=False))
+def decode(data, device="cpu", scale=None, size=None):
+    """Decode .cgc bytes to a uint8 (H, W, 3) image, by default of the encoded size.
+
+    ``size=(height, width)``, or ``scale`` (a factor; the size is rounded), renders the
+    Gaussians onto another grid instead (cgc.Gaussians.resized): enlarged, the model is
+    sampled more finely; reduced, each output pixel is the mean of the pixels it covers."""
+    if scale is not None and size is not None:
+        raise ValueError("give scale or size, not both")
+    gaussians = decode_gaussians(data)
+    if scale is not None:
+        size = scaled_size(gaussians.height, gaussians.width, scale)
+    if size is not None:
+        if isinstance(size, (str, bytes)) or np.ndim(size) != 1 or len(size) != 2:
+            raise ValueError(f"size must be (height, width), got {size!r}")
+        gaussians = gaussians.resized(*size)
+    return to_uint8(gaussians.render(device=device, clip=False))

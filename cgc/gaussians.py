@@ -1,5 +1,10 @@
 """The model: N 2D Gaussians over an image of a given size."""
+import numbers
+
 import numpy as np
+
+# A render is held to the size limits of a .cgc file's own image.
+from cgc.bitstream import MAX_PIXELS, MAX_SIDE
 
 # Column order of the packed (N, 8) parameter array, the only one in the code base.
 COLUMNS = ("x", "y", "l11", "l21", "l22", "r", "g", "b")
@@ -61,5 +66,61 @@ class Gaussians:
             backend.from_numpy(self.params), self.height, self.width))
         return np.clip(image, 0.0, 1.0) if clip else image
 
+    def resized(self, height, width):
+        """The same image at another size: these Gaussians mapped onto a (height, width) grid.
+
+        Positions and covariances scale by width / self.width across and height / self.height
+        down, so an enlargement is the model sampled more finely (the fit's smooth function,
+        not blown-up pixels).  Along an axis that shrinks, every Gaussian is also widened by
+        the variance (1 - s**2) / 12 output pixels**2 (s the scale factor) and its colour
+        lowered to keep its sum: a pixel of the reduced image is then the mean of the
+        1 / s x 1 / s block of pixels it covers, as a box filter would give, rather than one
+        sample of them (which aliases, and drops Gaussians smaller than the new pixels).
+        The variance is that of the mean of 1 / s points spaced one input pixel apart,
+        (1 / s**2 - 1) / 12 input pixels**2, in output pixels."""
+        height, width = _output_size(height, width)
+        if (height, width) == (self.height, self.width):
+            return self.copy()
+        sx, sy = width / self.width, height / self.height
+        p = self.params.astype(np.float64)
+        l11, l21, l22 = sx * p[:, 2], sy * p[:, 3], sy * p[:, 4]
+        sxx = l11 * l11 + max(0.0, 1.0 - sx * sx) / 12.0
+        sxy = l11 * l21
+        syy = l21 * l21 + l22 * l22 + max(0.0, 1.0 - sy * sy) / 12.0
+        out = np.empty_like(p)
+        out[:, 0] = sx * p[:, 0]
+        out[:, 1] = sy * p[:, 1]
+        out[:, 2] = np.sqrt(sxx)
+        out[:, 3] = sxy / out[:, 2]
+        out[:, 4] = np.sqrt(np.maximum(syy - out[:, 3] ** 2, 0.0))
+        # The integral of c exp(-q / 2) is 2 pi c sqrt(det), so widening keeps the colour
+        # times the factors' diagonal product.  Degenerate factors (zero) stay unchanged.
+        before = np.abs(l11 * l22)
+        after = out[:, 2] * out[:, 4]
+        keep = np.divide(before, after, out=np.ones_like(before), where=after > 0)
+        out[:, 5:] = p[:, 5:] * keep[:, None]
+        return Gaussians(out, height, width)
+
     def copy(self):
         return Gaussians(self.params.copy(), self.height, self.width)
+
+
+def _output_size(height, width):
+    """Validated (height, width) of a render: positive integers within the limits."""
+    for value in (height, width):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"output size must be integers, got {height!r} x {width!r}")
+    height, width = int(height), int(width)
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE
+            and height * width <= MAX_PIXELS):
+        raise ValueError(f"output size {width}x{height} out of range (at most "
+                         f"{MAX_SIDE} a side and {MAX_PIXELS} pixels)")
+    return height, width
+
+
+def scaled_size(height, width, scale):
+    """(height, width) of an image of this size scaled by ``scale``, rounded, at least 1."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (
+            np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
+    return _output_size(max(1, round(height * scale)), max(1, round(width * scale)))
