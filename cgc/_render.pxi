@@ -11,9 +11,10 @@
 #   conservative way of finding those pixels, so the image does not depend on the tiling.
 # * The bounding box of the ellipse q <= 9 is |dx| <= 3 sqrt(Sxx), |dy| <= 3 sqrt(Syy): tighter
 #   than GaussianImage's square of 3 sqrt(lambda_max) and still exact.
-# * Tiles are TILE x TILE pixels in row-major order. The pair list holds, for each tile, the
-#   indices of the Gaussians whose box touches it, in increasing Gaussian index, with no cap on
-#   its length.  Backward writes one gradient row per (tile, Gaussian) pair and reduces the
+# * Tiles are tile x tile pixels in row-major order, the size the caller's binning chose (the
+#   CPU backend's 32, the CUDA kernels' 16). The pair list holds, for each tile, the indices
+#   of the Gaussians whose box touches it, in increasing Gaussian index, with no cap on its
+#   length.  Backward writes one gradient row per (tile, Gaussian) pair and reduces the
 #   rows in pair order afterwards, so results do not depend on the thread count.
 # * Per-pixel u, v, q are computed in the precision of the parameters, one correctly rounded
 #   operation at a time and in the order of the CUDA helpers (common.cuh), so float32 renders
@@ -21,7 +22,6 @@
 #   from a float64 recurrence along each row (_row_weight_anchor): exp dominated the cost.
 
 cdef enum:
-    TILE = 16
     ANCHOR_EVERY = 16
 cdef double CUTOFF_Q = 9.0
 # Rows of Gaussians thinner than 1 / sqrt(RECURRENCE_MAX_A) pixels (far below the fit's
@@ -108,14 +108,16 @@ cdef inline void _row_weight_anchor(double dx, double a, double b, double c,
     ratio[0] = exp(-0.5 * (a * (2.0 * dx + 1.0) + 2.0 * b))
 
 
-def bin_gaussians(floating[:, ::1] params, int height, int width):
-    """Bin Gaussians into TILE x TILE tiles.
+def bin_gaussians(floating[:, ::1] params, int height, int width, int tile):
+    """Bin Gaussians into tile x tile tiles.
 
     Returns (tile_start, pair_gaussian): the Gaussians of tile t are
     pair_gaussian[tile_start[t]:tile_start[t + 1]], in increasing index."""
     cdef Py_ssize_t n = params.shape[0], g
-    cdef int tiles_x = (width + TILE - 1) // TILE
-    cdef int tiles_y = (height + TILE - 1) // TILE
+    if tile < 1 or height < 1 or width < 1:
+        raise ValueError("tile and image size must be positive")
+    cdef int tiles_x = (width + tile - 1) // tile
+    cdef int tiles_y = (height + tile - 1) // tile
     cdef Py_ssize_t n_tiles = <Py_ssize_t>tiles_x * tiles_y
     cdef int j0, j1, i0, i1, tx, ty
     cdef np.ndarray[np.int64_t, ndim=1] start_arr = np.zeros(n_tiles + 1, dtype=np.int64)
@@ -129,8 +131,8 @@ def bin_gaussians(floating[:, ::1] params, int height, int width):
         for g in range(n):
             if _gaussian_box(params[g, 0], params[g, 1], params[g, 2], params[g, 3],
                              params[g, 4], width, height, &j0, &j1, &i0, &i1):
-                for ty in range(i0 // TILE, i1 // TILE + 1):
-                    for tx in range(j0 // TILE, j1 // TILE + 1):
+                for ty in range(i0 // tile, i1 // tile + 1):
+                    for tx in range(j0 // tile, j1 // tile + 1):
                         start[ty * tiles_x + tx + 1] += 1
         for tx in range(n_tiles):
             count = start[tx + 1]
@@ -144,29 +146,30 @@ def bin_gaussians(floating[:, ::1] params, int height, int width):
         for g in range(n):
             if _gaussian_box(params[g, 0], params[g, 1], params[g, 2], params[g, 3],
                              params[g, 4], width, height, &j0, &j1, &i0, &i1):
-                for ty in range(i0 // TILE, i1 // TILE + 1):
-                    for tx in range(j0 // TILE, j1 // TILE + 1):
+                for ty in range(i0 // tile, i1 // tile + 1):
+                    for tx in range(j0 // tile, j1 // tile + 1):
                         pairs[cursor[ty * tiles_x + tx]] = <np.int32_t>g
                         cursor[ty * tiles_x + tx] += 1
     return start_arr, pairs_arr
 
 
-cdef inline void _tile_rect(Py_ssize_t tile, int tiles_x, int width, int height,
+cdef inline void _tile_rect(Py_ssize_t tile, int tiles_x, int size, int width, int height,
                             int *ti0, int *ti1, int *tj0, int *tj1) noexcept nogil:
-    ti0[0] = <int>(tile // tiles_x) * TILE
-    tj0[0] = <int>(tile % tiles_x) * TILE
-    ti1[0] = min(ti0[0] + TILE, height) - 1
-    tj1[0] = min(tj0[0] + TILE, width) - 1
+    ti0[0] = <int>(tile // tiles_x) * size
+    tj0[0] = <int>(tile % tiles_x) * size
+    ti1[0] = min(ti0[0] + size, height) - 1
+    tj1[0] = min(tj0[0] + size, width) - 1
 
 
-def render_forward(floating[:, ::1] params, int height, int width,
+def render_forward(floating[:, ::1] params, int height, int width, int tile_size,
                    np.int64_t[::1] tile_start, np.int32_t[::1] pair_gaussian,
                    floating[:, :, ::1] out, floating[:, ::1] weight):
     """Accumulate sum_g colour_g * exp(-q_g / 2) into out (H, W, 3), overwriting it.
 
     weight (H, W), when it has that shape, receives sum_g exp(-q_g / 2) (the coverage); pass
-    a (0, 0) array to skip it.  Inputs must come from bin_gaussians on the same params."""
-    cdef int tiles_x = (width + TILE - 1) // TILE
+    a (0, 0) array to skip it.  Inputs must come from bin_gaussians on the same params and
+    tile_size (the CPU backend checks them)."""
+    cdef int tiles_x = (width + tile_size - 1) // tile_size
     cdef Py_ssize_t n_tiles = tile_start.shape[0] - 1, tile, p
     cdef int ti0, ti1, tj0, tj1, j0, j1, i0, i1, i, j, rj0, rj1, g
     cdef bint want_weight = weight.shape[0] == height and weight.shape[1] == width
@@ -180,7 +183,7 @@ def render_forward(floating[:, ::1] params, int height, int width,
         # would share them between threads instead of making them private.
         ti0 = ti1 = tj0 = tj1 = j0 = j1 = i0 = i1 = rj0 = rj1 = 0
         qa = qb = qc = w_row = ratio = 0.0
-        _tile_rect(tile, tiles_x, width, height, &ti0, &ti1, &tj0, &tj1)
+        _tile_rect(tile, tiles_x, tile_size, width, height, &ti0, &ti1, &tj0, &tj1)
         for p in range(tile_start[tile], tile_start[tile + 1]):
             g = pair_gaussian[p]
             x = params[g, 0]
@@ -216,11 +219,11 @@ def render_forward(floating[:, ::1] params, int height, int width,
                     ratio = ratio * step
 
 
-def render_backward(floating[:, ::1] params, int height, int width,
+def render_backward(floating[:, ::1] params, int height, int width, int tile_size,
                     np.int64_t[::1] tile_start, np.int32_t[::1] pair_gaussian,
                     floating[:, :, ::1] grad_image, floating[:, ::1] grad_params):
     """Write dL/dparams (N, 8) given dL/dimage (H, W, 3) for the image of render_forward."""
-    cdef int tiles_x = (width + TILE - 1) // TILE
+    cdef int tiles_x = (width + tile_size - 1) // tile_size
     cdef Py_ssize_t n_tiles = tile_start.shape[0] - 1, n_pairs = pair_gaussian.shape[0]
     cdef Py_ssize_t tile, p, k
     cdef int ti0, ti1, tj0, tj1, j0, j1, i0, i1, i, j, rj0, rj1, g
@@ -234,7 +237,7 @@ def render_backward(floating[:, ::1] params, int height, int width,
         # would share them between threads instead of making them private.
         ti0 = ti1 = tj0 = tj1 = j0 = j1 = i0 = i1 = rj0 = rj1 = 0
         qa = qb = qc = w_row = ratio = 0.0
-        _tile_rect(tile, tiles_x, width, height, &ti0, &ti1, &tj0, &tj1)
+        _tile_rect(tile, tiles_x, tile_size, width, height, &ti0, &ti1, &tj0, &tj1)
         for p in range(tile_start[tile], tile_start[tile + 1]):
             g = pair_gaussian[p]
             x = params[g, 0]

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cgc.backends.cpu import CPUBackend
+from cgc.backends.bins import Bins
+from cgc.backends.cpu import TILE, CPUBackend
 
 backend = CPUBackend()
 
@@ -62,8 +63,8 @@ def test_tile_with_more_gaussians_than_any_batch():
     params[:, 1] = rng.uniform(2, 14, n)
     params[:, 2] = params[:, 4] = 0.6
     params[:, 5:] = rng.uniform(0, 1, (n, 3))
-    tile_start, pairs = backend.bin(params, 32, 32)
-    assert tile_start[1] - tile_start[0] == n
+    tile_start, pairs, tile = backend.bin(params, 32, 32)
+    assert tile == TILE and tile_start[1] - tile_start[0] == n
     np.testing.assert_array_equal(pairs[:n], np.arange(n))
     image = backend.render_forward(params, 32, 32)
     np.testing.assert_allclose(image, brute_force_render(params, 32, 32), rtol=1e-12,
@@ -110,8 +111,9 @@ def test_gradients_match_central_differences(seed):
     height, width = 35, 41
     rng = np.random.default_rng(seed)
     params = random_params(rng, 24, height, width, margin=3.0, size=(1.0, 6.0))
-    # Pin some centres on tile borders (x = 16, y = 16) and on the image edges.
-    params[0, :2] = (16.0, 16.0)
+    # Pin some centres on tile borders and on the image edges.
+    assert TILE < min(height, width)
+    params[0, :2] = (TILE, TILE)
     params[1, :2] = (0.0, 10.0)
     params[2, :2] = (width, height)
     params[3, :2] = (31.7, 0.2)
@@ -167,3 +169,52 @@ def test_degenerate_shapes_render_finite_weights(dtype):
         image = backend.render_forward(params, 30, 40)
         assert np.isfinite(image).all(), (l11, l21, l22)
         assert image.min() >= 0 and image.max() <= 1, (l11, l21, l22)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_image_and_gradients_do_not_depend_on_the_tile_size(dtype):
+    # Tiles only find the pixels, so results differ by rounding alone.  Weights come from a
+    # float64 recurrence anchored where a row enters a tile, so other tiles anchor elsewhere:
+    # float64 images differ by ~4e-15 of the peak (measured); float32 ones were identical,
+    # but a weight may round to the neighbouring float32, hence one ulp of the peak (1.2e-7)
+    # with margin.  Gradients sum the same per-pixel terms grouped by tile.  Each pair's float64
+    # sum is added to the Gaussian's gradient in the parameters' precision, so the error
+    # grows with the pairs per Gaussian: measured 1.6e-6 of a column's largest entry in
+    # float32 at 1-pixel tiles (hundreds of pairs), 4e-15 in float64.
+    rng = np.random.default_rng(7)
+    params = random_params(rng, 60, 45, 70, size=(0.8, 12.0)).astype(dtype)
+    cot = rng.normal(size=(45, 70, 3)).astype(dtype)
+    image = backend.render_forward(params, 45, 70)
+    grad = backend.render_backward(params, 45, 70, cot)
+    for tile in (1, 7, 16, 64, 100):
+        bins = backend.bin(params, 45, 70, tile=tile)
+        assert bins.tile == tile
+        peak_tol = np.abs(image).max() * (1e-6 if dtype == np.float32 else 1e-13)
+        assert np.abs(backend.render_forward(params, 45, 70, bins) - image).max() <= peak_tol
+        other = backend.render_backward(params, 45, 70, cot, bins)
+        scale = np.abs(grad).max(axis=0) * (1e-5 if dtype == np.float32 else 1e-13)
+        assert np.all(np.abs(other - grad) <= scale), tile
+
+
+def test_bad_bins_raise():
+    rng = np.random.default_rng(8)
+    params = random_params(rng, 10, 20, 30)
+    start, pairs, tile = backend.bin(params, 20, 30, tile=8)
+    cot = np.zeros((20, 30, 3))
+    bad = [
+        (start, pairs),  # a plain tuple: its tile size is unknown
+        Bins(start, pairs, 16),  # another tile size than the binning's
+        Bins(start[:-1], pairs, 8),
+        Bins(start, pairs[:-1], 8),
+        Bins(start, np.where(pairs == 0, 10, pairs), 8),  # a Gaussian index out of range
+        Bins(start, np.where(pairs == 0, -1, pairs), 8),
+        Bins(start[::-1].copy(), pairs, 8),
+        Bins(start, pairs, 0),
+    ]
+    for bins in bad:
+        with pytest.raises(ValueError):
+            backend.render_forward(params, 20, 30, bins)
+        with pytest.raises(ValueError):
+            backend.render_backward(params, 20, 30, cot, bins)
+    with pytest.raises(ValueError):
+        backend.bin(params, 20, 30, tile=0)

@@ -8,13 +8,12 @@ import pytest
 
 import cgc
 from cgc.backends.cpu import CPUBackend
-from cgc.backends.cuda import CUDABackend
+from cgc.backends.cuda import TILE, CUDABackend
 from cuda_emu.providers import PROVIDERS, make_backend, route_cuda
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
 fit_module = importlib.import_module("cgc.fit")
 
-TILE = 16
 BATCH = TILE * TILE
 # float32 accumulation of at most a few hundred terms per pixel, each rounded at 2^-24
 # relative, drifts about 1e-6 at worst in relative L2 (measured: ~1e-7); a Gaussian missed
@@ -52,7 +51,7 @@ def check_against_reference(backend, params, height, width, seed=0, backward=Tru
     """Bins identical, forward and coverage within FORWARD_RTOL, gradients per column within
     BACKWARD_RTOL of the reference; returns the reference bins for extra checks."""
     to_np = backend.to_numpy
-    ref_bins = cpu.bin(params, height, width)
+    ref_bins = cpu.bin(params, height, width, tile=TILE)
     bins = backend.bin(backend.from_numpy(params), height, width)
     np.testing.assert_array_equal(to_np(bins[0]), ref_bins[0])
     np.testing.assert_array_equal(to_np(bins[1]), ref_bins[1])
@@ -171,7 +170,7 @@ def test_backward_repeats_bit_for_bit(backend):
     params = random_gaussians(np.random.default_rng(80), 12, height, width, scale=(3.0, 10.0))
     cotangent = np.random.default_rng(81).standard_normal((height, width, 3))
     cotangent = backend.from_numpy(cotangent.astype(np.float32))
-    bins = cpu.bin(params, height, width)
+    bins = cpu.bin(params, height, width, tile=TILE)
     assert len(bins[1]) > 2 * len(params)
     device_params = backend.from_numpy(params)
     first = backend.to_numpy(backend.render_backward(device_params, height, width, cotangent))
@@ -229,3 +228,14 @@ def test_bad_shapes_are_refused(backend):
 def test_missing_cupy_is_explained():
     with pytest.raises(ImportError, match="needs CuPy"):
         CUDABackend()
+
+
+def test_bins_of_another_tile_size_are_refused(backend):
+    # The kernels draw TILE-pixel tiles: the CPU's own binning (its larger tiles) or bins
+    # of unknown size would send them to the wrong pixels.
+    params = random_gaussians(np.random.default_rng(95), 8, 40, 40)
+    cpu_bins = cpu.bin(params, 40, 40)
+    assert cpu_bins.tile != TILE
+    for bins in (cpu_bins, tuple(cpu.bin(params, 40, 40, tile=TILE))[:2]):
+        with pytest.raises(ValueError, match="tiles"):
+            backend.render_forward(backend.from_numpy(params), 40, 40, bins=bins)

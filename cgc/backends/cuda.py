@@ -5,6 +5,7 @@ xp=numpy)`` drives this same code with a CPU emulation of CUDA, which is how it 
 on machines without a GPU."""
 import numpy as np
 
+from cgc.backends.bins import Bins
 from cgc.backends.cpu import check_image_size
 
 TILE = 16
@@ -62,12 +63,16 @@ class CUDABackend:
     def _bins(self, params, height, width, bins):
         if bins is None:
             return self.bin(params, height, width)
+        if not isinstance(bins, Bins) or bins.tile != TILE:
+            raise ValueError(f"the CUDA kernels draw {TILE}-pixel tiles: bin with this "
+                             f"backend, or the CPU's bin(..., tile={TILE})")
         xp = self.xp
-        return (xp.ascontiguousarray(xp.asarray(bins[0], dtype=xp.int64)),
-                xp.ascontiguousarray(xp.asarray(bins[1], dtype=xp.int32)))
+        return Bins(xp.ascontiguousarray(xp.asarray(bins.tile_start, dtype=xp.int64)),
+                    xp.ascontiguousarray(xp.asarray(bins.pair_gaussian, dtype=xp.int32)),
+                    TILE)
 
     def bin(self, params, height, width):
-        """Tile binning of ``params``: (tile_start, pair_gaussian), as ``CPUBackend.bin``."""
+        """Tile binning of ``params`` (:class:`Bins` of TILE), as ``CPUBackend.bin``."""
         xp = self.xp
         params = self._params(params)
         check_image_size(height, width)
@@ -75,7 +80,8 @@ class CUDABackend:
         tiles_x = (width + TILE - 1) // TILE
         n_tiles = tiles_x * ((height + TILE - 1) // TILE)
         if n == 0:
-            return xp.zeros(n_tiles + 1, dtype=xp.int64), xp.zeros(0, dtype=xp.int32)
+            return Bins(xp.zeros(n_tiles + 1, dtype=xp.int64), xp.zeros(0, dtype=xp.int32),
+                        TILE)
         tile_rect = xp.empty((n, 4), dtype=xp.int32)
         tile_count = xp.empty(n, dtype=xp.int32)
         self._prepare(_blocks(n), (BLOCK,), (params, np.int32(n), np.int32(height),
@@ -84,7 +90,8 @@ class CUDABackend:
         # The one device-to-host copy of binning: the pair count sizes the arrays below.
         n_pairs = int(pair_end[-1])
         if n_pairs == 0:
-            return xp.zeros(n_tiles + 1, dtype=xp.int64), xp.zeros(0, dtype=xp.int32)
+            return Bins(xp.zeros(n_tiles + 1, dtype=xp.int64), xp.zeros(0, dtype=xp.int32),
+                        TILE)
         keys = xp.empty(n_pairs, dtype=xp.int64)
         self._expand(_blocks(n), (BLOCK,), (tile_rect, pair_end, np.int32(n),
                                             np.int32(tiles_x), keys))
@@ -95,14 +102,14 @@ class CUDABackend:
         self._ranges(_blocks(n_pairs), (BLOCK,), (keys, np.int64(n_pairs), np.int32(n),
                                                   np.int32(n_tiles), tile_start,
                                                   pair_gaussian))
-        return tile_start, pair_gaussian
+        return Bins(tile_start, pair_gaussian, TILE)
 
     def render_forward(self, params, height, width, bins=None, weight=False):
         """Render (H, W, 3) unclipped; with ``weight=True`` also return the (H, W) coverage."""
         xp = self.xp
         params = self._params(params)
         check_image_size(height, width)
-        tile_start, pair_gaussian = self._bins(params, height, width, bins)
+        tile_start, pair_gaussian, _ = self._bins(params, height, width, bins)
         out = xp.empty((height, width, 3), dtype=xp.float32)
         # The kernel takes a pointer either way; a 1-element placeholder stands in for "none".
         coverage = xp.empty((height, width) if weight else (1,), dtype=xp.float32)
@@ -120,7 +127,7 @@ class CUDABackend:
         grad_image = xp.ascontiguousarray(xp.asarray(grad_image, dtype=xp.float32))
         if grad_image.shape != (height, width, 3):
             raise ValueError(f"grad_image must have shape {(height, width, 3)}")
-        tile_start, pair_gaussian = self._bins(params, height, width, bins)
+        tile_start, pair_gaussian, _ = self._bins(params, height, width, bins)
         n_pairs = pair_gaussian.shape[0]
         if n_pairs == 0:
             return xp.zeros(params.shape, dtype=xp.float32)
