@@ -8,7 +8,7 @@
 # * Pixel (row i, column j) has its centre at (j + 0.5, i + 0.5).
 # * A Gaussian contributes colour * exp(-q / 2) to a pixel exactly when q <= CUTOFF_Q (the
 #   3-sigma ellipse).  Everything else (bounding box, tile range, per-row spans) is only a
-#   conservative way of finding those pixels, so the image does not depend on the tiling.
+#   conservative way of finding those pixels, so the pixels drawn do not depend on the tiling.
 # * The bounding box of the ellipse q <= 9 is |dx| <= 3 sqrt(Sxx), |dy| <= 3 sqrt(Syy): tighter
 #   than GaussianImage's square of 3 sqrt(lambda_max) and still exact.
 # * Tiles are tile x tile pixels in row-major order, the size the caller's binning chose (the

@@ -35,6 +35,8 @@ TABLE_BYTES = 600
 FILL_SHARE = 0.95
 MAX_GROWTH = 1.5
 GROWTH_MARGIN = 0.97
+# Allocations tried for refined codes that overshoot a byte budget (_encode_fitted).
+REFINE_TRIES = 3
 
 
 def default_n_gaussians(height, width):
@@ -79,17 +81,42 @@ def grown_count(n_gaussians, file_bytes, max_bytes, height, width):
 
 
 def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
-    """Bytes of fitted Gaussians: widths (given or allocated), codes (refined if asked)."""
-    if bits is None:
-        bits = allocate_bits(gaussians, image, device=device, max_bytes=max_bytes)
-    codes, quantisers, _ = quantise_gaussians(gaussians, bits)
-    if refine:
+    """Bytes of fitted Gaussians: widths (given or allocated), codes (refined if asked).
+
+    The widths are sized for the nearest codes, and refined ones may code a little larger:
+    if they overshoot ``max_bytes``, the widths are allocated again for a budget that
+    leaves room for that growth, up to REFINE_TRIES times, before the nearest codes of the
+    first widths are kept.  (kodim23 at 0.25 bpp: refined codes 24 bytes larger than the
+    nearest ones' 12,269 overshot 12,288, and the nearest codes gave 33.64 dB; allocated
+    again for 12,264 bytes, refined codes gave 34.53 dB in 12,083.)"""
+    fallback = None
+    budget = max_bytes
+    for _ in range(REFINE_TRIES):
+        if bits is None:
+            try:
+                chosen = allocate_bits(gaussians, image, device=device, max_bytes=budget)
+            except ValueError:
+                if fallback is None:  # the budget itself is too small: the caller's error
+                    raise
+                break
+        else:
+            chosen = bits
+        codes, quantisers, _ = quantise_gaussians(gaussians, chosen)
+        nearest = pack(gaussians.width, gaussians.height, quantisers, codes)
+        if not refine:
+            return nearest
+        fallback = fallback or nearest
         refined = refine_codes(codes, quantisers, image, device=device)
         data = pack(gaussians.width, gaussians.height, quantisers,
                     refined[raster_order(refined)])
         if max_bytes is None or len(data) <= max_bytes:
             return data
-    return pack(gaussians.width, gaussians.height, quantisers, codes)
+        if bits is not None:  # fixed widths: nothing to allocate again
+            break
+        # Room for the refined codes' growth over the nearest ones, and a smaller budget
+        # at every try.
+        budget = min(budget - 1, max_bytes - (len(data) - len(nearest)))
+    return fallback
 
 
 def _mse(data, image, device):
@@ -158,7 +185,8 @@ def decode(data, device="cpu", scale=None, size=None):
 
     ``size=(height, width)``, or ``scale`` (a factor; the size is rounded), renders the
     Gaussians onto another grid instead (cgc.Gaussians.resized): enlarged, the model is
-    sampled more finely; reduced, each output pixel is the mean of the pixels it covers."""
+    sampled more finely; reduced, each output pixel is close to the mean of the pixels it
+    covers."""
     if scale is not None and size is not None:
         raise ValueError("give scale or size, not both")
     gaussians = decode_gaussians(data)

@@ -73,11 +73,11 @@ class Gaussians:
         down, so an enlargement is the model sampled more finely (the fit's smooth function,
         not blown-up pixels).  Along an axis that shrinks, every Gaussian is also widened by
         the variance (1 - s**2) / 12 output pixels**2 (s the scale factor) and its colour
-        lowered to keep its sum: a pixel of the reduced image is then the mean of the
-        1 / s x 1 / s block of pixels it covers, as a box filter would give, rather than one
-        sample of them (which aliases, and drops Gaussians smaller than the new pixels).
-        The variance is that of the mean of 1 / s points spaced one input pixel apart,
-        (1 / s**2 - 1) / 12 input pixels**2, in output pixels."""
+        lowered to keep its sum: a pixel of the reduced image is then close to the mean of
+        the 1 / s x 1 / s block of pixels it covers rather than one sample of them (which
+        aliases, and drops Gaussians smaller than the new pixels).  The variance is that of
+        the mean of 1 / s points spaced one input pixel apart, (1 / s**2 - 1) / 12 input
+        pixels**2, in output pixels: a Gaussian of the box filter's variance in its place."""
         height, width = _output_size(height, width)
         if (height, width) == (self.height, self.width):
             return self.copy()

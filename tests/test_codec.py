@@ -5,8 +5,9 @@ import pytest
 import skimage.data
 
 import cgc
+from cgc import codec as codec_module
 from cgc.allocate import allocate_bits
-from cgc.bitstream import raster_order, stream_names, unpack
+from cgc.bitstream import pack, raster_order, stream_names, unpack
 from cgc.codec import (BITS_PER_GAUSSIAN, TABLE_BYTES, decode_gaussians, n_gaussians_for_bytes,
                        quantise_gaussians)
 from cgc.gaussians import Gaussians
@@ -157,6 +158,92 @@ def test_max_bytes(crop):
     fixed_n = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
                          progress=False, max_bytes=500)
     assert len(fixed_n) <= 500 and len(unpack(fixed_n).codes) == N_GAUSSIANS
+
+
+def _chroma_scrambled(codes, quantisers):
+    """The codes with their chroma codes scrambled: the same count, a larger file (the
+    narrow chroma streams compress; wider ones of a file this small are stored verbatim)."""
+    out = codes.copy()
+    rng = np.random.default_rng(9)
+    for col in (6, 7):
+        out[:, col] = rng.integers(0, quantisers[col].levels + 1, len(out))
+    return out
+
+
+@pytest.fixture
+def tight(crop, fitted):
+    """(image, a budget the nearest codes of the allocation for 500 bytes fill exactly):
+    larger codes for the same widths overshoot it."""
+    image = to_float_image(crop)
+    return image, len(codec_module._encode_fitted(fitted, image, None, 500, False, "cpu"))
+
+
+def _spy_on_allocation(monkeypatch):
+    budgets = []
+
+    def allocate_spy(gaussians, img, device, max_bytes):
+        budgets.append(max_bytes)
+        return allocate_bits(gaussians, img, device=device, max_bytes=max_bytes)
+
+    monkeypatch.setattr(codec_module, "allocate_bits", allocate_spy)
+    return budgets
+
+
+def test_refined_codes_over_the_budget_are_allocated_again(fitted, tight, monkeypatch):
+    # Refined codes may code larger than the nearest ones the widths were sized for.  Forced
+    # here: the first refinement comes back with its chroma scrambled.  The encoder must
+    # allocate again for a budget smaller by the overshoot and refine for those widths.
+    image, max_bytes = tight
+    budgets = _spy_on_allocation(monkeypatch)
+    refinements = []
+
+    def refine_spy(codes, quantisers, img, device):
+        refinements.append(refine_codes(codes, quantisers, img, device=device))
+        if len(refinements) == 1:
+            return _chroma_scrambled(refinements[0], quantisers)
+        return refinements[-1]
+
+    monkeypatch.setattr(codec_module, "refine_codes", refine_spy)
+    data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
+    assert len(data) <= max_bytes and len(budgets) == 2
+    # The second budget leaves room for the first refinement's growth over the nearest
+    # codes (which fill max_bytes).
+    codes, quantisers, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+                                                                    max_bytes=max_bytes))
+    first = _chroma_scrambled(refinements[0], quantisers)
+    growth = (len(pack(fitted.width, fitted.height, quantisers, first[raster_order(first)]))
+              - len(pack(fitted.width, fitted.height, quantisers, codes)))
+    assert growth > 0 and budgets[1] == min(max_bytes - 1, max_bytes - growth)
+    codes, quantisers, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+                                                                    max_bytes=budgets[1]))
+    expected = refine_codes(codes, quantisers, image)
+    assert np.array_equal(unpack(data).codes, expected[raster_order(expected)])
+
+
+def test_refined_codes_always_over_the_budget_keep_the_nearest(fitted, tight, monkeypatch):
+    # Every refined file too long, by 60 bytes more at every try (padding added where they
+    # are packed): after REFINE_TRIES allocations, each leaving room for the last growth,
+    # the nearest codes of the first are the file.
+    image, max_bytes = tight
+    budgets = _spy_on_allocation(monkeypatch)
+    packed = []
+
+    def pack_spy(*args):
+        packed.append(pack(*args))
+        # _encode_fitted packs the nearest codes, then the refined ones, at every try.
+        tries = len(packed) // 2
+        return packed[-1] + bytes(60 * tries) if len(packed) % 2 == 0 else packed[-1]
+
+    monkeypatch.setattr(codec_module, "pack", pack_spy)
+    data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
+    codes, _, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+                                                           max_bytes=max_bytes))
+    assert data == packed[0] and len(data) <= max_bytes
+    assert np.array_equal(unpack(data).codes, codes)
+    assert len(budgets) == codec_module.REFINE_TRIES
+    for k, budget in enumerate(budgets[1:]):
+        growth = len(packed[2 * k + 1]) + 60 * (k + 1) - len(packed[2 * k])
+        assert budget == min(budgets[k] - 1, max_bytes - growth)
 
 
 def test_gaussian_count_for_a_budget():
