@@ -45,6 +45,7 @@ SLOPE = 3 / math.log(2)
 # fits (N = 2,000 to 10,000), so that few widths need a render.
 START_BITS = (12, 12, 8, 8, 8, 8, 6, 6)
 MAX_PASSES = 4
+# A move weighs every width within this many bits of the current one (see above).
 SEARCH_REACH = 3
 # Rate control (max_bytes): slopes go down to SLOPE / 64 (finer widths than that buy almost
 # nothing) and up to SLOPE * 64**2, where J is all rate and the 1-bit choice, which the
