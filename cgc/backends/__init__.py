@@ -1,7 +1,8 @@
 """Compute backends: the same small interface on the CPU (Cython) and on CUDA (CuPy).
 
-A backend provides ``xp`` (its array module), ``render_forward``, ``render_backward``,
-``adam_step`` and ``clamp_scales``; ``cgc.fit`` is written once against it."""
+A backend provides ``xp`` (its array module), ``bin`` (a :class:`cgc.backends.bins.Bins` of
+the tile size its renderer draws), ``render_forward``, ``render_backward``, ``adam_step``
+and ``clamp_scales``; ``cgc.fit`` is written once against it."""
 from cgc.backends.cpu import CPUBackend
 
 
