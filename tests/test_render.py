@@ -1,7 +1,10 @@
 """render_forward / render_backward of the Cython reference (cgc._core via CPUBackend)."""
+import itertools
+
 import numpy as np
 import pytest
 
+from cgc import _core
 from cgc.backends.bins import Bins
 from cgc.backends.cpu import TILE, CPUBackend
 
@@ -92,6 +95,56 @@ def test_coverage_is_sum_of_weights():
     np.testing.assert_allclose(coverage, image[..., 0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype,tolerance", [(np.float32, 5e-7), (np.float64, 2e-15)])
+def test_gaussian_weight_is_close_to_exp(dtype, tolerance):
+    # The renderer's exp(-q / 2) is a polynomial for 2^f times 2^-n.  Tolerances: float32
+    # within a few ulps, as the GPU's __expf (measured 3.6e-7 relative, 5 ulps); float64
+    # within a few ulps too (measured 6.7e-16).
+    q = np.concatenate([np.linspace(0, 9, 100_001), np.nextafter(9.0, 0.0) - np.arange(5)
+                        * 1e-7, np.arange(14) * np.log(2)]).astype(dtype)
+    q = q[(q >= 0) & (q <= 9)]
+    weight = _core.gaussian_weight(q)
+    assert weight.dtype == dtype and weight.shape == q.shape
+    exact = np.exp(-0.5 * q.astype(np.float64))
+    assert np.abs(weight / exact - 1).max() <= tolerance
+    for bad in (-1e-3, 9.001, np.nan):
+        with pytest.raises(ValueError):
+            _core.gaussian_weight(np.array([bad], dtype))
+
+
+@pytest.fixture
+def baseline_loops():
+    """Switches the renderer to its baseline loops for a test, and back afterwards."""
+    _core.simd_renderer(False)
+    yield
+    _core.simd_renderer(True)
+
+
+@pytest.mark.skipif(not _core.simd_renderer(),
+                    reason="this CPU has no AVX2: only the baseline loops run")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile", [7, TILE])
+def test_simd_and_baseline_loops_give_the_same_bits(dtype, tile, request):
+    # Each lane of a chunk does the same operations in the AVX2 and the baseline builds, so
+    # images, coverage and gradients must agree exactly, degenerate Gaussians included.
+    rng = np.random.default_rng(11)
+    params = random_params(rng, 150, 45, 70, size=(0.3, 12.0))
+    params[:3, 2:5] = [[1e-11, 1.0, 0.05], [0.5, 1e6, 1e-2], [1e-3, 1e-3, 1e-11]]
+    params = params.astype(dtype)
+    cot = rng.normal(size=(45, 70, 3)).astype(dtype)
+    bins = backend.bin(params, 45, 70, tile=tile)
+
+    def run():
+        image, coverage = backend.render_forward(params, 45, 70, bins, weight=True)
+        return image, coverage, backend.render_backward(params, 45, 70, cot, bins)
+
+    simd = run()
+    request.getfixturevalue("baseline_loops")
+    assert not _core.simd_renderer()
+    for a, b in zip(simd, run()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_deterministic_and_thread_independent():
     rng = np.random.default_rng(4)
     params = random_params(rng, 200, 70, 90).astype(np.float32)
@@ -158,29 +211,31 @@ def test_bad_shapes_raise():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_degenerate_shapes_render_finite_weights(dtype):
     """Needle-thin and hugely sheared Gaussians (as a corrupted file may hold) still give
-    weights in [0, 1]: the row recurrence falls back to a direct exp when it overflows."""
+    finite weights in [0, 1], and finite gradients: their far pixels have infinite or NaN
+    u, v and q, which the loops must mask, not multiply by 0."""
     # The first shape came out of a mutated file: a = (1 + (l21 / l22)^2) / l11^2 ~ 1800
-    # makes the recurrence's ratio overflow to inf while the weight underflows to 0.
+    # made the weight recurrence of an earlier renderer overflow.
     shapes = [(0.5738, 1.2951, 0.05364)] + [
         (l11, l21, l22) for l11 in (1e-11, 1e-5, 1e-3, 0.5) for l21 in (1e-3, 1.0, 1e6)
         for l22 in (1e-11, 1e-2, 0.05)]
-    for l11, l21, l22 in shapes:
-        params = np.array([[27.47, 8.157, l11, l21, l22, 1, 1, 1]], dtype)
+    # x on a column's centre keeps the thinnest boxes from being empty.
+    for (l11, l21, l22), x in itertools.product(shapes, (27.47, 27.5)):
+        params = np.array([[x, 8.157, l11, l21, l22, 1, 1, 1]], dtype)
         image = backend.render_forward(params, 30, 40)
         assert np.isfinite(image).all(), (l11, l21, l22)
         assert image.min() >= 0 and image.max() <= 1, (l11, l21, l22)
+        grad = backend.render_backward(params, 30, 40, np.ones((30, 40, 3), dtype))
+        assert np.isfinite(grad).all(), (l11, l21, l22)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_image_and_gradients_do_not_depend_on_the_tile_size(dtype):
-    # Tiles only find the pixels, so results differ by rounding alone.  Weights come from a
-    # float64 recurrence anchored where a row enters a tile, so other tiles anchor elsewhere:
-    # float64 images differ by ~4e-15 of the peak (measured); float32 ones were identical,
-    # but a weight may round to the neighbouring float32, hence one ulp of the peak (1.2e-7)
-    # with margin.  Gradients sum the same per-pixel terms grouped by tile.  Each pair's float64
-    # sum is added to the Gaussian's gradient in the parameters' precision, so the error
-    # grows with the pairs per Gaussian: measured 1.6e-6 of a column's largest entry in
-    # float32 at 1-pixel tiles (hundreds of pairs), 4e-15 in float64.
+    # Tiles only find the pixels, and each pixel adds its Gaussians' terms in index order
+    # whatever the tiling, so images are identical.  Gradients sum the same per-pixel
+    # terms grouped by tile and by lane of a row's chunks; each pair's sum is added to the
+    # Gaussian's gradient in the parameters' precision, so the error grows with the pairs
+    # per Gaussian: measured 1.8e-6 of a column's largest entry in float32 at 1-pixel tiles
+    # (hundreds of pairs) and 5e-7 at the others, 1.7e-15 in float64.
     rng = np.random.default_rng(7)
     params = random_params(rng, 60, 45, 70, size=(0.8, 12.0)).astype(dtype)
     cot = rng.normal(size=(45, 70, 3)).astype(dtype)
@@ -189,8 +244,7 @@ def test_image_and_gradients_do_not_depend_on_the_tile_size(dtype):
     for tile in (1, 7, 16, 64, 100):
         bins = backend.bin(params, 45, 70, tile=tile)
         assert bins.tile == tile
-        peak_tol = np.abs(image).max() * (1e-6 if dtype == np.float32 else 1e-13)
-        assert np.abs(backend.render_forward(params, 45, 70, bins) - image).max() <= peak_tol
+        np.testing.assert_array_equal(backend.render_forward(params, 45, 70, bins), image)
         other = backend.render_backward(params, 45, 70, cot, bins)
         scale = np.abs(grad).max(axis=0) * (1e-5 if dtype == np.float32 else 1e-13)
         assert np.all(np.abs(other - grad) <= scale), tile

@@ -4,14 +4,13 @@ import numpy as np
 from cgc import _core
 from cgc.backends.bins import Bins
 
-# The CPU renderer's tile side.  Its row setup (span, weight anchor) is paid per row piece
-# inside a tile, so wider tiles cut that work; the image depends on it only through the
-# rounding of the weight recurrence (~4e-15 of the peak in float64).  kodim23's 4,169
-# fitted Gaussians (0.5 bpp), 2 threads, interleaved runs: forward 39.9 -> 34.0 ms and
-# backward 62.0 -> 59.0 ms from 16 to 32 (one thread: 68.5 -> 60.3, 114 -> 105 ms); its
-# default fit 90 -> 80 s (two runs each, 38.08 -> 38.05 dB: the gradients round
-# differently).  64 gave 37.0 / 64.5 against 39.7 / 65.4 ms in another run, too little
-# for fewer, larger tiles to balance across more cores.
+# The CPU renderer's tile side.  Its row setup (span, loop start) is paid per row piece
+# inside a tile, so wider tiles cut that work; the image does not depend on it, the
+# gradients only through rounding.  kodim23's 4,169 fitted Gaussians (0.5 bpp), best of 7:
+# 16 / 32 / 64 gave forward 13.6 / 11.1 / 9.9 ms and backward 18.8 / 14.4 / 12.5 ms on 2
+# threads (24.1 / 20.1 / 18.2 and 32.4 / 26.2 / 23.0 ms on one).  64 is kept for another
+# day: a 768x512 image has only 96 such tiles, and the coarse stage's 384x256 image 24,
+# too few to balance across many cores.
 TILE = 32
 
 
