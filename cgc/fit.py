@@ -33,8 +33,9 @@ DEFAULT_ITERATIONS = 600
 # about 0.4 of a full-resolution one (a quarter of the pixels; binning and Adam do not
 # shrink).  Timed back to back on 2 cores, kodim01 / kodim23 at 0.5 bpp: 600
 # full-resolution steps 25.91 / 37.68 dB in 65 / 82 s, 600 coarse + 400 full 26.26 /
-# 38.08 dB in 72 / 97 s (the scalar renderer of the time).  Kodak, count from the byte budget (cgc.codec), 8-bit PSNR of the unquantised
-# fit (the 2-core CPU shared with other jobs, so the times below are rough):
+# 38.08 dB in 72 / 97 s (the scalar renderer of the time).  Kodak, count from the byte
+# budget (cgc.codec), 8-bit PSNR of the unquantised fit (the 2-core CPU shared with other
+# jobs, so the times below are rough):
 #   kodim01 / kodim23 at 0.5 bpp (4,169 Gaussians), started from the gradient
 #   initialisation at half resolution: 600 full-resolution steps alone 25.90 / 37.50 dB
 #   (66 s for kodim01); 600 coarse + 400 full 26.25 / 38.04; 1,000 + 400 26.30 / 38.27;
