@@ -15,20 +15,32 @@
 #   the parameters kept here are bit for bit those a decoder will see.  RGB comes from
 #   YCoCg with the decoder's float32 arithmetic (cgc.quantize.ycocg_to_rgb).
 # * ``render`` holds the unclipped image of all Gaussians in float64, updated by each move.
-#   Weights are exp(-q / 2) computed directly in float64, where the renderer evaluates q in
-#   float32: the two can differ on pixels at the q = 9 edge, where the weight is 0.011, so
-#   the error seen here is the decoder's to about 1e-6; cgc/refine.py keeps the result only
-#   if the renderer agrees that the error fell.
+#   Weights are the renderer's float64 exp(-q / 2) of q computed in float64, where the
+#   decoder evaluates q in float32: the two can differ on pixels at the q = 9 edge, where
+#   the weight is 0.011, so the error seen here is the decoder's to about 1e-6;
+#   cgc/refine.py keeps the result only if the renderer agrees that the error fell.
+# * The weights and the cost of a move are C (_refine_cost.h), vectorised like the
+#   renderer's loops; the buffers they read carry slack past the image's end for that.
 # * Work is bounded: each visit costs a few passes over the Gaussian's box (the image at
 #   most), and there are N x sweeps visits.
 
-cdef inline double _refine_weight(double x, double y, double l11, double l21, double l22,
-                                  int i, int j) noexcept nogil:
-    """exp(-q / 2) of pixel (row i, column j) for one Gaussian, 0 outside q <= CUTOFF_Q."""
-    cdef double u = (j + 0.5 - x) / l11
-    cdef double v = ((i + 0.5 - y) - l21 * u) / l22
-    cdef double q = u * u + v * v
-    return exp(-0.5 * q) if q <= CUTOFF_Q else 0.0
+cdef extern from "_refine_cost.h" nogil:
+    int LANES "CGC_LANES"
+    double _refine_weight "cgc_refine_weight"(double x, double y, double inv_l11,
+                                              double l21, double inv_l22, int i, int j)
+    double _move_cost "cgc_move_cost"(const double *render, const float *target,
+                                      const double *weights, const float *old,
+                                      const float *new, int height, int width)
+
+
+def _with_slack(shape, dtype, values=None):
+    """A C-contiguous array of ``shape``, zeroed or a copy of ``values``, whose buffer runs
+    LANES pixels past its end (the slack cgc_move_cost reads into)."""
+    size = int(np.prod(shape))
+    flat = np.zeros(size + 3 * LANES, dtype=dtype)
+    if values is not None:
+        flat[:size] = np.asarray(values, dtype=dtype).ravel()
+    return flat[:size].reshape(shape)
 
 
 cdef inline double _clip01(double v) noexcept nogil:
@@ -53,12 +65,13 @@ cdef void _fill_weights(double[:, ::1] weights, float[::1] g, bint clear, int he
     Invariant kept by refine_codes: ``weights`` is zero outside the box of the Gaussian
     being visited, and holds that Gaussian's weights inside it."""
     cdef int j0, j1, i0, i1, i, j
+    cdef double inv_l11 = 1.0 / g[2], inv_l22 = 1.0 / g[4]
     if not _gaussian_box(g[0], g[1], g[2], g[3], g[4], width, height, &j0, &j1, &i0, &i1):
         return
     for i in range(i0, i1 + 1):
         for j in range(j0, j1 + 1):
-            weights[i, j] = 0.0 if clear else _refine_weight(g[0], g[1], g[2], g[3], g[4],
-                                                              i, j)
+            weights[i, j] = 0.0 if clear else _refine_weight(g[0], g[1], inv_l11, g[3],
+                                                              inv_l22, i, j)
 
 
 cdef void _splat(double[:, :, ::1] render, double[:, ::1] weights, float[::1] g,
@@ -74,39 +87,6 @@ cdef void _splat(double[:, :, ::1] render, double[:, ::1] weights, float[::1] g,
             if w != 0.0:
                 for ch in range(3):
                     render[i, j, ch] += sign * g[5 + ch] * w
-
-
-cdef double _move_cost(double[:, :, ::1] render, float[:, :, ::1] target,
-                       double[:, ::1] weights, float[::1] old, float[::1] new, int height,
-                       int width) noexcept nogil:
-    """Change in the clipped squared error if Gaussian ``old`` (its weights in ``weights``)
-    became ``new``."""
-    cdef int a0, a1, b0, b1, c0, c1, d0, d1, i, j, ch
-    cdef bint has_old, has_new
-    cdef double w_old, w_new, s, t, delta, total = 0.0
-    has_old = _gaussian_box(old[0], old[1], old[2], old[3], old[4], width, height,
-                            &a0, &a1, &b0, &b1)
-    has_new = _gaussian_box(new[0], new[1], new[2], new[3], new[4], width, height,
-                            &c0, &c1, &d0, &d1)
-    if not has_old:
-        a0, a1, b0, b1 = c0, c1, d0, d1
-    if not has_new:
-        c0, c1, d0, d1 = a0, a1, b0, b1
-    if not (has_old or has_new):
-        return 0.0
-    for i in range(min(b0, d0), max(b1, d1) + 1):
-        for j in range(min(a0, c0), max(a1, c1) + 1):
-            w_old = weights[i, j]
-            w_new = _refine_weight(new[0], new[1], new[2], new[3], new[4], i, j) \
-                if has_new else 0.0
-            if w_old == 0.0 and w_new == 0.0:
-                continue
-            for ch in range(3):
-                s = render[i, j, ch]
-                t = target[i, j, ch]
-                delta = new[5 + ch] * w_new - old[5 + ch] * w_old
-                total += _squared(_clip01(s + delta) - t) - _squared(_clip01(s) - t)
-    return total
 
 
 cdef void _set_colour(float[::1] g, const np.uint32_t *code, float[:, ::1] values) noexcept nogil:
@@ -222,7 +202,8 @@ cdef bint _refine_attribute(int k, np.uint32_t[::1] codes, float[::1] g, float[:
         if candidate < 0 or candidate > levels[k]:
             continue
         trial[k] = values[k, candidate]
-        cost = _move_cost(render, target, weights, g, trial, height, width)
+        cost = _move_cost(&render[0, 0, 0], &target[0, 0, 0], &weights[0, 0], &g[0],
+                          &trial[0], height, width)
         if cost < best_cost:
             best_cost = cost
             best = candidate
@@ -251,9 +232,8 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
     cdef Py_ssize_t n = codes.shape[0], g
     cdef int height = target.shape[0], width = target.shape[1], sweep, k
     cdef long long moves = 0
-    cdef np.ndarray[np.float64_t, ndim=3] render_arr = np.zeros((height, width, 3))
-    cdef double[:, :, ::1] render = render_arr
-    cdef double[:, ::1] weights = np.zeros((height, width))
+    cdef double[:, :, ::1] render = _with_slack((height, width, 3), np.float64)
+    cdef double[:, ::1] weights = _with_slack((height, width), np.float64)
     cdef float[::1] trial = np.empty(8, dtype=np.float32)
     if not (codes.shape[1] == 8 and params.shape[0] == n and params.shape[1] == 8
             and values.shape[0] == 8 and levels.shape[0] == 8 and lo.shape[0] == 8
@@ -265,6 +245,7 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
         for g in range(n):
             if codes[g, k] > levels[k]:
                 raise ValueError("refine_codes: code outside its quantiser's levels")
+    target = _with_slack((height, width, 3), np.float32, target)
     with nogil:
         for g in range(n):
             _fill_weights(weights, params[g], False, height, width)

@@ -77,9 +77,9 @@ def test_converged_codes_are_a_local_minimum_of_geometry_moves():
                     continue
                 moved = refined.copy()
                 moved[g, k] = int(refined[g, k]) + step
-                # Tolerance: the refinement's weights are float64 exps, the renderer's a
-                # float64 polynomial within 2e-15 of them; sums of errors on this tiny
-                # image stay far below 1e-9.
+                # Tolerance: the refinement and the renderer weigh pixels with the same
+                # float64 polynomial but compute q in other orders (and sum the costs in
+                # lanes), so they agree to rounding, far below 1e-9 on this tiny image.
                 assert clipped_sse(quantisers, moved, image) >= best - 1e-9, (g, k, step)
 
 

@@ -1,0 +1,66 @@
+/* The refinement's inner loops (cgc/_refine.pxi): a Gaussian's weights, and the change in
+the clipped squared error when one Gaussian is replaced by another.
+
+Read me first
+-------------
+* Everything here is float64 (the refinement's working precision) and follows the
+  conventions of _render_tile.h: the box, the cut-off q <= CGC_CUTOFF_Q, the weight
+  polynomial cgc_weight_d, and the pixel loops in chunks of CGC_LANES masked lanes, built
+  for the baseline and for AVX2 and picked by cgc_render_init().
+* render (H, W, 3) float64, target (H, W, 3) float32 and weights (H, W) float64 are read
+  up to CGC_LANES pixels past a box's right edge, so their buffers carry that much slack
+  after the image's end (cgc/_refine.pxi allocates them so).  Masked lanes add exactly 0:
+  their weights are zeroed, so their old and new values are equal. */
+#ifndef CGC_REFINE_COST_H
+#define CGC_REFINE_COST_H
+
+#include "_render_tile.h"
+
+/* clip(v, 0, 1) for finite v, through the bits: negatives (and -0) become +0, then an
+   integer minimum with 1.0, as the bits of non-negative doubles order as their values. */
+static inline double cgc_clip01_d(double v) {
+    cgc_bits_d b, one;
+    b.f = v;
+    b.i &= ~(b.i >> 63);
+    one.f = 1.0;
+    b.i = b.i < one.i ? b.i : one.i;
+    return b.f;
+}
+
+/* exp(-q / 2) of pixel (row i, column j) for a Gaussian centred at (x, y) with Cholesky
+   factor [[1 / inv_l11, 0], [l21, 1 / inv_l22]], or 0 where q > CGC_CUTOFF_Q. */
+static inline double cgc_refine_weight(double x, double y, double inv_l11, double l21,
+                                       double inv_l22, int i, int j) {
+    double u = ((double)j + 0.5 - x) * inv_l11;
+    double v = (((double)i + 0.5 - y) - l21 * u) * inv_l22;
+    double q = u * u + v * v;
+    return cgc_keep_d(cgc_weight_d(cgc_clamp_q_d(q)), -(int64_t)(q <= CGC_CUTOFF_Q));
+}
+
+#define CGC_NO_TARGET
+#define CGC_ISA baseline
+#include "_refine_cost_impl.h"
+#undef CGC_NO_TARGET
+#undef CGC_ISA
+
+#ifdef CGC_HAVE_AVX2_BUILD
+#define CGC_TARGET __attribute__((target("avx2")))
+#define CGC_ISA avx2
+#include "_refine_cost_impl.h"
+#undef CGC_TARGET
+#undef CGC_ISA
+#endif
+
+/* Change in sum over pixels and channels of (clip(render) - target)^2 if Gaussian old,
+   whose weights over its box are in weights (0 elsewhere), became new_: both are rows of
+   8 float32 parameters, x, y, l11, l21, l22, r, g, b. */
+static double cgc_move_cost(const double *render, const float *target, const double *weights,
+                            const float *old, const float *new_, int height, int width) {
+#ifdef CGC_HAVE_AVX2_BUILD
+    if (cgc_render_avx2)
+        return cgc_move_cost_avx2(render, target, weights, old, new_, height, width);
+#endif
+    return cgc_move_cost_baseline(render, target, weights, old, new_, height, width);
+}
+
+#endif
