@@ -78,7 +78,9 @@ CGC_FN_ATTR int CGC_FN(forward)(const CGC_REAL *params, int height, int width, i
         CGC_REAL *acc = (CGC_REAL *)calloc(4 * most + CGC_LANES, sizeof(CGC_REAL));
         int64_t t;
         if (acc == NULL) {
+#ifdef _OPENMP
 #pragma omp atomic write
+#endif
             failed = 1;
         }
 #pragma omp for schedule(dynamic)
@@ -224,7 +226,9 @@ CGC_FN_ATTR int CGC_FN(backward)(const CGC_REAL *params, int height, int width, 
         CGC_REAL *grad = (CGC_REAL *)calloc(3 * most + CGC_LANES, sizeof(CGC_REAL));
         int64_t t;
         if (grad == NULL) {
+#ifdef _OPENMP
 #pragma omp atomic write
+#endif
             failed = 1;
         }
 #pragma omp for schedule(dynamic)
