@@ -14,7 +14,9 @@
 #   ``values[k, code]``, the table cgc/refine.py builds with the decoder's own dequantiser:
 #   the parameters kept here are bit for bit those a decoder will see.  RGB comes from
 #   YCoCg with the decoder's float32 arithmetic (cgc.quantize.ycocg_to_rgb).
-# * ``render`` holds the unclipped image of all Gaussians in float64, updated by each move.
+# * ``render`` holds the unclipped image of all Gaussians in float64, updated by each move,
+#   as three planes (3, H, W) like the copy of the target, so that rows of each channel
+#   are contiguous for the vectorised loops.
 #   Weights are the renderer's float64 exp(-q / 2) of q computed in float64, where the
 #   decoder evaluates q in float32: the two can differ on pixels at the q = 9 edge, where
 #   the weight is 0.011, so the error seen here is the decoder's to about 1e-6;
@@ -35,9 +37,9 @@ cdef extern from "_refine_cost.h" nogil:
 
 def _with_slack(shape, dtype, values=None):
     """A C-contiguous array of ``shape``, zeroed or a copy of ``values``, whose buffer runs
-    LANES pixels past its end (the slack cgc_move_cost reads into)."""
+    LANES values past its end (the slack cgc_move_cost reads into)."""
     size = int(np.prod(shape))
-    flat = np.zeros(size + 3 * LANES, dtype=dtype)
+    flat = np.zeros(size + LANES, dtype=dtype)
     if values is not None:
         flat[:size] = np.asarray(values, dtype=dtype).ravel()
     return flat[:size].reshape(shape)
@@ -86,7 +88,7 @@ cdef void _splat(double[:, :, ::1] render, double[:, ::1] weights, float[::1] g,
             w = weights[i, j]
             if w != 0.0:
                 for ch in range(3):
-                    render[i, j, ch] += sign * g[5 + ch] * w
+                    render[ch, i, j] += sign * g[5 + ch] * w
 
 
 cdef void _set_colour(float[::1] g, const np.uint32_t *code, float[:, ::1] values) noexcept nogil:
@@ -126,9 +128,9 @@ cdef bint _refine_colour(np.uint32_t[::1] codes, float[::1] g, float[::1] trial,
                 continue
             norm += w * w
             for ch in range(3):
-                s = render[i, j, ch]
+                s = render[ch, i, j]
                 if 0.0 <= s <= 1.0:
-                    grad[ch] += (s - target[i, j, ch]) * w
+                    grad[ch] += (s - target[ch, i, j]) * w
     if norm <= 0.0:
         return False
     for ch in range(3):
@@ -163,8 +165,8 @@ cdef bint _refine_colour(np.uint32_t[::1] codes, float[::1] g, float[::1] trial,
             if w == 0.0:
                 continue
             for ch in range(3):
-                s = render[i, j, ch]
-                t = target[i, j, ch]
+                s = render[ch, i, j]
+                t = target[ch, i, j]
                 base = _squared(_clip01(s) - t)
                 for combo in range(8):
                     costs[combo] += _squared(_clip01(s + shift[combo][ch] * w) - t) - base
@@ -232,7 +234,7 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
     cdef Py_ssize_t n = codes.shape[0], g
     cdef int height = target.shape[0], width = target.shape[1], sweep, k
     cdef long long moves = 0
-    cdef double[:, :, ::1] render = _with_slack((height, width, 3), np.float64)
+    cdef double[:, :, ::1] render = _with_slack((3, height, width), np.float64)
     cdef double[:, ::1] weights = _with_slack((height, width), np.float64)
     cdef float[::1] trial = np.empty(8, dtype=np.float32)
     if not (codes.shape[1] == 8 and params.shape[0] == n and params.shape[1] == 8
@@ -245,7 +247,8 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
         for g in range(n):
             if codes[g, k] > levels[k]:
                 raise ValueError("refine_codes: code outside its quantiser's levels")
-    target = _with_slack((height, width, 3), np.float32, target)
+    target = _with_slack((3, height, width), np.float32,
+                         np.moveaxis(np.asarray(target), 2, 0))
     with nogil:
         for g in range(n):
             _fill_weights(weights, params[g], False, height, width)

@@ -7,10 +7,11 @@ Read me first
   conventions of _render_tile.h: the box, the cut-off q <= CGC_CUTOFF_Q, the weight
   polynomial cgc_weight_d, and the pixel loops in chunks of CGC_LANES masked lanes, built
   for the baseline and for AVX2 and picked by cgc_render_init().
-* render (H, W, 3) float64, target (H, W, 3) float32 and weights (H, W) float64 are read
-  up to CGC_LANES pixels past a box's right edge, so their buffers carry that much slack
-  after the image's end (cgc/_refine.pxi allocates them so).  Masked lanes add exactly 0:
-  their weights are zeroed, so their old and new values are equal. */
+* render (3, H, W) float64 and target (3, H, W) float32, both as planes of channels, and
+  weights (H, W) float64 are read up to CGC_LANES pixels past a box's right edge, so their
+  buffers carry that much slack after their end (cgc/_refine.pxi allocates them so).
+  Masked lanes add exactly 0: their weights are zeroed, so their old and new values are
+  equal. */
 #ifndef CGC_REFINE_COST_H
 #define CGC_REFINE_COST_H
 
@@ -51,7 +52,7 @@ static inline double cgc_refine_weight(double x, double y, double inv_l11, doubl
 #undef CGC_ISA
 #endif
 
-/* Change in sum over pixels and channels of (clip(render) - target)^2 if Gaussian old,
+/* Change in the sum over pixels and channels of (clip(render) - target)^2 if Gaussian old,
    whose weights over its box are in weights (0 elsewhere), became new_: both are rows of
    8 float32 parameters, x, y, l11, l21, l22, r, g, b. */
 static double cgc_move_cost(const double *render, const float *target, const double *weights,

@@ -22,7 +22,7 @@ CGC_FN_ATTR double CGC_NAME3(cgc, move_cost, CGC_ISA)(const double *render,
                                          height, &a0, &a1, &b0, &b1);
     const int has_new = cgc_gaussian_box(x, y, new_[2], l21, new_[4], width, height, &c0,
                                          &c1, &d0, &d1);
-    const int64_t new_mask = -(int64_t)has_new;
+    const int64_t new_mask = -(int64_t)has_new, plane = (int64_t)height * width;
     if (!has_old && !has_new)
         return 0.0;
     if (!has_old) {
@@ -45,8 +45,8 @@ CGC_FN_ATTR double CGC_NAME3(cgc, move_cost, CGC_ISA)(const double *render,
         lane_sum[lane] = 0.0;
     for (i = b0; i <= b1; ++i) {
         const int64_t row = (int64_t)i * width + a0;
-        const double *s_row = render + 3 * row;
-        const float *t_row = target + 3 * row;
+        const double *s_row = render + row;
+        const float *t_row = target + row;
         const double *w_row = weights + row;
         const double dy = ((double)i + 0.5) - y;
         const int n = a1 - a0 + 1;
@@ -65,7 +65,8 @@ CGC_FN_ATTR double CGC_NAME3(cgc, move_cost, CGC_ISA)(const double *render,
                 double cost = 0.0;
                 int ch;
                 for (ch = 0; ch < 3; ++ch) {
-                    const double s = s_row[3 * k + ch], t = (double)t_row[3 * k + ch];
+                    const double s = s_row[ch * plane + k];
+                    const double t = (double)t_row[ch * plane + k];
                     const double moved = cgc_clip01_d(s + (new_[5 + ch] * w_new
                                                            - old[5 + ch] * w_old)) - t;
                     const double held = cgc_clip01_d(s) - t;
