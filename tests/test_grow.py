@@ -78,13 +78,51 @@ def test_encode_grows_a_file_short_of_its_budget(image, monkeypatch):
     assert cgc.encode(image, **kwargs) == plain
 
 
-def test_full_files_and_given_counts_do_not_grow(image, monkeypatch):
+def test_full_files_that_decode_well_and_given_counts_do_not_grow(image, monkeypatch):
     kwargs = dict(iterations=60, seed=0, progress=False, max_bytes=700)
     plain = cgc.encode(image, fill=False, **kwargs)
     assert len(plain) >= codec.FILL_SHARE * 700
-    assert cgc.encode(image, **kwargs) == plain
     calls = []
     monkeypatch.setattr(codec, "grow", lambda *args, **kw: calls.append(args))
+    monkeypatch.setattr(codec, "DETAIL_PSNR", 0.0)
+    assert cgc.encode(image, **kwargs) == plain
     monkeypatch.setattr(codec, "FILL_SHARE", 2.0)
+    monkeypatch.setattr(codec, "DETAIL_PSNR", 99.0)
     cgc.encode(image, n_gaussians=50, **kwargs)
     assert calls == []
+
+
+def test_full_files_that_decode_badly_grow_by_detail_growth(image, monkeypatch):
+    kwargs = dict(iterations=60, seed=0, progress=False, max_bytes=700)
+    plain = cgc.encode(image, fill=False, **kwargs)
+    n = len(unpack(plain).codes)
+    assert len(plain) >= codec.FILL_SHARE * 700
+    psnr = 10 * np.log10(255 ** 2 / codec._mse(plain, image, "cpu"))
+    counts = []
+
+    def recording_grow(gaussians, image, n_gaussians, iterations, **kw):
+        counts.append(n_gaussians)
+        return grow(gaussians, image, n_gaussians, iterations, **kw)
+
+    monkeypatch.setattr(codec, "grow", recording_grow)
+    monkeypatch.setattr(codec, "DETAIL_PSNR", psnr + 0.01)
+    grown = cgc.encode(image, **kwargs)
+    assert counts == [int(n * codec.DETAIL_GROWTH)] and counts[0] > n
+    assert len(grown) <= 700
+    # Kept only if it decodes better: the grown file when it does, else the first one.
+    if codec._mse(grown, image, "cpu") < codec._mse(plain, image, "cpu"):
+        assert len(unpack(grown).codes) == counts[0]
+    else:
+        assert grown == plain
+    # A grown file that decodes worse (by the stubbed error) is not kept.
+    monkeypatch.setattr(codec, "_mse", lambda data, image, device: (
+        2000.0 if len(unpack(data).codes) > n else 1000.0))
+    monkeypatch.setattr(codec, "DETAIL_PSNR", 99.0)
+    counts.clear()
+    assert cgc.encode(image, **kwargs) == plain and len(counts) == 1
+    # Just above the threshold, no growth.
+    counts.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(codec, "grow", recording_grow)
+    monkeypatch.setattr(codec, "DETAIL_PSNR", psnr - 0.01)
+    assert cgc.encode(image, **kwargs) == plain and counts == []
