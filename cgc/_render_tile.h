@@ -11,12 +11,16 @@ Read me first
   q <= CGC_CUTOFF_Q.  The box, the tiles and the per-row spans only find those pixels
   conservatively, so the image does not depend on the tiling at all: each pixel's terms
   are added in pair order, which is increasing Gaussian index in every tiling.
+* Tiles are tile x tile pixels in row-major order, of the size the caller's binning chose
+  (bin_gaussians in _render.pxi; the CPU backend's 32, the CUDA kernels' 16).  A tile's
+  pair list holds the indices of the Gaussians whose box touches it, in increasing index,
+  with no cap on its length.
 * u, v and q are evaluated in the parameters' precision, one rounded operation at a time
   in the order of the CUDA helpers (kernels/common.cuh), so float32 renders agree with the
   kernels on which pixels pass q <= 9.  The build turns off FMA contraction for that.
 * The pixel loops run over a row piece of a tile in chunks of CGC_LANES columns with no
   branches: q is evaluated for every lane, the weight of the clamped q computed, and a
-  lane's terms selected away where q > 9 or the lane is past the piece's end.  Buffers
+  lane's terms masked to 0 where q > 9 or the lane is past the piece's end.  Buffers
   have CGC_LANES values of slack for the last chunk.  The compiler vectorises the chunks
   (`omp simd`); on x86-64 they are built twice, for the baseline and for AVX2, and
   cgc_render_init() picks one at import.  Each lane's arithmetic is the same in both, so

@@ -1,6 +1,7 @@
 // Per-Gaussian and per-pixel maths shared by every kernel, written once.
 //
-// The CPU reference is cgc/_render.pxi and cgc/_adam.pxi; read their "read me first" notes.
+// The CPU reference is cgc/_render_tile.h (binned by cgc/_render.pxi) and cgc/_adam.pxi;
+// read their "read me first" notes.
 // Conventions repeated here because the kernels depend on them:
 //   * params is the packed (N, 8) float32 array x, y, l11, l21, l22, r, g, b, in pixels.
 //   * Pixel (row i, column j) has its centre at (j + 0.5, i + 0.5).
