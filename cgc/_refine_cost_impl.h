@@ -48,7 +48,6 @@ CGC_FN_ATTR double CGC_NAME3(cgc, move_cost, CGC_ISA)(const double *render,
         const double *s_row = render + row;
         const float *t_row = target + row;
         const double *w_row = weights + row;
-        const double dy = ((double)i + 0.5) - y;
         const int n = a1 - a0 + 1;
         int chunk;
         for (chunk = 0; chunk < (n + CGC_LANES - 1) / CGC_LANES; ++chunk) {
@@ -56,11 +55,8 @@ CGC_FN_ATTR double CGC_NAME3(cgc, move_cost, CGC_ISA)(const double *render,
             for (lane = 0; lane < CGC_LANES; ++lane) {
                 const int k = chunk * CGC_LANES + lane;
                 const int64_t live = -(int64_t)(k < n);
-                const double u = ((double)(a0 + k) + 0.5 - x) * inv_l11;
-                const double v = (dy - l21 * u) * inv_l22;
-                const double q = u * u + v * v;
-                const int64_t drawn = live & new_mask & -(int64_t)(q <= CGC_CUTOFF_Q);
-                const double w_new = cgc_keep_d(cgc_weight_d(cgc_clamp_q_d(q)), drawn);
+                const double w_new = cgc_keep_d(
+                    cgc_refine_weight(x, y, inv_l11, l21, inv_l22, i, a0 + k), live & new_mask);
                 const double w_old = cgc_keep_d(w_row[k], live);
                 double cost = 0.0;
                 int ch;

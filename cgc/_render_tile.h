@@ -111,6 +111,26 @@ static inline void cgc_row_span(double x, double dy, const cgc_span_shape *shape
     if (*j1 > j_hi) *j1 = j_hi;
 }
 
+/* Tile t of a tiles_x-wide grid of tile x tile pixels, clipped to the image: its first
+   row and column and its size. */
+static inline void cgc_tile_rect(int64_t t, int tiles_x, int tile, int height, int width,
+                                 int *ti0, int *tj0, int *rows, int *cols) {
+    *ti0 = (int)(t / tiles_x) * tile;
+    *tj0 = (int)(t % tiles_x) * tile;
+    *rows = height - *ti0 < tile ? height - *ti0 : tile;
+    *cols = width - *tj0 < tile ? width - *tj0 : tile;
+}
+
+/* A thread's zeroed buffer of `planes` planes of one tile (at most tile x tile pixels, and
+   no larger than the image), with CGC_LANES values of slack for the last chunk of the
+   last row piece; NULL when out of memory. */
+static inline void *cgc_tile_scratch(int planes, size_t value_size, int tile, int height,
+                                     int width) {
+    const size_t most =
+        (size_t)(tile < height ? tile : height) * (size_t)(tile < width ? tile : width);
+    return calloc(planes * most + CGC_LANES, value_size);
+}
+
 /* The integer tricks below keep the pixel loops free of selects and conditional
    arithmetic, which the compiler's passes turn back into branches that stop the loops
    vectorising.  Bits of floats are read and written through unions. */
@@ -210,21 +230,11 @@ static inline double cgc_weight_d(double q) {
     return p * cgc_pow2_neg_d(n);
 }
 
-/* The tile loops, once per precision and instruction set (_render_tile_impl.h). */
+/* The tile loops, once per instruction set (_render_tile_isa.h instantiates both
+   precisions of _render_tile_impl.h). */
 #define CGC_NO_TARGET
 #define CGC_ISA baseline
-#define CGC_REAL float
-#define CGC_WEIGHT cgc_weight_f
-#define CGC_CLAMP_Q cgc_clamp_q_f
-#define CGC_KEEP cgc_keep_f
-#define CGC_MASK int32_t
-#include "_render_tile_impl.h"
-#define CGC_REAL double
-#define CGC_WEIGHT cgc_weight_d
-#define CGC_CLAMP_Q cgc_clamp_q_d
-#define CGC_KEEP cgc_keep_d
-#define CGC_MASK int64_t
-#include "_render_tile_impl.h"
+#include "_render_tile_isa.h"
 #undef CGC_NO_TARGET
 #undef CGC_ISA
 
@@ -232,18 +242,7 @@ static inline double cgc_weight_d(double q) {
 #define CGC_HAVE_AVX2_BUILD 1
 #define CGC_TARGET __attribute__((target("avx2")))
 #define CGC_ISA avx2
-#define CGC_REAL float
-#define CGC_WEIGHT cgc_weight_f
-#define CGC_CLAMP_Q cgc_clamp_q_f
-#define CGC_KEEP cgc_keep_f
-#define CGC_MASK int32_t
-#include "_render_tile_impl.h"
-#define CGC_REAL double
-#define CGC_WEIGHT cgc_weight_d
-#define CGC_CLAMP_Q cgc_clamp_q_d
-#define CGC_KEEP cgc_keep_d
-#define CGC_MASK int64_t
-#include "_render_tile_impl.h"
+#include "_render_tile_isa.h"
 #undef CGC_TARGET
 #undef CGC_ISA
 #endif

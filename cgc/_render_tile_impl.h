@@ -1,7 +1,7 @@
-/* The tile loops of _render_tile.h for one precision and instruction set: included by it
-once per (CGC_REAL, CGC_WEIGHT, CGC_ISA[, CGC_TARGET]), which it defines before and this
-file undefines after (CGC_ISA and CGC_TARGET stay for the next precision).  Read the "read
-me first" note of _render_tile.h. */
+/* The tile loops of _render_tile.h for one precision and instruction set: included by
+_render_tile_isa.h once per (CGC_REAL, CGC_WEIGHT, CGC_CLAMP_Q, CGC_KEEP, CGC_MASK), which
+it defines before and this file undefines after; CGC_ISA and CGC_TARGET (or CGC_NO_TARGET)
+come from _render_tile.h.  Read the "read me first" note of _render_tile.h. */
 
 #define CGC_PASTE4(a, b, c, d) a##_##b##_##c##_##d
 #define CGC_NAME4(a, b, c, d) CGC_PASTE4(a, b, c, d)
@@ -12,13 +12,42 @@ me first" note of _render_tile.h. */
 #define CGC_FN_ATTR CGC_TARGET static
 #endif
 
+/* The box of the Gaussian gp clipped to the tile [ti0, ti0 + rows) x [tj0, tj0 + cols),
+   and its span shape; 0 when it draws nothing there. */
+CGC_FN_ATTR int CGC_FN(box_in_tile)(const CGC_REAL *gp, int ti0, int tj0, int rows, int cols,
+                                    int width, int height, int *j0, int *j1, int *i0,
+                                    int *i1, cgc_span_shape *shape) {
+    if (!cgc_gaussian_box(gp[0], gp[1], gp[2], gp[3], gp[4], width, height, j0, j1, i0, i1))
+        return 0;
+    *shape = cgc_span_shape_of(gp[2], gp[3], gp[4]);
+    if (*i0 < ti0) *i0 = ti0;
+    if (*i1 > ti0 + rows - 1) *i1 = ti0 + rows - 1;
+    if (*j0 < tj0) *j0 = tj0;
+    if (*j1 > tj0 + cols - 1) *j1 = tj0 + cols - 1;
+    return 1;
+}
+
+/* One lane of a row piece: u, v of column j on the row at offset dy from the centre, the
+   weight of the clamped q, and the mask that keeps the lane's terms (q <= CGC_CUTOFF_Q and
+   the lane is live).  Returns the weight. */
+static inline CGC_REAL CGC_FN(lane_weight)(CGC_REAL x, CGC_REAL dy, CGC_REAL inv_l11,
+                                           CGC_REAL l21, CGC_REAL inv_l22, int j, int live,
+                                           CGC_REAL *u, CGC_REAL *v, CGC_MASK *keep) {
+    const CGC_REAL uu = (((CGC_REAL)j + (CGC_REAL)0.5) - x) * inv_l11;
+    const CGC_REAL vv = (dy - l21 * uu) * inv_l22;
+    const CGC_REAL q = uu * uu + vv * vv;
+    *u = uu;
+    *v = vv;
+    *keep = -(CGC_MASK)((q <= (CGC_REAL)CGC_CUTOFF_Q) & live);
+    return CGC_WEIGHT(CGC_CLAMP_Q(q));
+}
+
 /* Adds one tile's terms to acc, four planes (r, g, b, weight) of rows x cols values for
    the tile [ti0, ti0 + rows) x [tj0, tj0 + cols), zeroed by the caller. */
 CGC_FN_ATTR void CGC_FN(tile_forward)(const CGC_REAL *params, const int32_t *pairs,
                                       int64_t p0, int64_t p1, int ti0, int tj0, int rows,
                                       int cols, int width, int height, CGC_REAL *acc) {
     const int64_t plane = (int64_t)rows * cols;
-    const CGC_REAL cutoff = (CGC_REAL)CGC_CUTOFF_Q;
     int64_t p;
     for (p = p0; p < p1; ++p) {
         const CGC_REAL *gp = params + 8 * (int64_t)pairs[p];
@@ -27,13 +56,9 @@ CGC_FN_ATTR void CGC_FN(tile_forward)(const CGC_REAL *params, const int32_t *pai
         const CGC_REAL cr = gp[5], cg = gp[6], cb = gp[7];
         int j0, j1, i0, i1, i;
         cgc_span_shape shape;
-        if (!cgc_gaussian_box(x, y, gp[2], l21, gp[4], width, height, &j0, &j1, &i0, &i1))
+        if (!CGC_FN(box_in_tile)(gp, ti0, tj0, rows, cols, width, height, &j0, &j1, &i0, &i1,
+                                 &shape))
             continue;
-        shape = cgc_span_shape_of(gp[2], l21, gp[4]);
-        if (i0 < ti0) i0 = ti0;
-        if (i1 > ti0 + rows - 1) i1 = ti0 + rows - 1;
-        if (j0 < tj0) j0 = tj0;
-        if (j1 > tj0 + cols - 1) j1 = tj0 + cols - 1;
         for (i = i0; i <= i1; ++i) {
             const CGC_REAL dy = ((CGC_REAL)i + (CGC_REAL)0.5) - y;
             CGC_REAL *ar, *ag, *ab, *aw;
@@ -48,11 +73,10 @@ CGC_FN_ATTR void CGC_FN(tile_forward)(const CGC_REAL *params, const int32_t *pai
 #pragma omp simd
                 for (lane = 0; lane < CGC_LANES; ++lane) {
                     const int k = chunk * CGC_LANES + lane;
-                    const CGC_REAL u = (((CGC_REAL)(rj0 + k) + (CGC_REAL)0.5) - x) * inv_l11;
-                    const CGC_REAL v = (dy - l21 * u) * inv_l22;
-                    const CGC_REAL q = u * u + v * v;
-                    const CGC_MASK keep = -(CGC_MASK)((q <= cutoff) & (k < n));
-                    const CGC_REAL w = CGC_WEIGHT(CGC_CLAMP_Q(q));
+                    CGC_REAL u, v;
+                    CGC_MASK keep;
+                    const CGC_REAL w = CGC_FN(lane_weight)(x, dy, inv_l11, l21, inv_l22,
+                                                           rj0 + k, k < n, &u, &v, &keep);
                     const CGC_REAL tr = cr * w, tg = cg * w, tb = cb * w;
                     ar[k] += CGC_KEEP(tr, keep);
                     ag[k] += CGC_KEEP(tg, keep);
@@ -71,11 +95,8 @@ CGC_FN_ATTR int CGC_FN(forward)(const CGC_REAL *params, int height, int width, i
     int failed = 0;
 #pragma omp parallel
     {
-        /* A tile is at most tile x tile pixels, and no larger than the image; the slack
-           is for the last chunk of the last row piece. */
-        const size_t most =
-            (size_t)(tile < height ? tile : height) * (size_t)(tile < width ? tile : width);
-        CGC_REAL *acc = (CGC_REAL *)calloc(4 * most + CGC_LANES, sizeof(CGC_REAL));
+        CGC_REAL *acc =
+            (CGC_REAL *)cgc_tile_scratch(4, sizeof(CGC_REAL), tile, height, width);
         int64_t t;
         if (acc == NULL) {
 #ifdef _OPENMP
@@ -85,11 +106,10 @@ CGC_FN_ATTR int CGC_FN(forward)(const CGC_REAL *params, int height, int width, i
         }
 #pragma omp for schedule(dynamic)
         for (t = 0; t < n_tiles; ++t) {
-            const int ti0 = (int)(t / tiles_x) * tile, tj0 = (int)(t % tiles_x) * tile;
-            const int rows = height - ti0 < tile ? height - ti0 : tile;
-            const int cols = width - tj0 < tile ? width - tj0 : tile;
-            const int64_t plane = (int64_t)rows * cols;
-            int r, c;
+            int ti0, tj0, rows, cols, r, c;
+            int64_t plane;
+            cgc_tile_rect(t, tiles_x, tile, height, width, &ti0, &tj0, &rows, &cols);
+            plane = (int64_t)rows * cols;
             if (acc == NULL)
                 continue;
             memset(acc, 0, sizeof(CGC_REAL) * 4 * (size_t)plane);
@@ -120,7 +140,6 @@ CGC_FN_ATTR void CGC_FN(tile_backward)(const CGC_REAL *params, const int32_t *pa
                                        int cols, int width, int height,
                                        const CGC_REAL *grad, double *pair_grad) {
     const int64_t plane = (int64_t)rows * cols;
-    const CGC_REAL cutoff = (CGC_REAL)CGC_CUTOFF_Q;
     int64_t p;
     for (p = p0; p < p1; ++p) {
         const CGC_REAL *gp = params + 8 * (int64_t)pairs[p];
@@ -142,13 +161,8 @@ CGC_FN_ATTR void CGC_FN(tile_backward)(const CGC_REAL *params, const int32_t *pa
             e[lane] = eu[lane] = f[lane] = fu[lane] = fv[lane] = sr[lane] = sg[lane] =
                 sb[lane] = 0;
         cgc_span_shape shape;
-        if (cgc_gaussian_box(x, y, gp[2], l21, gp[4], width, height, &j0, &j1, &i0, &i1)) {
-            shape = cgc_span_shape_of(gp[2], l21, gp[4]);
-            if (i0 < ti0) i0 = ti0;
-            if (i1 > ti0 + rows - 1) i1 = ti0 + rows - 1;
-            if (j0 < tj0) j0 = tj0;
-            if (j1 > tj0 + cols - 1) j1 = tj0 + cols - 1;
-        } else {
+        if (!CGC_FN(box_in_tile)(gp, ti0, tj0, rows, cols, width, height, &j0, &j1, &i0, &i1,
+                                 &shape)) {
             i0 = 1;
             i1 = 0;
         }
@@ -165,11 +179,10 @@ CGC_FN_ATTR void CGC_FN(tile_backward)(const CGC_REAL *params, const int32_t *pa
 #pragma omp simd
                 for (lane = 0; lane < CGC_LANES; ++lane) {
                     const int k = chunk * CGC_LANES + lane;
-                    const CGC_REAL u = (((CGC_REAL)(rj0 + k) + (CGC_REAL)0.5) - x) * inv_l11;
-                    const CGC_REAL v = (dy - l21 * u) * inv_l22;
-                    const CGC_REAL q = u * u + v * v;
-                    const CGC_MASK keep = -(CGC_MASK)((q <= cutoff) & (k < n));
-                    const CGC_REAL w = CGC_WEIGHT(CGC_CLAMP_Q(q));
+                    CGC_REAL u, v;
+                    CGC_MASK keep;
+                    const CGC_REAL w = CGC_FN(lane_weight)(x, dy, inv_l11, l21, inv_l22,
+                                                           rj0 + k, k < n, &u, &v, &keep);
                     const CGC_REAL gr = gr_row[k], gg = gg_row[k], gb = gb_row[k];
                     const CGC_REAL s = w * (gr * cr + gg * cg + gb * cb);
                     const CGC_REAL se = s * (u - v * shear), sf = s * v;
@@ -219,11 +232,8 @@ CGC_FN_ATTR int CGC_FN(backward)(const CGC_REAL *params, int height, int width, 
     int failed = 0;
 #pragma omp parallel
     {
-        /* A tile is at most tile x tile pixels, and no larger than the image; the slack
-           is for the last chunk of the last row piece. */
-        const size_t most =
-            (size_t)(tile < height ? tile : height) * (size_t)(tile < width ? tile : width);
-        CGC_REAL *grad = (CGC_REAL *)calloc(3 * most + CGC_LANES, sizeof(CGC_REAL));
+        CGC_REAL *grad =
+            (CGC_REAL *)cgc_tile_scratch(3, sizeof(CGC_REAL), tile, height, width);
         int64_t t;
         if (grad == NULL) {
 #ifdef _OPENMP
@@ -233,11 +243,10 @@ CGC_FN_ATTR int CGC_FN(backward)(const CGC_REAL *params, int height, int width, 
         }
 #pragma omp for schedule(dynamic)
         for (t = 0; t < n_tiles; ++t) {
-            const int ti0 = (int)(t / tiles_x) * tile, tj0 = (int)(t % tiles_x) * tile;
-            const int rows = height - ti0 < tile ? height - ti0 : tile;
-            const int cols = width - tj0 < tile ? width - tj0 : tile;
-            const int64_t plane = (int64_t)rows * cols;
-            int r, c;
+            int ti0, tj0, rows, cols, r, c;
+            int64_t plane;
+            cgc_tile_rect(t, tiles_x, tile, height, width, &ti0, &tj0, &rows, &cols);
+            plane = (int64_t)rows * cols;
             if (grad == NULL || tile_start[t] == tile_start[t + 1])
                 continue;
             for (r = 0; r < rows; ++r) {
