@@ -136,13 +136,11 @@ def _mse(data, image, device):
     return float(np.mean((decoded - 255.0 * image) ** 2))
 
 
-def _growth_count(data, image, n_gaussians, max_bytes, device):
-    """How many Gaussians to grow a budget-derived fit to (see FILL_SHARE, DETAIL_PSNR), or
-    None to keep ``data``."""
-    height, width = image.shape[:2]
-    if len(data) < FILL_SHARE * max_bytes:
-        return grown_count(n_gaussians, len(data), max_bytes, height, width)
-    mse = _mse(data, image, device)
+def _growth_count(file_bytes, mse, n_gaussians, max_bytes, height, width):
+    """How many Gaussians to grow a budget-derived fit to, given its file's size and the
+    decoded image's error (_mse; see FILL_SHARE, DETAIL_PSNR), or None to keep the file."""
+    if file_bytes < FILL_SHARE * max_bytes:
+        return grown_count(n_gaussians, file_bytes, max_bytes, height, width)
     if mse > 0 and 10 * math.log10(255 ** 2 / mse) < DETAIL_PSNR:
         return min(height * width, int(n_gaussians * DETAIL_GROWTH))
     return None
@@ -188,7 +186,8 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     grow_iterations = round(GROW_ITERATION_SHARE * iterations)
     if not (fill and count_from_budget and grow_iterations > 0):
         return data
-    count = _growth_count(data, image, n_gaussians, max_bytes, device)
+    mse = _mse(data, image, device)
+    count = _growth_count(len(data), mse, n_gaussians, max_bytes, height, width)
     if count is None:
         return data
     grown = grow(gaussians, image, count, grow_iterations, seed=seed, device=device,
@@ -199,7 +198,7 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         grown_data = _encode_fitted(grown, image, bits, max_bytes, refine, device)
     except ValueError:  # the grown count does not fit the budget even at 1-bit codes
         return data
-    if _mse(grown_data, image, device) < _mse(data, image, device):
+    if _mse(grown_data, image, device) < mse:
         return grown_data
     return data
 
