@@ -1,6 +1,6 @@
 # Byte-stream rANS coder with a static, compactly stored frequency table.
 #
-# Block layout (docs/format.md, "rANS block"):
+# Block layout (docs/format.md, "Versions 1 and 2", rANS block):
 #   varint  n                 symbol count; nothing follows when n == 0
 #   u8      prob_bits         12..16, chosen by the encoder to minimise the block size;
 #                             0 means the n symbols follow stored verbatim (incompressible)

@@ -14,16 +14,22 @@ Read me first
   5,000, against 2.09 and 3.23 with version 1's fixed widths).
 * The errors of different attributes are independent, so D is modelled as the unquantised
   MSE plus one increment per attribute, each measured by rendering with only that attribute
-  quantised.  R is exact: every attribute has streams of its own (cgc.bitstream), so the
-  file is the fixed tables plus the sum of the attributes' coded streams.
+  quantised.  R is the fixed tables plus the coded streams (cgc.bitstream): the positions
+  stream, a function of the x and y widths together, and one stream per other attribute.
+  Those are coded in the order of the positions and in contexts of other attributes, so
+  each is measured in the order of positions at 16 bits and with its context attribute at
+  its START_BITS width: within 0.5 % of the file written at the chosen widths (kodim15,
+  kodim01 fits), and cgc.codec allocates again for a smaller budget when a file
+  overshoots.
 * Coordinate descent: each width moves to the best of the widths within SEARCH_REACH bits
   of it while J falls, as J is not convex in one width (one-bit steps kept 12-bit y codes
   on a 48x64 crop where 8 bits gave J 0.25 lower, its two neighbours within 0.01), and
   across a plateau of equal coded sizes in one move (else a search stops at its edge: a
   78-Gaussian file meant for 600 bytes was stuck at 788 and fell back to 1-bit codes,
-  6 dB).  Increments and sizes are cached per (attribute, width), separately (a size needs
-  no render), so a render happens only for a width the search weighs and has not seen
-  before; passes repeat until no width moves, at most MAX_PASSES times.
+  6 dB).  Increments and sizes are cached per (attribute, width), the positions' size per
+  (x width, y width), separately (a size needs no render), so a render happens only for a
+  width the search weighs and has not seen before; passes repeat until no width moves, at
+  most MAX_PASSES times.
 * Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
   on SLOPE, each step a search that costs at most a few new renders.  The searches can
   still stop at a local optimum short of the budget, so the choice is then widened one
@@ -36,7 +42,9 @@ import numpy as np
 
 from cgc import _core
 from cgc.backends import get_backend
-from cgc.bitstream import HEADER, QUANTISER, STREAM_LENGTH, code_streams, y_deltas
+from cgc.bitstream import (ATTRIBUTE_STREAMS, CONTEXT_ATTRIBUTE, HEADER, QUANTISER,
+                           STREAM_LENGTH, STREAM_NAMES, X_COLUMN, Y_COLUMN, attribute_stream,
+                           position_stream, storage_order)
 from cgc.quantize import (ATTRIBUTES, MAX_BITS, TRANSFORM, fit_quantiser, to_attributes,
                           ycocg_to_rgb)
 
@@ -53,8 +61,11 @@ SEARCH_REACH = 3
 # bracket (a factor of 64 at most) to 0.1 %.
 MAX_SLOPE_RATIO = 64.0
 BISECTION_STEPS = 12
-Y_COLUMN = ATTRIBUTES.index("y")
-FIXED_BYTES = HEADER.size + QUANTISER.size * len(ATTRIBUTES) + 4  # + 4: the CRC
+# Header, quantisers, stream lengths and CRC.
+FIXED_BYTES = (HEADER.size + QUANTISER.size * len(ATTRIBUTES)
+               + STREAM_LENGTH.size * len(STREAM_NAMES) + 4)
+# Width of the position codes whose order the attribute streams are measured in.
+ORDER_BITS = 16
 
 
 def _params(attributes):
@@ -62,13 +73,6 @@ def _params(attributes):
     params = attributes.astype(np.float32)
     params[:, 5:8] = ycocg_to_rgb(params[:, 5:8])
     return params
-
-
-def coded_bytes(codes, col, bits):
-    """Bytes of this attribute's streams in the file, their length-table entries included."""
-    values = y_deltas(np.sort(codes)) if col == Y_COLUMN else codes
-    streams = code_streams(values, bits)
-    return sum(len(_core.rans_encode(s)) + STREAM_LENGTH.size for s in streams)
 
 
 class _Measurements:
@@ -84,7 +88,12 @@ class _Measurements:
         self.target = self.backend.from_numpy(np.ascontiguousarray(image))
         self.attributes = to_attributes(gaussians.params)
         self.base = self._mse(self.attributes)
-        self.increment, self.size = {}, {}
+        self.increment, self.size, self.position_size = {}, {}, {}
+        fine = np.stack([self._codes(col, ORDER_BITS)[1] for col in (X_COLUMN, Y_COLUMN)], 1)
+        self.order = storage_order(fine, (ORDER_BITS, ORDER_BITS))
+        self.reference_codes = {}
+        for source in {c for c in CONTEXT_ATTRIBUTE.values() if c is not None}:
+            self.reference_codes[source] = self._codes(source, START_BITS[source])[1]
 
     def _mse(self, attributes):
         xp = self.backend.xp
@@ -96,37 +105,49 @@ class _Measurements:
         q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
         return q, q.quantise(self.attributes[:, col])
 
-    def bytes(self, col, bits):
+    def _positions_bytes(self, x_bits, y_bits):
+        if (x_bits, y_bits) not in self.position_size:
+            self.position_size[x_bits, y_bits] = len(position_stream(
+                self._codes(X_COLUMN, x_bits)[1], self._codes(Y_COLUMN, y_bits)[1],
+                x_bits, y_bits))
+        return self.position_size[x_bits, y_bits]
+
+    def _attribute_bytes(self, col, bits):
         """Coded bytes of attribute ``col`` at ``bits`` bits (no render needed)."""
         if (col, bits) not in self.size:
-            self.size[col, bits] = coded_bytes(self._codes(col, bits)[1], col, bits)
+            codes = np.zeros((len(self.attributes), len(ATTRIBUTES)), dtype=np.uint32)
+            widths = list(START_BITS)
+            widths[col] = bits
+            codes[:, col] = self._codes(col, bits)[1]
+            source = CONTEXT_ATTRIBUTE[col]
+            if source is not None:
+                codes[:, source] = self.reference_codes[source]
+            self.size[col, bits] = len(attribute_stream(codes[self.order], col, widths))
         return self.size[col, bits]
 
-    def measure(self, col, bits):
-        """(MSE increment, bytes) of attribute ``col`` coded with ``bits`` bits."""
+    def mse_increment(self, col, bits):
+        """MSE added by coding attribute ``col`` with ``bits`` bits (one render, cached)."""
         if (col, bits) not in self.increment:
             q, codes = self._codes(col, bits)
             trial = self.attributes.copy()
             trial[:, col] = q.dequantise(codes)
             self.increment[col, bits] = self._mse(trial) - self.base
-            if (col, bits) not in self.size:
-                self.size[col, bits] = coded_bytes(codes, col, bits)
-        return self.increment[col, bits], self.size[col, bits]
+        return self.increment[col, bits]
+
+    def mse(self, bits):
+        return self.base + sum(self.mse_increment(col, b) for col, b in enumerate(bits))
 
     def file_bytes(self, bits):
-        return FIXED_BYTES + sum(self.bytes(col, b) for col, b in enumerate(bits))
+        return (FIXED_BYTES + self._positions_bytes(bits[X_COLUMN], bits[Y_COLUMN])
+                + sum(self._attribute_bytes(col, bits[col]) for col in ATTRIBUTE_STREAMS))
+
+    def cost(self, bits, slope):
+        return (10 * math.log10(max(self.mse(bits), 1e-20))
+                + slope * math.log(self.file_bytes(bits)))
 
     def search(self, slope):
         """Coordinate descent on J from START_BITS (see the module docstring)."""
         chosen = list(START_BITS)
-        parts = [self.measure(col, b) for col, b in enumerate(chosen)]
-
-        def cost(col, bits):
-            d, r = self.measure(col, bits)
-            total_d = self.base + d + sum(p[0] for k, p in enumerate(parts) if k != col)
-            total_r = FIXED_BYTES + r + sum(p[1] for k, p in enumerate(parts) if k != col)
-            return 10 * math.log10(max(total_d, 1e-20)) + slope * math.log(total_r)
-
         for _ in range(MAX_PASSES):
             moved = False
             for col in range(len(ATTRIBUTES)):
@@ -134,15 +155,15 @@ class _Measurements:
                     now = chosen[col]
                     candidates = set(range(max(1, now - SEARCH_REACH),
                                            min(MAX_BITS, now + SEARCH_REACH) + 1))
-                    candidates.update(w for w in (self._next_width(col, now, -1),
-                                                  self._next_width(col, now, 1))
+                    candidates.update(w for w in (self._next_width(col, chosen, -1),
+                                                  self._next_width(col, chosen, 1))
                                       if w is not None)
                     # Ties go to the wider width: on a plateau of equal size it is the best.
-                    best = min(candidates, key=lambda w: (cost(col, w), -w))
-                    if cost(col, best) >= cost(col, now):
+                    best = min(candidates,
+                               key=lambda w: (self.cost(_with(chosen, col, w), slope), -w))
+                    if self.cost(_with(chosen, col, best), slope) >= self.cost(chosen, slope):
                         break
                     chosen[col] = best
-                    parts[col] = self.measure(col, best)
                     moved = True
             if not moved:
                 break
@@ -154,14 +175,15 @@ class _Measurements:
         bits = list(bits)
         while self.file_bytes(bits) > max_bytes:
             best = None
+            size = self.file_bytes(bits)
             for col, width in enumerate(bits):
-                lower = self._next_width(col, width, -1)
+                lower = self._next_width(col, bits, -1)
                 if lower is None:
                     continue
-                (d_now, r_now), (d_low, r_low) = self.measure(col, width), self.measure(col, lower)
-                if r_low < r_now and (best is None
-                                      or (d_low - d_now) / (r_now - r_low) < best[0]):
-                    best = ((d_low - d_now) / (r_now - r_low), col, lower)
+                saved = size - self.file_bytes(_with(bits, col, lower))
+                added = self.mse_increment(col, lower) - self.mse_increment(col, width)
+                if saved > 0 and (best is None or added / saved < best[0]):
+                    best = (added / saved, col, lower)
             if best is None:
                 break
             bits[best[1]] = best[2]
@@ -174,42 +196,49 @@ class _Measurements:
         fit instead): the searches above can stop at a local optimum well short of the
         budget (a 91-Gaussian file meant for 700 bytes came out at 322)."""
         bits = list(bits)
-        size = self.file_bytes(bits)
         while True:
             best = None
-            mse = self.base + sum(self.measure(col, width)[0] for col, width in enumerate(bits))
+            size, mse = self.file_bytes(bits), self.mse(bits)
             for col, width in enumerate(bits):
-                higher = self._next_width(col, width, 1)
+                higher = self._next_width(col, bits, 1)
                 if higher is None:
                     continue
-                (d_now, r_now), (d_up, r_up) = self.measure(col, width), self.measure(col, higher)
-                if d_up >= d_now or size + r_up - r_now > max_bytes:
+                trial = _with(bits, col, higher)
+                new_size = self.file_bytes(trial)
+                gained = self.mse_increment(col, width) - self.mse_increment(col, higher)
+                if gained <= 0 or new_size > max_bytes:
                     continue
-                if (10 * math.log10(max(mse + d_up - d_now, 1e-20) / max(mse, 1e-20))
-                        + min_slope * math.log((size + r_up - r_now) / size)) >= 0:
+                if (10 * math.log10(max(mse - gained, 1e-20) / max(mse, 1e-20))
+                        + min_slope * math.log(new_size / size)) >= 0:
                     continue
-                gain = (d_now - d_up) / max(r_up - r_now, 1)
+                gain = gained / max(new_size - size, 1)
                 if best is None or gain > best[0]:
                     best = (gain, col, higher)
             if best is None:
                 return tuple(bits)
-            size += self.measure(best[1], best[2])[1] - self.measure(best[1], bits[best[1]])[1]
             bits[best[1]] = best[2]
 
     def _next_width(self, col, bits, direction):
-        """The width a step in ``direction`` leads to, or None past the ends.  Widths of
-        the same coded size form a plateau (a short stream stored verbatim costs a byte
-        per code from 4 to 8 bits): the widest of a plateau is its best, so a step down
-        leaves the plateau and a step up goes to its widest width."""
-        size = self.bytes(col, bits)
-        step = bits + direction
+        """The width of attribute ``col`` a step in ``direction`` from ``bits`` leads to,
+        or None past the ends.  Widths of the same file size form a plateau: the widest of
+        a plateau is its best, so a step down leaves the plateau and a step up goes to its
+        widest width."""
+        size = self.file_bytes(bits)
+        step = bits[col] + direction
         if direction < 0:
-            while step >= 1 and self.bytes(col, step) == size:
+            while step >= 1 and self.file_bytes(_with(bits, col, step)) == size:
                 step -= 1
-        elif step <= MAX_BITS and self.bytes(col, step) == size:
-            while step + 1 <= MAX_BITS and self.bytes(col, step + 1) == size:
+        elif step <= MAX_BITS and self.file_bytes(_with(bits, col, step)) == size:
+            while step + 1 <= MAX_BITS and self.file_bytes(_with(bits, col, step + 1)) == size:
                 step += 1
         return step if 1 <= step <= MAX_BITS else None
+
+
+def _with(bits, col, width):
+    """``bits`` with attribute ``col`` at ``width``."""
+    changed = list(bits)
+    changed[col] = width
+    return changed
 
 
 def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):

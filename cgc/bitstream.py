@@ -5,14 +5,13 @@ Read me first
 * Everything is little-endian.  The file is HEADER, then the quantiser table (one entry per
   attribute, holding its code width), then the stream-length table, then the streams, then
   a CRC32 of all bytes before it.
-* Gaussians are stored in raster order of their quantised position (y, then x): y codes
-  are then non-decreasing and stored as differences, which are mostly small.
-* Streams go attribute by attribute in ``STREAM_ORDER`` (y's differences first).  A code of
-  at most 8 bits is one stream; a wider one is two, its high bits then its low byte.  Each
-  stream is one rANS block (cgc._core.rans_encode) holding exactly N symbols, so the number
-  of streams, and the size of the length table, follow from the quantiser table.
-* Version 2 codes colour as Y, Co, Cg with widths of 1 to 16 bits; version 1 (still read)
-  coded R, G, B with the widths ``VERSION_1_BITS``.
+* Version 3 (written here) has seven streams, each coded by the adaptive binary range
+  coder of cgc/_gaussian_streams.h: first the positions, as a tree of counts over the
+  quantised grid, then the attributes l11, l21, l22, Y, Co, Cg one stream each.  The
+  Gaussians are stored in the order of their position keys (``position_keys``), a k-d tree
+  order in which neighbours in the file are neighbours in the image; l21 and l22 are
+  coded in contexts of l11, Co and Cg in contexts of Y (``CONTEXT_ATTRIBUTE``).
+* Versions 1 and 2 (still read, cgc/bitstream_v2.py) used raster order and static rANS.
 * Unpacking checks magic, version and CRC before trusting any size, and every size before
   allocating: a corrupt file raises FormatError, never allocates more than the limits below.
 """
@@ -22,13 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cgc import _core
+from cgc import _core, bitstream_v2
 from cgc.errors import FormatError
 from cgc.quantize import ATTRIBUTES, Quantiser
 
 MAGIC = b"\x8bCGC"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 HEADER = struct.Struct("<4sHHIII")  # magic, version, flags, width, height, n_gaussians
 QUANTISER = struct.Struct("<BBff")  # bits, transform, lo, hi
 STREAM_LENGTH = struct.Struct("<I")
@@ -38,11 +37,16 @@ MAX_PIXELS = 1 << 25
 # rejected before its streams allocate anything.
 MAX_GAUSSIANS = 1 << 20
 
-# Attribute columns in stream order: y first, as differences of consecutive codes.
-STREAM_ORDER = (1, 0, 2, 3, 4, 5, 6, 7)
-VERSION_1_BITS = (16, 16, 8, 8, 8, 8, 8, 8)
-VERSION_1_NAMES = ("x", "y", "l11", "l21", "l22", "r", "g", "b")
-COLOUR_SPACE = {1: "rgb", 2: "ycocg"}
+VERSION_1_BITS = bitstream_v2.VERSION_1_BITS
+VERSION_1_NAMES = bitstream_v2.VERSION_1_NAMES
+COLOUR_SPACE = {1: "rgb", 2: "ycocg", 3: "ycocg"}
+X_COLUMN, Y_COLUMN = 0, 1
+# Version 3: the attribute streams after the positions, and the attribute whose code gives
+# each its model context (None: one context).  Measured on kodim15's 4,169 Gaussians at
+# 0.5 bpp: the contexts save 0.3 bits per Gaussian of 31.5 for these six attributes.
+ATTRIBUTE_STREAMS = (2, 3, 4, 5, 6, 7)
+CONTEXT_ATTRIBUTE = {2: None, 3: 2, 4: 2, 5: None, 6: 5, 7: 5}
+STREAM_NAMES = ("positions",) + tuple(ATTRIBUTES[col] for col in ATTRIBUTE_STREAMS)
 
 
 @dataclass
@@ -53,7 +57,7 @@ class Packed:
     width: int
     height: int
     quantisers: list
-    codes: np.ndarray  # (N, 8) uint32, raster order
+    codes: np.ndarray  # (N, 8) uint32, in the file's order
     stream_sizes: dict  # stream name -> bytes
 
     @property
@@ -61,43 +65,71 @@ class Packed:
         return COLOUR_SPACE[self.version]
 
 
-def raster_order(codes):
-    """Permutation sorting the Gaussians by quantised (y, x)."""
-    return np.lexsort((codes[:, 0], codes[:, 1]))
+def _key_layout(x_bits, y_bits):
+    """(axis, bit) of each bit of a position key, from the top: the next bit of x while x
+    has at least as many bits left as y, else the next bit of y."""
+    layout, x_left, y_left = [], x_bits, y_bits
+    while x_left or y_left:
+        if x_left >= y_left:
+            x_left -= 1
+            layout.append((X_COLUMN, x_left))
+        else:
+            y_left -= 1
+            layout.append((Y_COLUMN, y_left))
+    return layout
 
 
-def stream_names(bits, version=VERSION):
-    """Names of the streams of a file whose attributes have these code widths."""
-    attribute_names = VERSION_1_NAMES if version == 1 else ATTRIBUTES
-    names = []
-    for col in STREAM_ORDER:
-        name = "y_delta" if col == 1 else attribute_names[col]
-        names += [name + "_hi", name + "_lo"] if bits[col] > 8 else [name]
-    return names
+def position_keys(x_codes, y_codes, x_bits, y_bits):
+    """uint64 keys of quantised positions: their order is the file's order of Gaussians."""
+    coords = (np.asarray(x_codes, dtype=np.uint64), np.asarray(y_codes, dtype=np.uint64))
+    keys = np.zeros(coords[0].shape, dtype=np.uint64)
+    for axis, bit in _key_layout(x_bits, y_bits):
+        keys = (keys << np.uint64(1)) | ((coords[axis] >> np.uint64(bit)) & np.uint64(1))
+    return keys
 
 
-def code_streams(values, bits):
-    """The byte streams of one attribute's codes (or y differences) of width ``bits``: one
-    stream for up to 8 bits, else the high bits then the low byte."""
-    values = np.asarray(values, dtype=np.uint32)
-    if bits <= 8:
-        return [values.astype(np.uint8)]
-    return [(values >> 8).astype(np.uint8), (values & 0xFF).astype(np.uint8)]
+def key_positions(keys, x_bits, y_bits):
+    """Inverse of position_keys: (x codes, y codes) as uint32."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    coords = [np.zeros(keys.shape, dtype=np.uint64), np.zeros(keys.shape, dtype=np.uint64)]
+    layout = _key_layout(x_bits, y_bits)
+    for shift, (axis, bit) in enumerate(reversed(layout)):
+        coords[axis] |= ((keys >> np.uint64(shift)) & np.uint64(1)) << np.uint64(bit)
+    return coords[0].astype(np.uint32), coords[1].astype(np.uint32)
 
 
-def y_deltas(y_codes):
-    """What the y streams hold: the first code, then differences of consecutive codes
-    (given in raster order, so non-decreasing)."""
-    return np.diff(np.asarray(y_codes, dtype=np.int64), prepend=0).astype(np.uint32)
+def storage_order(codes, bits):
+    """Permutation putting codes (N, 8) of these widths in the file's order (stable)."""
+    keys = position_keys(codes[:, X_COLUMN], codes[:, Y_COLUMN], bits[X_COLUMN],
+                         bits[Y_COLUMN])
+    return np.argsort(keys, kind="stable")
 
 
-def coded_columns(codes):
-    """Per attribute, in STREAM_ORDER, the values its streams hold (codes in raster order)."""
-    return [y_deltas(codes[:, 1]) if col == 1 else codes[:, col] for col in STREAM_ORDER]
+def contexts(codes, col, bits):
+    """Model contexts (uint8, 0..3) of attribute ``col``'s stream, for codes (N, 8) in
+    storage order."""
+    source = CONTEXT_ATTRIBUTE[col]
+    if source is None:
+        return np.zeros(codes.shape[0], dtype=np.uint8)
+    return _core.attribute_contexts(np.ascontiguousarray(codes[:, source], dtype=np.uint32),
+                                    bits[source])
+
+
+def position_stream(x_codes, y_codes, x_bits, y_bits):
+    """The positions stream of these codes (any order)."""
+    keys = np.sort(position_keys(x_codes, y_codes, x_bits, y_bits))
+    return _core.positions_encode(keys, x_bits + y_bits)
+
+
+def attribute_stream(codes, col, bits):
+    """The stream of attribute ``col`` of codes (N, 8) in storage order."""
+    return _core.attribute_encode(np.ascontiguousarray(codes[:, col], dtype=np.uint32),
+                                  contexts(codes, col, bits), bits[col])
 
 
 def pack(width, height, quantisers, codes):
-    """Serialise quantised Gaussians (codes in raster order) into .cgc bytes."""
+    """Serialise quantised Gaussians (codes (N, 8), any order) into .cgc bytes; the file
+    holds them in storage order."""
     codes = np.asarray(codes, dtype=np.uint32)
     n = codes.shape[0]
     _check_limits(width, height, n, ValueError)
@@ -106,19 +138,26 @@ def pack(width, height, quantisers, codes):
                          f"({len(ATTRIBUTES)})")
     for q in quantisers:
         q.validate()
-    if np.any(np.diff(codes[:, 1].astype(np.int64)) < 0):
-        raise ValueError("codes must be in raster order")
     if np.any(codes > np.array([q.levels for q in quantisers], dtype=np.uint32)):
         raise ValueError("codes exceed their quantiser width")
-    streams = [_core.rans_encode(stream)
-               for col, values in zip(STREAM_ORDER, coded_columns(codes))
-               for stream in code_streams(values, quantisers[col].bits)]
+    bits = [q.bits for q in quantisers]
+    codes = codes[storage_order(codes, bits)]
+    streams = [position_stream(codes[:, X_COLUMN], codes[:, Y_COLUMN], bits[X_COLUMN],
+                               bits[Y_COLUMN])]
+    streams += [attribute_stream(codes, col, bits) for col in ATTRIBUTE_STREAMS]
     parts = [HEADER.pack(MAGIC, VERSION, 0, width, height, n)]
     parts += [QUANTISER.pack(q.bits, q.transform, q.lo, q.hi) for q in quantisers]
     parts += [STREAM_LENGTH.pack(len(s)) for s in streams]
     parts += streams
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def stream_names(bits, version=VERSION):
+    """Names of the streams of a file of this version whose attributes have these widths."""
+    if version == 3:
+        return list(STREAM_NAMES)
+    return bitstream_v2.stream_names(bits, version)
 
 
 def _check_limits(width, height, n, error):
@@ -177,28 +216,28 @@ def unpack(data):
     pos += STREAM_LENGTH.size * len(names)
     if pos + sum(lengths) + 4 != len(data):
         raise FormatError("stream lengths disagree with the file size")
-    streams = []
-    for name, length in zip(names, lengths):
-        out = np.empty(n, dtype=np.uint8)
-        try:
-            _core.rans_decode(data[pos:pos + length], out)
-        except FormatError as exc:
-            raise FormatError(f"stream {name}: {exc}") from None
-        streams.append(out)
+    blocks = []
+    for length in lengths:
+        blocks.append(data[pos:pos + length])
         pos += length
-    codes = np.empty((n, len(ATTRIBUTES)), dtype=np.uint32)
-    next_stream = iter(streams)
-    for col in STREAM_ORDER:
-        values = next(next_stream).astype(np.int64)
-        if bits[col] > 8:
-            values = (values << 8) | next(next_stream)
-        if col == 1:
-            values = np.cumsum(values)
-            if values[-1] > quantisers[1].levels:
-                raise FormatError("y positions overflow their quantiser")
-        elif values.max() > quantisers[col].levels:
-            label = (VERSION_1_NAMES if version == 1 else ATTRIBUTES)[col]
-            raise FormatError(f"{label} codes exceed their {bits[col]}-bit quantiser")
-        codes[:, col] = values
+    if version < 3:
+        codes = bitstream_v2.decode_codes(blocks, names, quantisers, n, version)
+    else:
+        codes = _decode_codes(blocks, bits, n)
     sizes = dict(zip(names, lengths))
     return Packed(version, width, height, quantisers, codes, sizes)
+
+
+def _decode_codes(blocks, bits, n):
+    """(N, 8) uint32 codes, in storage order, from a version-3 file's streams."""
+    codes = np.empty((n, len(ATTRIBUTES)), dtype=np.uint32)
+    keys = _core.positions_decode(blocks[0], n, bits[X_COLUMN] + bits[Y_COLUMN])
+    codes[:, X_COLUMN], codes[:, Y_COLUMN] = key_positions(keys, bits[X_COLUMN],
+                                                           bits[Y_COLUMN])
+    for col, block in zip(ATTRIBUTE_STREAMS, blocks[1:]):
+        try:
+            codes[:, col] = _core.attribute_decode(block, contexts(codes, col, bits),
+                                                   bits[col])
+        except FormatError:
+            raise FormatError(f"invalid {ATTRIBUTES[col]} stream") from None
+    return codes

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from cgc.allocate import allocate_bits
-from cgc.bitstream import pack, raster_order, unpack
+from cgc.bitstream import pack, storage_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit
 from cgc.gaussians import Gaussians, scaled_size
 from cgc.grow import GROW_ITERATION_SHARE, grow
@@ -46,8 +46,8 @@ GROWTH_MARGIN = 0.97
 # for 10 s more on 2 cores.
 DETAIL_PSNR = 32.0
 DETAIL_GROWTH = 1.2
-# Allocations tried for refined codes that overshoot a byte budget (_encode_fitted).
-REFINE_TRIES = 3
+# Allocations tried for files that overshoot a byte budget (_encode_fitted).
+ALLOCATION_TRIES = 4
 
 
 def default_n_gaussians(height, width):
@@ -55,9 +55,10 @@ def default_n_gaussians(height, width):
 
 
 def quantise_gaussians(gaussians, bits=DEFAULT_BITS):
-    """(codes in raster order, quantisers, the dequantised Gaussians a decoder will see)."""
+    """(codes in the file's order, quantisers, the dequantised Gaussians a decoder will
+    see)."""
     quantisers, codes = quantise(gaussians.params, bits)
-    codes = codes[raster_order(codes)]
+    codes = codes[storage_order(codes, [q.bits for q in quantisers])]
     return codes, quantisers, Gaussians(dequantise(quantisers, codes),
                                         gaussians.height, gaussians.width)
 
@@ -94,39 +95,42 @@ def grown_count(n_gaussians, file_bytes, max_bytes, height, width):
 def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
     """Bytes of fitted Gaussians: widths (given or allocated), codes (refined if asked).
 
-    The widths are sized for the nearest codes, and refined ones may code a little larger:
-    if they overshoot ``max_bytes``, the widths are allocated again for a budget that
-    leaves room for that growth, up to REFINE_TRIES times, before the nearest codes of the
-    first widths are kept.  (kodim23 at 0.25 bpp: refined codes 24 bytes larger than the
-    nearest ones' 12,269 overshot 12,288, and the nearest codes gave 33.64 dB; allocated
-    again for 12,264 bytes, refined codes gave 34.53 dB in 12,083.)"""
+    The allocation sizes streams in an order and contexts close to the file's, not equal
+    to them, and the widths are sized for the nearest codes, which refined ones may code a
+    little larger.  A file over ``max_bytes`` is made again from widths allocated for a
+    budget smaller by the overshoot, up to ALLOCATION_TRIES times; then the nearest codes
+    of the first widths that fitted are kept.  (kodim23 at 0.25 bpp, format version 2:
+    refined codes 24 bytes larger than the nearest ones' 12,269 overshot 12,288, and the
+    nearest codes gave 33.64 dB; allocated again for 12,264 bytes, refined codes gave
+    34.53 dB in 12,083.)"""
     fallback = None
     budget = max_bytes
-    for _ in range(REFINE_TRIES):
+    for _ in range(ALLOCATION_TRIES):
         if bits is None:
             try:
                 chosen = allocate_bits(gaussians, image, device=device, max_bytes=budget)
             except ValueError:
-                if fallback is None:  # the budget itself is too small: the caller's error
+                if fallback is None and budget == max_bytes:  # the caller's budget is too small
                     raise
                 break
         else:
             chosen = bits
         codes, quantisers, _ = quantise_gaussians(gaussians, chosen)
-        nearest = pack(gaussians.width, gaussians.height, quantisers, codes)
-        if not refine:
-            return nearest
-        fallback = fallback or nearest
-        refined = refine_codes(codes, quantisers, image, device=device)
-        data = pack(gaussians.width, gaussians.height, quantisers,
-                    refined[raster_order(refined)])
+        data = pack(gaussians.width, gaussians.height, quantisers, codes)
         if max_bytes is None or len(data) <= max_bytes:
-            return data
+            if not refine:
+                return data
+            fallback = fallback or data
+            refined = refine_codes(codes, quantisers, image, device=device)
+            data = pack(gaussians.width, gaussians.height, quantisers, refined)
+            if max_bytes is None or len(data) <= max_bytes:
+                return data
         if bits is not None:  # fixed widths: nothing to allocate again
             break
-        # Room for the refined codes' growth over the nearest ones, and a smaller budget
-        # at every try.
-        budget = min(budget - 1, max_bytes - (len(data) - len(nearest)))
+        budget -= max(1, len(data) - max_bytes)
+    if fallback is None:
+        raise ValueError(f"{len(gaussians)} Gaussians did not fit max_bytes={max_bytes}: "
+                         f"use fewer Gaussians")
     return fallback
 
 

@@ -126,11 +126,11 @@ def test_info_reports_size_count_bpp_and_streams(encoded, capsys):
     assert re.search(rf"^gaussians\s+{N}$", out, re.M), out
     assert re.search(rf"^bpp\s+{8 * len(data) / (32 * 28):.4f}$", out, re.M), out
     packed = unpack(data)
-    assert re.search(r"^version\s+2$", out, re.M), out
+    assert re.search(r"^version\s+3$", out, re.M), out
     widths = " ".join(f"{name}={q.bits}" for name, q in zip(ATTRIBUTES, packed.quantisers))
     assert re.search(rf"^code bits\s+{widths}$", out, re.M), out
     sizes = packed.stream_sizes
-    assert len(sizes) >= len(ATTRIBUTES)
+    assert list(sizes) == ["positions", "l11", "l21", "l22", "Y", "Co", "Cg"]
     total = 0
     for name in sizes:
         match = re.search(rf"^\s+{name}\s+(\d+)$", out, re.M)

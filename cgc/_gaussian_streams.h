@@ -1,0 +1,335 @@
+/* The streams of a .cgc version 3 file: positions as a tree of counts, attributes as
+adaptive bit trees (docs/format.md, "Positions stream" and "Attribute streams").
+
+Read me first
+-------------
+* Positions.  A quantised position (x, y) with widths (bx, by) is one key of bx + by bits:
+  from the top, each bit is the next bit of x while x has at least as many bits left as y,
+  else the next bit of y.  A key prefix is a rectangle of the grid, and a bit more halves it
+  across its longer side, so sorted keys are a k-d tree's leaf order.
+* The position stream walks that tree depth first, 0 half first.  A node holding cnt >= 2
+  Gaussians codes how many lie in its 0 half (cgc_count_*); a node holding one codes the
+  rest of its key as direct bits; a leaf (all key bits fixed) holding several has nothing
+  left to code, as its Gaussians share one position.  Clustered Gaussians make lopsided
+  counts, which the adaptive models learn: this is what the tree gains over coding
+  positions one by one.
+* Work is bounded by the input: a node's children split its count, so each level of the
+  tree visits at most n nodes with a Gaussian, and the depth is bx + by <= 32.  A decoded
+  count larger than its node's makes the stream invalid.
+* Attributes are coded in key order, each code on its own: its top min(bits, 8) bits as a
+  bit tree, then its lower bits with one model per bit position.  Models are chosen by a
+  context in 0..3, the top two bits of another attribute's code of the same Gaussian
+  (cgc_context), which the decoder has by then.
+* All functions return 0 on success, CGC_STREAM_INVALID on input a valid stream cannot
+  hold, CGC_STREAM_NO_MEMORY when an allocation fails. */
+#ifndef CGC_GAUSSIAN_STREAMS_H
+#define CGC_GAUSSIAN_STREAMS_H
+
+#include "_range_coder.h"
+
+#define CGC_STREAM_INVALID (-1)
+#define CGC_STREAM_NO_MEMORY (-2)
+
+/* Counts up to this many are coded as one bit tree each (per count) */
+#define CGC_SMALL_COUNT 16
+#define CGC_SMALL_COUNT_BITS 5  /* bits of CGC_SMALL_COUNT */
+/* Larger counts: the deviation from an even split, zigzagged, as an Elias-gamma code
+   whose length is modelled per (bit length of the count, position in the unary prefix) */
+#define CGC_COUNT_LENGTHS 22     /* bit lengths of counts up to 2^21 */
+#define CGC_GAMMA_LENGTHS 24     /* a deviation of at most 2^21 needs 23 bits */
+#define CGC_GAMMA_MODELLED 2     /* mantissa bits below the leading one with models */
+
+#define CGC_ATTRIBUTE_TREE_BITS 8
+#define CGC_CONTEXTS 4
+
+typedef struct {
+    cgc_prob small[CGC_SMALL_COUNT + 1][1 << CGC_SMALL_COUNT_BITS];
+    cgc_prob length[CGC_COUNT_LENGTHS][CGC_GAMMA_LENGTHS + 1];
+    cgc_prob mantissa[CGC_COUNT_LENGTHS][CGC_GAMMA_LENGTHS + 1][1 << CGC_GAMMA_MODELLED];
+} cgc_count_models;
+
+static inline void cgc_count_models_init(cgc_count_models *m)
+{
+    cgc_probs_init(&m->small[0][0], sizeof(m->small) / sizeof(cgc_prob));
+    cgc_probs_init(&m->length[0][0], sizeof(m->length) / sizeof(cgc_prob));
+    cgc_probs_init(&m->mantissa[0][0][0], sizeof(m->mantissa) / sizeof(cgc_prob));
+}
+
+static inline int cgc_bit_length(uint64_t v)
+{
+    int n = 0;
+    while (v) {
+        n++;
+        v >>= 1;
+    }
+    return n;
+}
+
+/* ---- counts: k of cnt Gaussians (cnt >= 2, 0 <= k <= cnt) in a node's 0 half -------- */
+
+static inline void cgc_count_encode(cgc_rc_encoder *e, cgc_count_models *m, uint32_t k,
+                                    uint32_t cnt)
+{
+    if (cnt <= CGC_SMALL_COUNT) {
+        int bits = cgc_bit_length(cnt);
+        unsigned node = 1;
+        for (int b = bits - 1; b >= 0; b--) {
+            unsigned bit = (k >> b) & 1u;
+            cgc_rc_encode_bit(e, &m->small[cnt][node], bit);
+            node = 2 * node + bit;
+        }
+        return;
+    }
+    int64_t deviation = (int64_t)k - (int64_t)(cnt >> 1);
+    uint64_t value = (deviation >= 0 ? 2 * (uint64_t)deviation
+                                     : 2 * (uint64_t)(-deviation) - 1) + 1;
+    int length = cgc_bit_length(value);
+    int count_length = cgc_bit_length(cnt);
+    for (int i = 1; i < length; i++)
+        cgc_rc_encode_bit(e, &m->length[count_length][i], 1);
+    cgc_rc_encode_bit(e, &m->length[count_length][length], 0);
+    for (int i = length - 2, j = 0; i >= 0; i--, j++) {
+        unsigned bit = (unsigned)(value >> i) & 1u;
+        if (j < CGC_GAMMA_MODELLED)
+            cgc_rc_encode_bit(e, &m->mantissa[count_length][length][j], bit);
+        else
+            cgc_rc_encode_direct(e, bit, 1);
+    }
+}
+
+static inline int cgc_count_decode(cgc_rc_decoder *d, cgc_count_models *m, uint32_t cnt,
+                                   uint32_t *k)
+{
+    if (cnt <= CGC_SMALL_COUNT) {
+        int bits = cgc_bit_length(cnt);
+        unsigned node = 1;
+        for (int b = 0; b < bits; b++)
+            node = 2 * node + cgc_rc_decode_bit(d, &m->small[cnt][node]);
+        *k = node - (1u << bits);
+        return *k <= cnt ? 0 : CGC_STREAM_INVALID;
+    }
+    int count_length = cgc_bit_length(cnt);
+    int length = 1;
+    while (cgc_rc_decode_bit(d, &m->length[count_length][length])) {
+        if (++length > CGC_GAMMA_LENGTHS)
+            return CGC_STREAM_INVALID;
+    }
+    uint64_t value = 1;
+    for (int j = 0; j < length - 1; j++) {
+        unsigned bit = j < CGC_GAMMA_MODELLED
+            ? cgc_rc_decode_bit(d, &m->mantissa[count_length][length][j])
+            : cgc_rc_decode_direct(d, 1);
+        value = (value << 1) | bit;
+    }
+    uint64_t zigzag = value - 1;
+    int64_t deviation = (zigzag & 1) ? -(int64_t)((zigzag + 1) >> 1) : (int64_t)(zigzag >> 1);
+    int64_t half = (int64_t)(cnt >> 1) + deviation;
+    if (half < 0 || half > (int64_t)cnt)
+        return CGC_STREAM_INVALID;
+    *k = (uint32_t)half;
+    return 0;
+}
+
+/* ---- positions ---------------------------------------------------------------------- */
+
+/* The `count` (0..32) low bits of `key`, most significant first, as direct bits. */
+static inline void cgc_key_encode_direct(cgc_rc_encoder *e, uint64_t key, int count)
+{
+    if (count > 16) {
+        cgc_rc_encode_direct(e, (uint32_t)(key >> 16), count - 16);
+        count = 16;
+    }
+    cgc_rc_encode_direct(e, (uint32_t)key & ((1u << count) - 1u), count);
+}
+
+static inline uint64_t cgc_key_decode_direct(cgc_rc_decoder *d, int count)
+{
+    uint64_t high = 0;
+    if (count > 16) {
+        high = (uint64_t)cgc_rc_decode_direct(d, count - 16) << 16;
+        count = 16;
+    }
+    return high | cgc_rc_decode_direct(d, count);
+}
+
+/* keys[lo, hi) sorted, sharing their top `level` bits of `total_bits`. */
+static void cgc_positions_encode_node(cgc_rc_encoder *e, cgc_count_models *m,
+                                      const uint64_t *keys, size_t lo, size_t hi, int level,
+                                      int total_bits)
+{
+    size_t cnt = hi - lo;
+    if (cnt == 0 || level == total_bits)
+        return;
+    int rest = total_bits - level;
+    if (cnt == 1) {
+        cgc_key_encode_direct(e, keys[lo], rest);
+        return;
+    }
+    uint64_t bit = (uint64_t)1 << (rest - 1);
+    size_t a = lo, b = hi;  /* first key of [lo, hi) with `bit` set: binary search */
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (keys[mid] & bit)
+            b = mid;
+        else
+            a = mid + 1;
+    }
+    cgc_count_encode(e, m, (uint32_t)(a - lo), (uint32_t)cnt);
+    cgc_positions_encode_node(e, m, keys, lo, a, level + 1, total_bits);
+    cgc_positions_encode_node(e, m, keys, a, hi, level + 1, total_bits);
+}
+
+/* Appends the keys of a node holding `cnt` Gaussians, whose top `level` bits are `prefix`,
+   to keys[*filled ..]; the caller's counts guarantee they fit (sum = n). */
+static int cgc_positions_decode_node(cgc_rc_decoder *d, cgc_count_models *m, uint64_t *keys,
+                                     size_t *filled, uint64_t prefix, uint32_t cnt, int level,
+                                     int total_bits)
+{
+    if (cnt == 0)
+        return 0;
+    int rest = total_bits - level;
+    if (rest == 0) {
+        for (uint32_t i = 0; i < cnt; i++)
+            keys[(*filled)++] = prefix;
+        return 0;
+    }
+    if (cnt == 1) {
+        keys[(*filled)++] = (prefix << rest) | cgc_key_decode_direct(d, rest);
+        return 0;
+    }
+    uint32_t k;
+    int status = cgc_count_decode(d, m, cnt, &k);
+    if (status)
+        return status;
+    status = cgc_positions_decode_node(d, m, keys, filled, prefix << 1, k, level + 1,
+                                       total_bits);
+    if (status)
+        return status;
+    return cgc_positions_decode_node(d, m, keys, filled, (prefix << 1) | 1u, cnt - k,
+                                     level + 1, total_bits);
+}
+
+/* Codes n >= 1 sorted keys of total_bits (1..32) bits; the bytes go to *out (malloc'ed,
+   the caller frees) and *out_size. */
+static int cgc_positions_encode(const uint64_t *keys, size_t n, int total_bits,
+                                uint8_t **out, size_t *out_size)
+{
+    cgc_count_models *m = (cgc_count_models *)malloc(sizeof(cgc_count_models));
+    if (m == NULL)
+        return CGC_STREAM_NO_MEMORY;
+    cgc_count_models_init(m);
+    cgc_rc_encoder e;
+    cgc_rc_encoder_init(&e);
+    cgc_positions_encode_node(&e, m, keys, 0, n, 0, total_bits);
+    cgc_rc_encoder_flush(&e);
+    free(m);
+    if (e.failed) {
+        free(e.out);
+        return CGC_STREAM_NO_MEMORY;
+    }
+    *out = e.out;
+    *out_size = e.size;
+    return 0;
+}
+
+static int cgc_stream_end(const cgc_rc_decoder *d)
+{
+    return d->overrun == 0 && d->pos == d->size ? 0 : CGC_STREAM_INVALID;
+}
+
+/* Decodes n sorted keys into keys[0, n). */
+static int cgc_positions_decode(const uint8_t *in, size_t size, size_t n, int total_bits,
+                                uint64_t *keys)
+{
+    cgc_rc_decoder d;
+    if (cgc_rc_decoder_init(&d, in, size))
+        return CGC_STREAM_INVALID;
+    cgc_count_models *m = (cgc_count_models *)malloc(sizeof(cgc_count_models));
+    if (m == NULL)
+        return CGC_STREAM_NO_MEMORY;
+    cgc_count_models_init(m);
+    size_t filled = 0;
+    int status = n > 0xFFFFFFFFu ? CGC_STREAM_INVALID
+        : cgc_positions_decode_node(&d, m, keys, &filled, 0, (uint32_t)n, 0, total_bits);
+    free(m);
+    if (status)
+        return status;
+    return cgc_stream_end(&d);
+}
+
+/* ---- attributes --------------------------------------------------------------------- */
+
+/* The model context of a Gaussian: the top two bits of a code of `bits` (1..16) bits. */
+static inline unsigned cgc_context(uint32_t code, int bits)
+{
+    return (unsigned)(((uint64_t)code << 2) >> bits) & (CGC_CONTEXTS - 1);
+}
+
+typedef struct {
+    cgc_prob tree[CGC_CONTEXTS][1 << CGC_ATTRIBUTE_TREE_BITS];
+    cgc_prob low[CGC_CONTEXTS][16 - CGC_ATTRIBUTE_TREE_BITS];
+} cgc_attribute_models;
+
+static inline void cgc_attribute_models_init(cgc_attribute_models *m)
+{
+    cgc_probs_init(&m->tree[0][0], sizeof(m->tree) / sizeof(cgc_prob));
+    cgc_probs_init(&m->low[0][0], sizeof(m->low) / sizeof(cgc_prob));
+}
+
+/* codes[i] < 2^bits (bits 1..16); contexts[i] < CGC_CONTEXTS. */
+static int cgc_attribute_encode(const uint32_t *codes, const uint8_t *contexts, size_t n,
+                                int bits, uint8_t **out, size_t *out_size)
+{
+    cgc_attribute_models m;
+    cgc_attribute_models_init(&m);
+    int tree_bits = bits < CGC_ATTRIBUTE_TREE_BITS ? bits : CGC_ATTRIBUTE_TREE_BITS;
+    int low_bits = bits - tree_bits;
+    cgc_rc_encoder e;
+    cgc_rc_encoder_init(&e);
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = contexts[i], node = 1;
+        uint32_t high = codes[i] >> low_bits;
+        for (int b = tree_bits - 1; b >= 0; b--) {
+            unsigned bit = (high >> b) & 1u;
+            cgc_rc_encode_bit(&e, &m.tree[c][node], bit);
+            node = 2 * node + bit;
+        }
+        for (int b = low_bits - 1; b >= 0; b--)
+            cgc_rc_encode_bit(&e, &m.low[c][b], (codes[i] >> b) & 1u);
+    }
+    cgc_rc_encoder_flush(&e);
+    if (e.failed) {
+        free(e.out);
+        return CGC_STREAM_NO_MEMORY;
+    }
+    *out = e.out;
+    *out_size = e.size;
+    return 0;
+}
+
+static int cgc_attribute_decode(const uint8_t *in, size_t size, const uint8_t *contexts,
+                                size_t n, int bits, uint32_t *codes)
+{
+    cgc_rc_decoder d;
+    if (cgc_rc_decoder_init(&d, in, size))
+        return CGC_STREAM_INVALID;
+    cgc_attribute_models m;
+    cgc_attribute_models_init(&m);
+    int tree_bits = bits < CGC_ATTRIBUTE_TREE_BITS ? bits : CGC_ATTRIBUTE_TREE_BITS;
+    int low_bits = bits - tree_bits;
+    for (size_t i = 0; i < n; i++) {
+        unsigned c = contexts[i], node = 1;
+        for (int b = 0; b < tree_bits; b++)
+            node = 2 * node + cgc_rc_decode_bit(&d, &m.tree[c][node]);
+        uint32_t code = node - (1u << tree_bits);
+        for (int b = low_bits - 1; b >= 0; b--)
+            code = (code << 1) | cgc_rc_decode_bit(&d, &m.low[c][b]);
+        codes[i] = code;
+        /* A corrupt stream can end early: stop at the first byte read past its end. */
+        if (d.overrun > 4)
+            return CGC_STREAM_INVALID;
+    }
+    return cgc_stream_end(&d);
+}
+
+#endif

@@ -1,0 +1,128 @@
+# The streams of .cgc version 3: Python entry points of _gaussian_streams.h (its comment
+# says how positions and attributes are coded).  cgc/bitstream.py validates a file's sizes
+# before calling in; the checks here keep the C code's own preconditions (sorted keys,
+# codes within their width) whoever the caller.
+
+from libc.stdlib cimport free
+
+cdef extern from "_gaussian_streams.h" nogil:
+    int STREAM_INVALID "CGC_STREAM_INVALID"
+    int STREAM_NO_MEMORY "CGC_STREAM_NO_MEMORY"
+    unsigned _context "cgc_context"(uint32_t code, int bits)
+    int _positions_encode "cgc_positions_encode"(const uint64_t *keys, size_t n,
+                                                 int total_bits, uint8_t **out,
+                                                 size_t *out_size)
+    int _positions_decode "cgc_positions_decode"(const uint8_t *data, size_t size, size_t n,
+                                                 int total_bits, uint64_t *keys)
+    int _attribute_encode "cgc_attribute_encode"(const uint32_t *codes,
+                                                 const uint8_t *contexts, size_t n, int bits,
+                                                 uint8_t **out, size_t *out_size)
+    int _attribute_decode "cgc_attribute_decode"(const uint8_t *data, size_t size,
+                                                 const uint8_t *contexts, size_t n, int bits,
+                                                 uint32_t *codes)
+
+# Positions keys have at most 16 + 16 bits; at most 2**20 Gaussians (the format's limits).
+MAX_KEY_BITS = 32
+MAX_STREAM_GAUSSIANS = 1 << 20
+
+
+cdef bytes _take_output(int status, uint8_t *out, size_t size):
+    """The bytes of an encoder's malloc'ed output, freed here."""
+    if status == STREAM_NO_MEMORY:
+        raise MemoryError("out of memory while coding a stream")
+    try:
+        return (<char *>out)[:size]
+    finally:
+        free(out)
+
+
+cdef _check_decoded(int status, str what):
+    if status == STREAM_NO_MEMORY:
+        raise MemoryError(f"out of memory while decoding the {what}")
+    if status != 0:
+        raise FormatError(f"invalid {what} stream")
+
+
+def _check_stream_size(Py_ssize_t n, int bits, int max_bits):
+    if not 1 <= bits <= max_bits:
+        raise ValueError(f"code width {bits} out of range 1..{max_bits}")
+    if not 0 <= n <= MAX_STREAM_GAUSSIANS:
+        raise ValueError(f"{n} Gaussians, at most {MAX_STREAM_GAUSSIANS} per stream")
+
+
+def positions_encode(const uint64_t[::1] keys, int total_bits):
+    """Stream of sorted position keys of ``total_bits`` bits (at least one key)."""
+    _check_stream_size(keys.shape[0], total_bits, MAX_KEY_BITS)
+    cdef Py_ssize_t i, n = keys.shape[0]
+    cdef uint64_t limit = (<uint64_t>1) << total_bits
+    if n == 0:
+        raise ValueError("no positions to code")
+    for i in range(n):
+        if keys[i] >= limit or (i > 0 and keys[i] < keys[i - 1]):
+            raise ValueError("position keys must be sorted and within their width")
+    cdef uint8_t *out = NULL
+    cdef size_t size = 0
+    cdef int status
+    with nogil:
+        status = _positions_encode(&keys[0], n, total_bits, &out, &size)
+    return _take_output(status, out, size)
+
+
+def positions_decode(const uint8_t[::1] data, Py_ssize_t n, int total_bits):
+    """The n sorted keys of a position stream (FormatError if it is not a valid one)."""
+    _check_stream_size(n, total_bits, MAX_KEY_BITS)
+    keys = np.full(n, 0xCCCCCCCCCCCCCCCC, dtype=np.uint64)
+    cdef uint64_t[::1] out = keys
+    cdef int status = STREAM_INVALID
+    if n > 0 and data.shape[0] > 0:
+        with nogil:
+            status = _positions_decode(&data[0], data.shape[0], n, total_bits, &out[0])
+    _check_decoded(status, "positions")
+    return keys
+
+
+def attribute_contexts(const uint32_t[::1] codes, int bits):
+    """Each code's model context for the attributes that take it (its top two bits)."""
+    _check_stream_size(codes.shape[0], bits, 16)
+    contexts = np.empty(codes.shape[0], dtype=np.uint8)
+    cdef uint8_t[::1] out = contexts
+    cdef Py_ssize_t i
+    for i in range(codes.shape[0]):
+        out[i] = _context(codes[i], bits)
+    return contexts
+
+
+def attribute_encode(const uint32_t[::1] codes, const uint8_t[::1] contexts, int bits):
+    """Stream of one attribute's codes of ``bits`` bits, each with its context (0..3)."""
+    _check_stream_size(codes.shape[0], bits, 16)
+    cdef Py_ssize_t i, n = codes.shape[0]
+    if contexts.shape[0] != n:
+        raise ValueError("need one context per code")
+    for i in range(n):
+        if codes[i] >> bits or contexts[i] > 3:
+            raise ValueError("codes must be within their width and contexts in 0..3")
+    cdef uint8_t *out = NULL
+    cdef size_t size = 0
+    cdef int status
+    with nogil:
+        status = _attribute_encode(&codes[0] if n else NULL, &contexts[0] if n else NULL,
+                                   n, bits, &out, &size)
+    return _take_output(status, out, size)
+
+
+def attribute_decode(const uint8_t[::1] data, const uint8_t[::1] contexts, int bits):
+    """The codes of an attribute stream, one per context (FormatError if invalid)."""
+    cdef Py_ssize_t i, n = contexts.shape[0]
+    _check_stream_size(n, bits, 16)
+    for i in range(n):
+        if contexts[i] > 3:
+            raise ValueError("contexts must be in 0..3")
+    codes = np.full(n, 0xCCCCCCCC, dtype=np.uint32)
+    cdef uint32_t[::1] out = codes
+    cdef int status = STREAM_INVALID
+    if data.shape[0] > 0:
+        with nogil:
+            status = _attribute_decode(&data[0], data.shape[0], &contexts[0] if n else NULL,
+                                       n, bits, &out[0] if n else NULL)
+    _check_decoded(status, "attribute")
+    return codes
