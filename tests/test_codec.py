@@ -154,7 +154,7 @@ def test_max_bytes(crop):
     packed = unpack(data)
     # The Gaussian count follows from the budget when not given.
     # A budget this small reserves a quarter of itself for tables.
-    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 375 // 46
+    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 375 // 44
     fixed_n = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
                          progress=False, max_bytes=500)
     assert len(fixed_n) <= 500 and len(unpack(fixed_n).codes) == N_GAUSSIANS
