@@ -18,16 +18,17 @@ PIXELS_PER_GAUSSIAN = 64
 # What a byte budget pays for, to choose the Gaussian count when none is given: about
 # BITS_PER_GAUSSIAN bits of codes per Gaussian, plus TABLE_BYTES for the header, quantisers,
 # stream lengths and CRC (132 bytes) and the start and end of each of the 7 range-coded
-# streams (about 5 bytes each), or a quarter of a smaller budget.  Format version 2 spent 36 to 55 bits per Gaussian on the files of
-# bench/fit.py and 440 to 1,030 bytes on its tables; this rule then had 46 and 600, which
-# filled the budgets of bench/fit.py to 99 %.  Version 3 codes the same codes in 4 to 7 %
-# fewer bits (docs/format.md), hence 44.  Counting the tables matters for small files: on
-# 384x256 centre crops of kodim01 / 05 / 13 / 23 at 0.25 bpp (3,072 bytes, version 2) 46
-# bits per Gaussian and no reserve (534 Gaussians) gave 22.18 dB, 409 Gaussians 23.19 dB;
-# the rule gave 430.  On full images it changes little, and fewer is the safer side:
-# kodim01 / 23 at 0.25 bpp (300 iterations) 23.80 / 32.10 dB with 2,457 Gaussians, 23.72 /
-# 32.83 with 2,137, 23.47 / 32.98 with 1,820; at 1 bpp 27.67 / 36.18 with 9,830, 27.50 /
-# 38.15 with 8,548, 27.07 / 38.69 with 7,281.
+# streams (about 5 bytes each), or a quarter of a smaller budget.  Format version 2 spent
+# 36 to 55 bits per Gaussian on the files of bench/fit.py and 440 to 1,030 bytes on its
+# tables; this rule then had 46 and 600, which filled the budgets of bench/fit.py to 99 %.
+# Version 3 codes the same codes in 4 to 7 % fewer bits (docs/format.md), hence 44.
+# Counting the tables matters for small files: on 384x256 centre crops of kodim01 / 05 /
+# 13 / 23 at 0.25 bpp (3,072 bytes, version 2) 46 bits per Gaussian and no reserve (534
+# Gaussians) gave 22.18 dB, 409 Gaussians 23.19 dB; the rule gave 430.  On full images it
+# changes little, and fewer is the safer side: kodim01 / 23 at 0.25 bpp (300 iterations)
+# 23.80 / 32.10 dB with 2,457 Gaussians, 23.72 / 32.83 with 2,137, 23.47 / 32.98 with
+# 1,820; at 1 bpp 27.67 / 36.18 with 9,830, 27.50 / 38.15 with 8,548, 27.07 / 38.69 with
+# 7,281.
 BITS_PER_GAUSSIAN = 44
 TABLE_BYTES = 200
 # A file from a budget-derived count that fills less than this share of the budget is made
