@@ -332,4 +332,28 @@ static int cgc_attribute_decode(const uint8_t *in, size_t size, const uint8_t *c
     return cgc_stream_end(&d);
 }
 
+/* An attribute coded in context 0 (codes_a), then two coded in its contexts (codes_b,
+   codes_c): the groups l11 / l21 / l22 and Y / Co / Cg, which decode independently of each
+   other and of the positions. */
+static int cgc_attribute_group_decode(const uint8_t *in_a, size_t size_a, int bits_a,
+                                      const uint8_t *in_b, size_t size_b, int bits_b,
+                                      const uint8_t *in_c, size_t size_c, int bits_c,
+                                      size_t n, uint32_t *codes_a, uint32_t *codes_b,
+                                      uint32_t *codes_c)
+{
+    uint8_t *contexts = (uint8_t *)calloc(n ? n : 1, 1);
+    if (contexts == NULL)
+        return CGC_STREAM_NO_MEMORY;
+    int status = cgc_attribute_decode(in_a, size_a, contexts, n, bits_a, codes_a);
+    if (!status) {
+        for (size_t i = 0; i < n; i++)
+            contexts[i] = (uint8_t)cgc_context(codes_a[i], bits_a);
+        status = cgc_attribute_decode(in_b, size_b, contexts, n, bits_b, codes_b);
+    }
+    if (!status)
+        status = cgc_attribute_decode(in_c, size_c, contexts, n, bits_c, codes_c);
+    free(contexts);
+    return status;
+}
+
 #endif

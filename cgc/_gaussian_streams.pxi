@@ -20,6 +20,10 @@ cdef extern from "_gaussian_streams.h" nogil:
     int _attribute_decode "cgc_attribute_decode"(const uint8_t *data, size_t size,
                                                  const uint8_t *contexts, size_t n, int bits,
                                                  uint32_t *codes)
+    int _attribute_group_decode "cgc_attribute_group_decode"(
+        const uint8_t *in_a, size_t size_a, int bits_a, const uint8_t *in_b, size_t size_b,
+        int bits_b, const uint8_t *in_c, size_t size_c, int bits_c, size_t n,
+        uint32_t *codes_a, uint32_t *codes_b, uint32_t *codes_c)
 
 # Positions keys have at most 16 + 16 bits; at most 2**20 Gaussians (the format's limits).
 MAX_KEY_BITS = 32
@@ -126,3 +130,50 @@ def attribute_decode(const uint8_t[::1] data, const uint8_t[::1] contexts, int b
                                        n, bits, &out[0] if n else NULL)
     _check_decoded(status, "attribute")
     return codes
+
+
+def streams_decode(positions, Py_ssize_t n, int total_bits, groups):
+    """Decode a version-3 file's streams at once: ``positions`` (keys of ``total_bits``
+    bits) and ``groups``, two triples of (block, bits) each holding an attribute coded in
+    context 0 and two coded in its contexts.  The three are independent and decode in
+    parallel.  Returns (the n sorted keys, codes (6, n) uint32 in the groups' order)."""
+    _check_stream_size(n, total_bits, MAX_KEY_BITS)
+    if n == 0:
+        raise ValueError("no Gaussians to decode")
+    if len(groups) != 2 or any(len(group) != 3 for group in groups):
+        raise ValueError("need two groups of three attribute streams")
+    blocks = [positions] + [block for group in groups for block, _ in group]
+    widths = [total_bits] + [bits for group in groups for _, bits in group]
+    for bits in widths[1:]:
+        _check_stream_size(n, bits, 16)
+    keys = np.full(n, 0xCCCCCCCCCCCCCCCC, dtype=np.uint64)
+    codes = np.full((6, n), 0xCCCCCCCC, dtype=np.uint32)
+    cdef uint64_t[::1] key_out = keys
+    cdef uint32_t[:, ::1] code_out = codes
+    cdef const uint8_t *data[7]
+    cdef size_t sizes[7]
+    cdef int bit_widths[7]
+    cdef int status[3]
+    cdef const uint8_t[::1] view
+    views = []
+    cdef int i, task
+    for i in range(7):
+        view = blocks[i]
+        views.append(view)  # keeps the buffer alive while the pointer is in use
+        sizes[i] = view.shape[0]
+        data[i] = &view[0] if view.shape[0] > 0 else NULL
+        bit_widths[i] = widths[i]
+    for task in prange(3, nogil=True, schedule="static", chunksize=1):
+        if task == 0:
+            status[0] = (_positions_decode(data[0], sizes[0], n, bit_widths[0], &key_out[0])
+                         if sizes[0] > 0 else STREAM_INVALID)
+        else:
+            i = 1 + 3 * (task - 1)
+            status[task] = _attribute_group_decode(
+                data[i], sizes[i], bit_widths[i], data[i + 1], sizes[i + 1], bit_widths[i + 1],
+                data[i + 2], sizes[i + 2], bit_widths[i + 2], n, &code_out[i - 1, 0],
+                &code_out[i, 0], &code_out[i + 1, 0])
+    _check_decoded(status[0], "positions")
+    for task in range(1, 3):
+        _check_decoded(status[task], "attribute")
+    return keys, codes

@@ -41,11 +41,21 @@ VERSION_1_BITS = bitstream_v2.VERSION_1_BITS
 VERSION_1_NAMES = bitstream_v2.VERSION_1_NAMES
 COLOUR_SPACE = {1: "rgb", 2: "ycocg", 3: "ycocg"}
 X_COLUMN, Y_COLUMN = 0, 1
-# Version 3: the attribute streams after the positions, and the attribute whose code gives
-# each its model context (None: one context).  Measured on kodim15's 4,169 Gaussians at
-# 0.5 bpp: the contexts save 0.3 bits per Gaussian of 31.5 for these six attributes.
-ATTRIBUTE_STREAMS = (2, 3, 4, 5, 6, 7)
-CONTEXT_ATTRIBUTE = {2: None, 3: 2, 4: 2, 5: None, 6: 5, 7: 5}
+# Version 3: the attribute streams after the positions, in two groups: the first of each is
+# coded in one context, the other two in contexts of its code (CONTEXT_ATTRIBUTE; None: one
+# context).  Measured on kodim15's 4,169 Gaussians at 0.5 bpp: the contexts save 0.3 bits
+# per Gaussian of 31.5 for these six attributes.  The positions and the two groups decode
+# independently, in parallel.
+ATTRIBUTE_GROUPS = ((2, 3, 4), (5, 6, 7))
+ATTRIBUTE_STREAMS = tuple(col for group in ATTRIBUTE_GROUPS for col in group)
+CONTEXT_ATTRIBUTE = {col: (None if col == group[0] else group[0])
+                     for group in ATTRIBUTE_GROUPS for col in group}
+# The least a modelled bit can cost: its probability is at most 4065/4096 (the models'
+# bound, cgc/_range_coder.h), so each costs at least log2(4096/4065) = 0.01096 bits, and a
+# stream of n codes of b bits holds at least n * b of them.  A stream shorter than that
+# (with 8 bytes to spare for the coder's start and end) cannot be valid: checked before
+# anything of size n is allocated.
+MIN_MODELLED_BIT_COST = 0.0109
 STREAM_NAMES = ("positions",) + tuple(ATTRIBUTES[col] for col in ATTRIBUTE_STREAMS)
 
 
@@ -230,14 +240,16 @@ def unpack(data):
 
 def _decode_codes(blocks, bits, n):
     """(N, 8) uint32 codes, in storage order, from a version-3 file's streams."""
+    for col, block in zip(ATTRIBUTE_STREAMS, blocks[1:]):
+        if 8 * (len(block) + 8) < n * bits[col] * MIN_MODELLED_BIT_COST:
+            raise FormatError(f"the {ATTRIBUTES[col]} stream is too short for {n} Gaussians")
     codes = np.empty((n, len(ATTRIBUTES)), dtype=np.uint32)
-    keys = _core.positions_decode(blocks[0], n, bits[X_COLUMN] + bits[Y_COLUMN])
+    attribute_blocks = iter(blocks[1:])
+    groups = [[(next(attribute_blocks), bits[col]) for col in group]
+              for group in ATTRIBUTE_GROUPS]
+    keys, attributes = _core.streams_decode(blocks[0], n, bits[X_COLUMN] + bits[Y_COLUMN],
+                                            groups)
     codes[:, X_COLUMN], codes[:, Y_COLUMN] = key_positions(keys, bits[X_COLUMN],
                                                            bits[Y_COLUMN])
-    for col, block in zip(ATTRIBUTE_STREAMS, blocks[1:]):
-        try:
-            codes[:, col] = _core.attribute_decode(block, contexts(codes, col, bits),
-                                                   bits[col])
-        except FormatError:
-            raise FormatError(f"invalid {ATTRIBUTES[col]} stream") from None
+    codes[:, list(ATTRIBUTE_STREAMS)] = attributes.T
     return codes

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cgc import _core
+from cgc.bitstream import MIN_MODELLED_BIT_COST, position_keys
 from cgc.errors import FormatError
 
 
@@ -116,7 +117,6 @@ def clustered_keys(rng, n, total_bits, clusters=4):
     which = rng.integers(0, clusters, n)
     x = np.clip(centres[which, 0] + rng.integers(-spread, spread + 1, n), 0, (1 << x_bits) - 1)
     y = np.clip(centres[which, 1] + rng.integers(-spread, spread + 1, n), 0, (1 << y_bits) - 1)
-    from cgc.bitstream import position_keys
     return np.sort(position_keys(x, y, x_bits, y_bits))
 
 
@@ -218,6 +218,17 @@ def test_attribute_cost_near_entropy_and_contexts_pay():
     # entropy (measured 2.3 %); one shared context mixes the two mirrored shapes.
     assert entropy <= with_contexts < 1.05 * entropy
     assert without > with_contexts + 0.5
+
+
+@pytest.mark.parametrize("bits", [1, 8, 16])
+def test_constant_codes_cost_at_least_the_bound_readers_check(bits):
+    # Readers reject an attribute stream shorter than n * bits * MIN_MODELLED_BIT_COST bits
+    # (+ 8 bytes) before allocating for n Gaussians; the cheapest stream there is, one
+    # code repeated, must still pass that check.
+    n = 300000
+    for code in (0, (1 << bits) - 1):
+        data = _core.attribute_encode(np.full(n, code, np.uint32), np.zeros(n, np.uint8), bits)
+        assert 8 * (len(data) + 8) >= n * bits * MIN_MODELLED_BIT_COST
 
 
 def test_attribute_arguments():
