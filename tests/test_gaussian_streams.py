@@ -300,3 +300,33 @@ def test_huge_count_of_garbage_is_bounded():
     # work is bounded by the count times the key width, and it must end in FormatError.
     with pytest.raises(FormatError):
         _core.positions_decode(b"\0" + b"\x5a" * 64, 1 << 20, 32)
+
+
+def test_streams_decode_matches_the_single_stream_decoders():
+    # The parallel decoder of a file's streams: the positions and two groups, each an
+    # attribute in context 0 and two in its contexts, as cgc.bitstream lays them out.
+    rng = np.random.default_rng(13)
+    n = 2000
+    keys = clustered_keys(rng, n, 22)
+    widths = (7, 8, 16, 1, 5, 12)
+    codes = [rng.integers(0, 1 << b, n).astype(np.uint32) for b in widths]
+    groups = []
+    for first in (0, 3):
+        contexts = _core.attribute_contexts(codes[first], widths[first])
+        group = [(_core.attribute_encode(codes[first], np.zeros(n, np.uint8), widths[first]),
+                  widths[first])]
+        group += [(_core.attribute_encode(codes[k], contexts, widths[k]), widths[k])
+                  for k in (first + 1, first + 2)]
+        groups.append(group)
+    positions = _core.positions_encode(keys, 22)
+    got_keys, got_codes = _core.streams_decode(positions, n, 22, groups)
+    np.testing.assert_array_equal(got_keys, keys)
+    np.testing.assert_array_equal(got_codes, np.stack(codes))
+    # One bad stream in either group, or in the positions, is reported.
+    broken = [groups[0], [groups[1][0], (groups[1][1][0][:-1], groups[1][1][1]), groups[1][2]]]
+    with pytest.raises(FormatError, match="attribute"):
+        _core.streams_decode(positions, n, 22, broken)
+    with pytest.raises(FormatError, match="positions"):
+        _core.streams_decode(positions[:-1], n, 22, groups)
+    with pytest.raises(ValueError, match="groups"):
+        _core.streams_decode(positions, n, 22, groups[:1])
