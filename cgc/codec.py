@@ -40,16 +40,21 @@ FILL_SHARE = 0.95
 MAX_GROWTH = 1.5
 GROWTH_MARGIN = 0.97
 # Where a full file from a budget-derived count still decodes below DETAIL_PSNR dB (much
-# detail left: texture), it is made again from a fit grown to DETAIL_GROWTH times the
+# detail left: texture), it is made again from a new fit of DETAIL_COUNT_SHARE times the
 # count, kept if it decodes better.  Such images gain more from more Gaussians at coarser
-# widths than from finer widths, smooth ones the other way round.  Fits of 1.2x the count
-# from the start, Kodak, same budgets: kodim01 / 05 at 0.5 bpp 26.26 / 26.40 -> 26.54 /
-# 26.81 dB, at 1 bpp 28.64 / 30.02 -> 28.99 / 30.47; kodim15 / 23 (33.70 / 37.75 dB at
-# 0.5 bpp) lost 0.07 / 0.41 dB, and 0.21 / 0.75 at 1 bpp; 1.4x gained less.  Grown from
-# the first fit (cgc.grow, 200 more steps) kodim01 / 05 at 0.5 bpp gave 26.48 / 26.70 dB
-# for 10 s more on 2 cores.
+# widths than from finer widths, smooth ones the other way round.  Kodak, format version 3,
+# same budgets, fits of 0.9 / 1.0 / 1.1 / 1.25 times the count without growth:
+#   kodim01 at 0.5 bpp 26.16 / 26.40 / 26.60 / 26.67 dB, at 1 bpp 28.49 / 28.80 / 29.10 /
+#   29.24; kodim05 at 0.5 bpp 26.29 / 26.69 / 26.99 / 27.07, at 1 bpp 29.81 / 30.28 /
+#   30.56 / 30.80;
+#   kodim15 (33.94 dB at 0.5 bpp, 36.69 at 1 bpp) 33.71 / 33.94 / 33.96 / 33.74 and
+#   36.38 / 36.69 / 36.59 / 36.27; kodim23 (38.03, 41.18) 37.97 / 38.03 / 37.95 at 0.5 bpp
+#   and 40.98 / 41.18 / 40.87 / 40.41 at 1 bpp.
+# Growing the first fit to 1.2 times the count instead (cgc.grow, a third as many steps
+# again) gave kodim01 26.58 / 29.11 dB and kodim05 26.69 (not kept) / 30.68 at 0.5 / 1 bpp
+# (bench/results/fit_bpp.json at 8f0433f), for about a third of the time a new fit costs.
 DETAIL_PSNR = 32.0
-DETAIL_GROWTH = 1.2
+DETAIL_COUNT_SHARE = 1.25
 # Allocations tried for files that overshoot a byte budget (_encode_fitted).
 ALLOCATION_TRIES = 4
 
@@ -144,14 +149,8 @@ def _mse(data, image, device):
     return float(np.mean((decoded - 255.0 * image) ** 2))
 
 
-def _growth_count(file_bytes, mse, n_gaussians, max_bytes, height, width):
-    """How many Gaussians to grow a budget-derived fit to, given its file's size and the
-    decoded image's error (_mse; see FILL_SHARE, DETAIL_PSNR), or None to keep the file."""
-    if file_bytes < FILL_SHARE * max_bytes:
-        return grown_count(n_gaussians, file_bytes, max_bytes, height, width)
-    if mse > 0 and 10 * math.log10(255 ** 2 / mse) < DETAIL_PSNR:
-        return min(height * width, int(n_gaussians * DETAIL_GROWTH))
-    return None
+def _psnr(mse):
+    return math.inf if mse <= 0 else 10 * math.log10(255 ** 2 / mse)
 
 
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
@@ -169,8 +168,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     cannot fit); not with ``bits``.  ``refine``: choose the codes that render best rather
     than the nearest ones (cgc.refine; the file keeps the nearest codes if the refined ones
     would exceed ``max_bytes``).  ``fill``: when the count came from ``max_bytes`` and the
-    file fills less than FILL_SHARE of it, or decodes below DETAIL_PSNR dB, grow the fit
-    (cgc.grow) and keep the grown file if it decodes better."""
+    file fills less than FILL_SHARE of it, grow the fit (cgc.grow); when it is full but
+    decodes below DETAIL_PSNR dB, fit again with DETAIL_COUNT_SHARE times as many
+    Gaussians; either file is kept only if it decodes better."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
@@ -195,19 +195,26 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     if not (fill and count_from_budget and grow_iterations > 0):
         return data
     mse = _mse(data, image, device)
-    count = _growth_count(len(data), mse, n_gaussians, max_bytes, height, width)
-    if count is None:
+    if len(data) < FILL_SHARE * max_bytes:
+        count = grown_count(n_gaussians, len(data), max_bytes, height, width)
+        candidate = grow(gaussians, image, count, grow_iterations, seed=seed, device=device,
+                         progress=progress)
+    elif _psnr(mse) < DETAIL_PSNR:
+        count = min(height * width, int(n_gaussians * DETAIL_COUNT_SHARE))
+        if count <= n_gaussians:
+            return data
+        candidate = fit(image, count, iterations=iterations, seed=seed, device=device,
+                        progress=progress, init=init, coarse_iterations=coarse_iterations)
+    else:
         return data
-    grown = grow(gaussians, image, count, grow_iterations, seed=seed, device=device,
-                 progress=progress)
-    if grown is None:
+    if candidate is None:
         return data
     try:
-        grown_data = _encode_fitted(grown, image, bits, max_bytes, refine, device)
-    except ValueError:  # the grown count does not fit the budget even at 1-bit codes
+        candidate_data = _encode_fitted(candidate, image, bits, max_bytes, refine, device)
+    except ValueError:  # the new count does not fit the budget even at 1-bit codes
         return data
-    if _mse(grown_data, image, device) < mse:
-        return grown_data
+    if _mse(candidate_data, image, device) < mse:
+        return candidate_data
     return data
 
 

@@ -12,10 +12,9 @@ bpp; grown to 4,521 / 4,537 Gaussians with 200 more iterations at 0.3 of the lea
 rates, 33.29 / 37.28 dB at 0.496 / 0.492 bpp (at the full rates 33.35 / 37.14 dB), 35 and
 28 s more on 2 cores.  Now that the allocation spends what still pays, the widths alone
 fill those two files (33.16 / 37.26 dB at 0.494 / 0.498 bpp, bench/results/fit_bpp.json)
-and they do not grow: growth is left to files that finer widths cannot fill.
-
-cgc.encode also grows fits whose full files still decode badly (below
-cgc.codec.DETAIL_PSNR): textured images gain more from more Gaussians at coarser widths.
+and they do not grow: growth is left to files that finer widths cannot fill.  (Full files
+that decode badly, of textured images, are made again from a new fit with more Gaussians
+instead: cgc.codec.DETAIL_COUNT_SHARE.)
 """
 import logging
 

@@ -9,6 +9,7 @@ import skimage.data
 import cgc
 from cgc.bitstream import unpack
 from cgc.codec import GROWTH_MARGIN, MAX_GROWTH, TABLE_BYTES, grown_count
+from cgc.fit import fit
 from cgc.grow import grow
 from cgc.relocate import RELOCATE_SIGMA_FACTOR
 
@@ -92,7 +93,8 @@ def test_full_files_that_decode_well_and_given_counts_do_not_grow(image, monkeyp
     assert calls == []
 
 
-def test_full_files_that_decode_badly_grow_by_detail_growth(image, monkeypatch):
+def test_full_files_that_decode_badly_are_fitted_again_with_more_gaussians(image,
+                                                                          monkeypatch):
     kwargs = dict(iterations=60, seed=0, progress=False, max_bytes=700)
     plain = cgc.encode(image, fill=False, **kwargs)
     n = len(unpack(plain).codes)
@@ -100,29 +102,30 @@ def test_full_files_that_decode_badly_grow_by_detail_growth(image, monkeypatch):
     psnr = 10 * np.log10(255 ** 2 / codec._mse(plain, image, "cpu"))
     counts = []
 
-    def recording_grow(gaussians, image, n_gaussians, iterations, **kw):
+    def recording_fit(image, n_gaussians, **kw):
         counts.append(n_gaussians)
-        return grow(gaussians, image, n_gaussians, iterations, **kw)
+        return fit(image, n_gaussians, **kw)
 
-    monkeypatch.setattr(codec, "grow", recording_grow)
+    monkeypatch.setattr(codec, "fit", recording_fit)
+    monkeypatch.setattr(codec, "grow", lambda *args, **kw: pytest.fail("grew a full file"))
     monkeypatch.setattr(codec, "DETAIL_PSNR", psnr + 0.01)
-    grown = cgc.encode(image, **kwargs)
-    assert counts == [int(n * codec.DETAIL_GROWTH)] and counts[0] > n
-    assert len(grown) <= 700
-    # Kept only if it decodes better: the grown file when it does, else the first one.
-    if codec._mse(grown, image, "cpu") < codec._mse(plain, image, "cpu"):
-        assert len(unpack(grown).codes) == counts[0]
+    refitted = cgc.encode(image, **kwargs)
+    assert counts == [n, int(n * codec.DETAIL_COUNT_SHARE)] and counts[1] > n
+    assert len(refitted) <= 700
+    # Kept only if it decodes better: the new file when it does, else the first one.
+    if codec._mse(refitted, image, "cpu") < codec._mse(plain, image, "cpu"):
+        assert len(unpack(refitted).codes) == counts[1]
     else:
-        assert grown == plain
-    # A grown file that decodes worse (by the stubbed error) is not kept.
+        assert refitted == plain
+    # A new file that decodes worse (by the stubbed error) is not kept.
     monkeypatch.setattr(codec, "_mse", lambda data, image, device: (
         2000.0 if len(unpack(data).codes) > n else 1000.0))
     monkeypatch.setattr(codec, "DETAIL_PSNR", 99.0)
     counts.clear()
-    assert cgc.encode(image, **kwargs) == plain and len(counts) == 1
-    # Just above the threshold, no growth.
+    assert cgc.encode(image, **kwargs) == plain and len(counts) == 2
+    # Just above the threshold, one fit only.
     counts.clear()
     monkeypatch.undo()
-    monkeypatch.setattr(codec, "grow", recording_grow)
+    monkeypatch.setattr(codec, "fit", recording_fit)
     monkeypatch.setattr(codec, "DETAIL_PSNR", psnr - 0.01)
-    assert cgc.encode(image, **kwargs) == plain and counts == []
+    assert cgc.encode(image, **kwargs) == plain and counts == [n]
