@@ -57,6 +57,10 @@ CONTEXT_ATTRIBUTE = {col: (None if col == group[0] else group[0])
 # anything of size n is allocated.
 MIN_MODELLED_BIT_COST = 0.0109
 STREAM_NAMES = ("positions",) + tuple(ATTRIBUTES[col] for col in ATTRIBUTE_STREAMS)
+# Every range-coded stream is at least 5 bytes (its leading 0 and the 4 bytes its end
+# flushes), so no file is smaller than this: one Gaussian with 1-bit codes.
+SMALLEST_FILE = (HEADER.size + QUANTISER.size * len(ATTRIBUTES)
+                 + (STREAM_LENGTH.size + 5) * len(STREAM_NAMES) + 4)
 
 
 @dataclass

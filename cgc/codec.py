@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from cgc.allocate import allocate_bits
-from cgc.bitstream import pack, storage_order, unpack
+from cgc.bitstream import SMALLEST_FILE, pack, storage_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit
 from cgc.gaussians import Gaussians, scaled_size
 from cgc.grow import GROW_ITERATION_SHARE, grow
@@ -18,17 +18,16 @@ PIXELS_PER_GAUSSIAN = 64
 # What a byte budget pays for, to choose the Gaussian count when none is given: about
 # BITS_PER_GAUSSIAN bits of codes per Gaussian, plus TABLE_BYTES for the header, quantisers,
 # stream lengths and CRC (132 bytes) and the start and end of each of the 7 range-coded
-# streams (about 5 bytes each), or a quarter of a smaller budget.  Format version 2 spent
-# 36 to 55 bits per Gaussian on the files of bench/fit.py and 440 to 1,030 bytes on its
-# tables; this rule then had 46 and 600, which filled the budgets of bench/fit.py to 99 %.
-# Version 3 codes the same codes in 4 to 7 % fewer bits (docs/format.md), hence 44.
-# Counting the tables matters for small files: on 384x256 centre crops of kodim01 / 05 /
-# 13 / 23 at 0.25 bpp (3,072 bytes, version 2) 46 bits per Gaussian and no reserve (534
-# Gaussians) gave 22.18 dB, 409 Gaussians 23.19 dB; the rule gave 430.  On full images it
-# changes little, and fewer is the safer side: kodim01 / 23 at 0.25 bpp (300 iterations)
-# 23.80 / 32.10 dB with 2,457 Gaussians, 23.72 / 32.83 with 2,137, 23.47 / 32.98 with
-# 1,820; at 1 bpp 27.67 / 36.18 with 9,830, 27.50 / 38.15 with 8,548, 27.07 / 38.69 with
-# 7,281.
+# streams (about 5 bytes each); a budget below TABLE_BYTES gets one Gaussian (the smallest
+# file holds one in about 170 bytes).  Format version 2 spent 36 to 55 bits per Gaussian
+# on the files of bench/fit.py and 440 to 1,030 bytes on its tables; this rule then had 46
+# and 600, which filled those budgets to 99 %.  Version 3 codes the same codes in 4 to 7 %
+# fewer bits (docs/format.md), hence 44.  Checked with version 3, fits of other counts at
+# the same budgets: smooth Kodak images are best at this count (kodim15 / 23 at 1 bpp
+# 36.69 / 41.18 dB; 0.9x 36.38 / 40.98, 1.1x 36.59 / 40.87; DETAIL_COUNT_SHARE below has
+# the rest of that sweep), textured ones with more (DETAIL_PSNR below).  On 384x256 centre
+# crops of kodim01 / 05 / 13 / 23 at 0.25 bpp (3,072 bytes) the rule's 522 Gaussians gave
+# 24.18 dB mean; 430 gave 23.77, 480 24.01, 580 24.31, 640 24.22.
 BITS_PER_GAUSSIAN = 44
 TABLE_BYTES = 200
 # A file from a budget-derived count that fills less than this share of the budget is made
@@ -88,7 +87,7 @@ def decode_gaussians(data):
 
 def n_gaussians_for_bytes(max_bytes, height, width):
     """The Gaussian count whose file typically fills ``max_bytes`` (at most one per pixel)."""
-    reserve = min(TABLE_BYTES, max_bytes // 4)
+    reserve = min(TABLE_BYTES, max_bytes)
     return max(1, min(height * width, 8 * (max_bytes - reserve) // BITS_PER_GAUSSIAN))
 
 
@@ -96,7 +95,7 @@ def grown_count(n_gaussians, file_bytes, max_bytes, height, width):
     """The Gaussian count whose file should fill ``max_bytes``, given that ``n_gaussians``
     made a file of ``file_bytes``: the same bytes per Gaussian beyond the tables' reserve,
     at most MAX_GROWTH times as many, never more than one per pixel."""
-    reserve = min(TABLE_BYTES, max_bytes // 4)
+    reserve = min(TABLE_BYTES, max_bytes)
     ratio = GROWTH_MARGIN * (max_bytes - reserve) / max(file_bytes - reserve, 1)
     return min(height * width, max(n_gaussians, int(n_gaussians * min(MAX_GROWTH, ratio))))
 
@@ -183,6 +182,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or (
                 max_bytes < 1):
             raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+        if max_bytes < SMALLEST_FILE:
+            raise ValueError(f"max_bytes={max_bytes} is below the smallest .cgc file "
+                             f"({SMALLEST_FILE} bytes)")
         if n_gaussians is None:
             n_gaussians = n_gaussians_for_bytes(int(max_bytes), height, width)
             count_from_budget = True

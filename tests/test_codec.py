@@ -7,9 +7,9 @@ import skimage.data
 import cgc
 from cgc import codec as codec_module
 from cgc.allocate import allocate_bits
-from cgc.bitstream import STREAM_NAMES, pack, storage_order, unpack
-from cgc.codec import (BITS_PER_GAUSSIAN, TABLE_BYTES, decode_gaussians, n_gaussians_for_bytes,
-                       quantise_gaussians)
+from cgc.bitstream import SMALLEST_FILE, STREAM_NAMES, pack, storage_order, unpack
+from cgc.codec import (BITS_PER_GAUSSIAN, TABLE_BYTES, decode_gaussians, encode_gaussians,
+                       n_gaussians_for_bytes, quantise_gaussians)
 from cgc.gaussians import Gaussians
 from cgc.imageio import to_float_image, to_uint8
 from cgc.quantize import dequantise
@@ -153,8 +153,8 @@ def test_max_bytes(crop):
     assert len(data) <= 500
     packed = unpack(data)
     # The Gaussian count follows from the budget when not given.
-    # A budget this small reserves a quarter of itself for tables.
-    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 375 // 44
+    # The tables' reserve, then BITS_PER_GAUSSIAN bits per Gaussian.
+    assert len(packed.codes) == n_gaussians_for_bytes(500, 36, 40) == 8 * 300 // 44
     fixed_n = cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
                          progress=False, max_bytes=500)
     assert len(fixed_n) <= 500 and len(unpack(fixed_n).codes) == N_GAUSSIANS
@@ -270,13 +270,14 @@ def test_gaussian_count_for_a_budget():
         assert n_gaussians_for_bytes(budget, 512, 768) == expected
     # Never more than one per pixel, never fewer than one.
     assert n_gaussians_for_bytes(10**9, 20, 30) == 600
-    assert n_gaussians_for_bytes(1, 20, 30) == 1
+    assert n_gaussians_for_bytes(1, 20, 30) == n_gaussians_for_bytes(TABLE_BYTES, 20, 30) == 1
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"max_bytes": 0}, "positive"), ({"max_bytes": -5}, "positive"),
     ({"max_bytes": 2.5}, "positive"), ({"max_bytes": True}, "positive"),
     ({"max_bytes": 500, "bits": (10, 9, 6, 7, 6, 6, 4, 4)}, "not both"),
+    ({"max_bytes": SMALLEST_FILE - 1}, "smallest"),
 ])
 def test_max_bytes_errors_before_fitting(crop, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -285,7 +286,18 @@ def test_max_bytes_errors_before_fitting(crop, kwargs, match):
 
 def test_max_bytes_too_small_for_the_gaussians(crop):
     with pytest.raises(ValueError, match="at least"):
-        cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=5, progress=False, max_bytes=150)
+        cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=5, progress=False, max_bytes=200)
+
+
+def test_the_smallest_file_and_budgets_near_it(crop):
+    # One Gaussian with 1-bit codes makes the smallest file there is.
+    smallest = encode_gaussians(Gaussians(np.array([[0.5, 0.5, 1, 0, 1, 0.5, 0.5, 0.5]],
+                                                   np.float32), 1, 1), (1,) * 8)
+    assert len(smallest) == SMALLEST_FILE
+    # Budgets from it up: the count the budget derives fits, every file within it.
+    for budget in (SMALLEST_FILE, SMALLEST_FILE + 10, 190, 230, 300):
+        data = cgc.encode(crop, iterations=5, progress=False, max_bytes=budget)
+        assert len(data) <= budget
 
 
 @pytest.mark.parametrize("image, n, match", [
