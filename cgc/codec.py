@@ -39,21 +39,29 @@ FILL_SHARE = 0.95
 MAX_GROWTH = 1.5
 GROWTH_MARGIN = 0.97
 # Where a full file from a budget-derived count still decodes below DETAIL_PSNR dB (much
-# detail left: texture), it is made again from a new fit of DETAIL_COUNT_SHARE times the
-# count, kept if it decodes better.  Such images gain more from more Gaussians at coarser
-# widths than from finer widths, smooth ones the other way round.  Kodak, format version 3,
-# same budgets, fits of 0.9 / 1.0 / 1.1 / 1.25 times the count without growth:
+# detail left: texture), it is made again from a new fit of more Gaussians, kept if it
+# decodes better: DETAIL_COUNT_SHARE times the count, or LOW_RATE_DETAIL_COUNT_SHARE times
+# it for budgets below LOW_RATE_BPP bits per pixel.  Such images gain more from more
+# Gaussians at coarser widths than from finer widths, smooth ones the other way round; at
+# low rates the widths are already coarse, and past a point more Gaussians only cost
+# position bits.  Kodak, format version 3, same budgets, fits of 0.9 / 1.0 / 1.1 / 1.25
+# times the count without growth:
 #   kodim01 at 0.5 bpp 26.16 / 26.40 / 26.60 / 26.67 dB, at 1 bpp 28.49 / 28.80 / 29.10 /
 #   29.24; kodim05 at 0.5 bpp 26.29 / 26.69 / 26.99 / 27.07, at 1 bpp 29.81 / 30.28 /
 #   30.56 / 30.80;
 #   kodim15 (33.94 dB at 0.5 bpp, 36.69 at 1 bpp) 33.71 / 33.94 / 33.96 / 33.74 and
 #   36.38 / 36.69 / 36.59 / 36.27; kodim23 (38.03, 41.18) 37.97 / 38.03 / 37.95 at 0.5 bpp
 #   and 40.98 / 41.18 / 40.87 / 40.41 at 1 bpp.
-# Growing the first fit to 1.2 times the count instead (cgc.grow, a third as many steps
-# again) gave kodim01 26.58 / 29.11 dB and kodim05 26.69 (not kept) / 30.68 at 0.5 / 1 bpp
-# (bench/results/fit_bpp.json at 8f0433f), for about a third of the time a new fit costs.
+# At 0.25 bpp, 1.0 / 1.15 / 1.3 times the count: kodim01 24.68 / 24.89 / 24.10 dB, kodim05
+# 23.99 / 24.23 / 23.27, kodim15 31.86 / 31.86 / 31.54, kodim23 35.05 / 34.93 / 34.48;
+# 1.25 gave kodim01 24.82 and kodim05 under its first file (bench/results/fit_bpp.json at
+# b1b164c).  Growing the first fit to 1.2 times the count instead (cgc.grow, a third as
+# many steps again) gave kodim01 26.58 / 29.11 dB and kodim05 26.69 (not kept) / 30.68 at
+# 0.5 / 1 bpp (fit_bpp.json at 8f0433f), for about a third of the time a new fit costs.
 DETAIL_PSNR = 32.0
 DETAIL_COUNT_SHARE = 1.25
+LOW_RATE_DETAIL_COUNT_SHARE = 1.15
+LOW_RATE_BPP = 0.4
 # Allocations tried for files that overshoot a byte budget (_encode_fitted).
 ALLOCATION_TRIES = 4
 
@@ -168,8 +176,8 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     than the nearest ones (cgc.refine; the file keeps the nearest codes if the refined ones
     would exceed ``max_bytes``).  ``fill``: when the count came from ``max_bytes`` and the
     file fills less than FILL_SHARE of it, grow the fit (cgc.grow); when it is full but
-    decodes below DETAIL_PSNR dB, fit again with DETAIL_COUNT_SHARE times as many
-    Gaussians; either file is kept only if it decodes better."""
+    decodes below DETAIL_PSNR dB, fit again with more Gaussians (DETAIL_COUNT_SHARE times
+    as many, fewer at low rates); either file is kept only if it decodes better."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
@@ -202,7 +210,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         candidate = grow(gaussians, image, count, grow_iterations, seed=seed, device=device,
                          progress=progress)
     elif _psnr(mse) < DETAIL_PSNR:
-        count = min(height * width, int(n_gaussians * DETAIL_COUNT_SHARE))
+        low_rate = 8 * max_bytes < LOW_RATE_BPP * height * width
+        share = LOW_RATE_DETAIL_COUNT_SHARE if low_rate else DETAIL_COUNT_SHARE
+        count = min(height * width, int(n_gaussians * share))
         if count <= n_gaussians:
             return data
         candidate = fit(image, count, iterations=iterations, seed=seed, device=device,

@@ -112,6 +112,16 @@ def test_full_files_that_decode_badly_are_fitted_again_with_more_gaussians(image
     refitted = cgc.encode(image, **kwargs)
     assert counts == [n, int(n * codec.DETAIL_COUNT_SHARE)] and counts[1] > n
     assert len(refitted) <= 700
+    # Below LOW_RATE_BPP (700 bytes are 2.9 bits per pixel here), the smaller share.
+    counts.clear()
+    monkeypatch.setattr(codec, "LOW_RATE_BPP", 3.0)
+    cgc.encode(image, **kwargs)
+    assert counts == [n, int(n * codec.LOW_RATE_DETAIL_COUNT_SHARE)] and counts[1] < int(
+        n * codec.DETAIL_COUNT_SHARE)
+    monkeypatch.setattr(codec, "LOW_RATE_BPP", 2.9)
+    counts.clear()
+    cgc.encode(image, **kwargs)
+    assert counts[1] == int(n * codec.DETAIL_COUNT_SHARE)
     # Kept only if it decodes better: the new file when it does, else the first one.
     if codec._mse(refitted, image, "cpu") < codec._mse(plain, image, "cpu"):
         assert len(unpack(refitted).codes) == counts[1]
