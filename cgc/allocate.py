@@ -40,7 +40,6 @@ import math
 
 import numpy as np
 
-from cgc import _core
 from cgc.backends import get_backend
 from cgc.bitstream import (ATTRIBUTE_STREAMS, CONTEXT_ATTRIBUTE, HEADER, QUANTISER,
                            STREAM_LENGTH, STREAM_NAMES, X_COLUMN, Y_COLUMN, attribute_stream,
