@@ -332,9 +332,37 @@ static int cgc_attribute_decode(const uint8_t *in, size_t size, const uint8_t *c
     return cgc_stream_end(&d);
 }
 
+/* One attribute's decoder: its range decoder, models and widths. */
+typedef struct {
+    cgc_rc_decoder rc;
+    cgc_attribute_models models;
+    int tree_bits, low_bits;
+} cgc_attribute_decoder;
+
+static int cgc_attribute_decoder_init(cgc_attribute_decoder *a, const uint8_t *in,
+                                      size_t size, int bits)
+{
+    cgc_attribute_models_init(&a->models);
+    a->tree_bits = bits < CGC_ATTRIBUTE_TREE_BITS ? bits : CGC_ATTRIBUTE_TREE_BITS;
+    a->low_bits = bits - a->tree_bits;
+    return cgc_rc_decoder_init(&a->rc, in, size) ? CGC_STREAM_INVALID : 0;
+}
+
+/* The low bits of a code whose tree gave `node`. */
+static inline uint32_t cgc_attribute_low_bits(cgc_attribute_decoder *a, unsigned context,
+                                              unsigned node)
+{
+    uint32_t code = node - (1u << a->tree_bits);
+    for (int b = a->low_bits - 1; b >= 0; b--)
+        code = (code << 1) | cgc_rc_decode_bit(&a->rc, &a->models.low[context][b]);
+    return code;
+}
+
 /* An attribute coded in context 0 (codes_a), then two coded in its contexts (codes_b,
    codes_c): the groups l11 / l21 / l22 and Y / Co / Cg, which decode independently of each
-   other and of the positions. */
+   other and of the positions.  The two context-coded streams are independent of each
+   other, so they are decoded bit by bit in step: the processor overlaps their chains of
+   dependent arithmetic.  Same result as cgc_attribute_decode on each. */
 static int cgc_attribute_group_decode(const uint8_t *in_a, size_t size_a, int bits_a,
                                       const uint8_t *in_b, size_t size_b, int bits_b,
                                       const uint8_t *in_c, size_t size_c, int bits_c,
@@ -342,16 +370,42 @@ static int cgc_attribute_group_decode(const uint8_t *in_a, size_t size_a, int bi
                                       uint32_t *codes_c)
 {
     uint8_t *contexts = (uint8_t *)calloc(n ? n : 1, 1);
-    if (contexts == NULL)
-        return CGC_STREAM_NO_MEMORY;
-    int status = cgc_attribute_decode(in_a, size_a, contexts, n, bits_a, codes_a);
+    cgc_attribute_decoder *pair = (cgc_attribute_decoder *)malloc(
+        2 * sizeof(cgc_attribute_decoder));
+    int status = contexts == NULL || pair == NULL ? CGC_STREAM_NO_MEMORY : 0;
+    if (!status)
+        status = cgc_attribute_decode(in_a, size_a, contexts, n, bits_a, codes_a);
+    if (!status && (cgc_attribute_decoder_init(&pair[0], in_b, size_b, bits_b)
+                    || cgc_attribute_decoder_init(&pair[1], in_c, size_c, bits_c)))
+        status = CGC_STREAM_INVALID;
     if (!status) {
-        for (size_t i = 0; i < n; i++)
-            contexts[i] = (uint8_t)cgc_context(codes_a[i], bits_a);
-        status = cgc_attribute_decode(in_b, size_b, contexts, n, bits_b, codes_b);
+        cgc_attribute_decoder *b = &pair[0], *c = &pair[1];
+        int common = b->tree_bits < c->tree_bits ? b->tree_bits : c->tree_bits;
+        for (size_t i = 0; i < n && !status; i++) {
+            unsigned context = cgc_context(codes_a[i], bits_a), node_b = 1, node_c = 1;
+            int k;
+            for (k = 0; k < common; k++) {
+                node_b = 2 * node_b
+                    + cgc_rc_decode_bit(&b->rc, &b->models.tree[context][node_b]);
+                node_c = 2 * node_c
+                    + cgc_rc_decode_bit(&c->rc, &c->models.tree[context][node_c]);
+            }
+            for (k = common; k < b->tree_bits; k++)
+                node_b = 2 * node_b
+                    + cgc_rc_decode_bit(&b->rc, &b->models.tree[context][node_b]);
+            for (k = common; k < c->tree_bits; k++)
+                node_c = 2 * node_c
+                    + cgc_rc_decode_bit(&c->rc, &c->models.tree[context][node_c]);
+            codes_b[i] = cgc_attribute_low_bits(b, context, node_b);
+            codes_c[i] = cgc_attribute_low_bits(c, context, node_c);
+            /* A corrupt stream can end early: stop at the first byte read past its end. */
+            if (b->rc.overrun > 4 || c->rc.overrun > 4)
+                status = CGC_STREAM_INVALID;
+        }
     }
     if (!status)
-        status = cgc_attribute_decode(in_c, size_c, contexts, n, bits_c, codes_c);
+        status = cgc_stream_end(&pair[0].rc) ? CGC_STREAM_INVALID : cgc_stream_end(&pair[1].rc);
+    free(pair);
     free(contexts);
     return status;
 }
