@@ -36,6 +36,9 @@ Read me first
 /* Larger counts: the deviation from an even split, zigzagged, as an Elias-gamma code
    whose length is modelled per (bit length of the count, position in the unary prefix) */
 #define CGC_COUNT_LENGTHS 22     /* bit lengths of counts up to 2^21 */
+/* The most keys a positions stream holds: counts must have bit lengths below
+   CGC_COUNT_LENGTHS (the format allows 2^20 Gaussians) */
+#define CGC_MAX_POSITIONS (((size_t)1 << (CGC_COUNT_LENGTHS - 1)) - 1)
 #define CGC_GAMMA_LENGTHS 24     /* a deviation of at most 2^21 needs 23 bits */
 #define CGC_GAMMA_MODELLED 2     /* mantissa bits below the leading one with models */
 
@@ -214,6 +217,8 @@ static int cgc_positions_decode_node(cgc_rc_decoder *d, cgc_count_models *m, uin
 static int cgc_positions_encode(const uint64_t *keys, size_t n, int total_bits,
                                 uint8_t **out, size_t *out_size)
 {
+    if (n > CGC_MAX_POSITIONS)
+        return CGC_STREAM_INVALID;
     cgc_count_models *m = (cgc_count_models *)malloc(sizeof(cgc_count_models));
     if (m == NULL)
         return CGC_STREAM_NO_MEMORY;
@@ -249,7 +254,7 @@ static int cgc_positions_decode(const uint8_t *in, size_t size, size_t n, int to
         return CGC_STREAM_NO_MEMORY;
     cgc_count_models_init(m);
     size_t filled = 0;
-    int status = n > 0xFFFFFFFFu ? CGC_STREAM_INVALID
+    int status = n > CGC_MAX_POSITIONS ? CGC_STREAM_INVALID
         : cgc_positions_decode_node(&d, m, keys, &filled, 0, (uint32_t)n, 0, total_bits);
     free(m);
     if (status)
