@@ -60,8 +60,10 @@ def init_random(image, n, rng):
 
 
 def _gradient_magnitude(image):
+    """|grad| of the grey image; along a side of one pixel the gradient is taken as 0."""
     grey = image.mean(axis=2)
-    gy, gx = np.gradient(grey)
+    gy, gx = (np.gradient(grey, axis=axis) if grey.shape[axis] > 1 else np.zeros_like(grey)
+              for axis in (0, 1))
     return np.hypot(gx, gy)
 
 
