@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from cgc.bitstream import SMALLEST_FILE
 from cgc.errors import FormatError
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample.png")
@@ -34,6 +35,10 @@ def cmd_encode(args):
         if not 0 < args.bpp < 1e6:  # NaN fails too
             raise ValueError(f"--bpp must be positive and finite, got {args.bpp}")
         max_bytes = int(args.bpp * image.shape[0] * image.shape[1] / 8)
+        if max_bytes < SMALLEST_FILE:
+            raise ValueError(f"--bpp {args.bpp} is {max_bytes} bytes for this "
+                             f"{image.shape[1]}x{image.shape[0]} image, below the smallest "
+                             f".cgc file ({SMALLEST_FILE} bytes)")
     start = time.perf_counter()
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
                       coarse_iterations=args.coarse_iterations, seed=args.seed,
