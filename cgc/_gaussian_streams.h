@@ -363,55 +363,58 @@ static inline uint32_t cgc_attribute_low_bits(cgc_attribute_decoder *a, unsigned
     return code;
 }
 
+/* The top bits of a code, as a bit tree in `context`: returns the tree's final node. */
+static inline unsigned cgc_attribute_tree(cgc_attribute_decoder *a, unsigned context)
+{
+    unsigned node = 1;
+    for (int k = 0; k < a->tree_bits; k++)
+        node = 2 * node + cgc_rc_decode_bit(&a->rc, &a->models.tree[context][node]);
+    return node;
+}
+
 /* An attribute coded in context 0 (codes_a), then two coded in its contexts (codes_b,
    codes_c): the groups l11 / l21 / l22 and Y / Co / Cg, which decode independently of each
-   other and of the positions.  The two context-coded streams are independent of each
-   other, so they are decoded bit by bit in step: the processor overlaps their chains of
-   dependent arithmetic.  Same result as cgc_attribute_decode on each. */
+   other and of the positions.  The three decoders run in one loop over the Gaussians, the
+   two context-coded ones bit by bit in step: their chains of dependent arithmetic are
+   independent of each other, and of the next Gaussian's code a, so the processor overlaps
+   them.  Same result as cgc_attribute_decode on each stream. */
 static int cgc_attribute_group_decode(const uint8_t *in_a, size_t size_a, int bits_a,
                                       const uint8_t *in_b, size_t size_b, int bits_b,
                                       const uint8_t *in_c, size_t size_c, int bits_c,
                                       size_t n, uint32_t *codes_a, uint32_t *codes_b,
                                       uint32_t *codes_c)
 {
-    uint8_t *contexts = (uint8_t *)calloc(n ? n : 1, 1);
-    cgc_attribute_decoder *pair = (cgc_attribute_decoder *)malloc(
-        2 * sizeof(cgc_attribute_decoder));
-    int status = contexts == NULL || pair == NULL ? CGC_STREAM_NO_MEMORY : 0;
-    if (!status)
-        status = cgc_attribute_decode(in_a, size_a, contexts, n, bits_a, codes_a);
-    if (!status && (cgc_attribute_decoder_init(&pair[0], in_b, size_b, bits_b)
-                    || cgc_attribute_decoder_init(&pair[1], in_c, size_c, bits_c)))
-        status = CGC_STREAM_INVALID;
-    if (!status) {
-        cgc_attribute_decoder *b = &pair[0], *c = &pair[1];
-        int common = b->tree_bits < c->tree_bits ? b->tree_bits : c->tree_bits;
-        for (size_t i = 0; i < n && !status; i++) {
-            unsigned context = cgc_context(codes_a[i], bits_a), node_b = 1, node_c = 1;
-            int k;
-            for (k = 0; k < common; k++) {
-                node_b = 2 * node_b
-                    + cgc_rc_decode_bit(&b->rc, &b->models.tree[context][node_b]);
-                node_c = 2 * node_c
-                    + cgc_rc_decode_bit(&c->rc, &c->models.tree[context][node_c]);
-            }
-            for (k = common; k < b->tree_bits; k++)
-                node_b = 2 * node_b
-                    + cgc_rc_decode_bit(&b->rc, &b->models.tree[context][node_b]);
-            for (k = common; k < c->tree_bits; k++)
-                node_c = 2 * node_c
-                    + cgc_rc_decode_bit(&c->rc, &c->models.tree[context][node_c]);
-            codes_b[i] = cgc_attribute_low_bits(b, context, node_b);
-            codes_c[i] = cgc_attribute_low_bits(c, context, node_c);
-            /* A corrupt stream can end early: stop at the first byte read past its end. */
-            if (b->rc.overrun > 4 || c->rc.overrun > 4)
-                status = CGC_STREAM_INVALID;
+    cgc_attribute_decoder *group = (cgc_attribute_decoder *)malloc(
+        3 * sizeof(cgc_attribute_decoder));
+    if (group == NULL)
+        return CGC_STREAM_NO_MEMORY;
+    cgc_attribute_decoder *a = &group[0], *b = &group[1], *c = &group[2];
+    int status = cgc_attribute_decoder_init(a, in_a, size_a, bits_a)
+                 || cgc_attribute_decoder_init(b, in_b, size_b, bits_b)
+                 || cgc_attribute_decoder_init(c, in_c, size_c, bits_c)
+        ? CGC_STREAM_INVALID : 0;
+    int common = b->tree_bits < c->tree_bits ? b->tree_bits : c->tree_bits;
+    for (size_t i = 0; i < n && !status; i++) {
+        codes_a[i] = cgc_attribute_low_bits(a, 0, cgc_attribute_tree(a, 0));
+        unsigned context = cgc_context(codes_a[i], bits_a), node_b = 1, node_c = 1;
+        int k;
+        for (k = 0; k < common; k++) {
+            node_b = 2 * node_b + cgc_rc_decode_bit(&b->rc, &b->models.tree[context][node_b]);
+            node_c = 2 * node_c + cgc_rc_decode_bit(&c->rc, &c->models.tree[context][node_c]);
         }
+        for (k = common; k < b->tree_bits; k++)
+            node_b = 2 * node_b + cgc_rc_decode_bit(&b->rc, &b->models.tree[context][node_b]);
+        for (k = common; k < c->tree_bits; k++)
+            node_c = 2 * node_c + cgc_rc_decode_bit(&c->rc, &c->models.tree[context][node_c]);
+        codes_b[i] = cgc_attribute_low_bits(b, context, node_b);
+        codes_c[i] = cgc_attribute_low_bits(c, context, node_c);
+        /* A corrupt stream can end early: stop at the first byte read past its end. */
+        if (a->rc.overrun > 4 || b->rc.overrun > 4 || c->rc.overrun > 4)
+            status = CGC_STREAM_INVALID;
     }
-    if (!status)
-        status = cgc_stream_end(&pair[0].rc) ? CGC_STREAM_INVALID : cgc_stream_end(&pair[1].rc);
-    free(pair);
-    free(contexts);
+    for (int s = 0; s < 3 && !status; s++)
+        status = cgc_stream_end(&group[s].rc);
+    free(group);
     return status;
 }
 
