@@ -2,12 +2,14 @@
 of positions and attributes, decoding by an independent Python reading of docs/format.md,
 compression against the entropy it should reach, and malformed streams."""
 import math
+import os
+import struct
 
 import numpy as np
 import pytest
 
 from cgc import _core
-from cgc.bitstream import MIN_MODELLED_BIT_COST, position_keys
+from cgc.bitstream import MIN_MODELLED_BIT_COST, position_keys, unpack
 from cgc.errors import FormatError
 
 
@@ -330,3 +332,41 @@ def test_streams_decode_matches_the_single_stream_decoders():
         _core.streams_decode(positions[:-1], n, 22, groups)
     with pytest.raises(ValueError, match="groups"):
         _core.streams_decode(positions, n, 22, groups[:1])
+
+
+def test_golden_file_read_by_the_reference_decoder():
+    # The whole of tests/golden/small.cgc read from docs/format.md alone: header, widths,
+    # stream lengths, positions from keys, attributes in their groups' contexts.
+    path = os.path.join(os.path.dirname(__file__), "golden", "small.cgc")
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack_from("<I", data, 16)[0]
+    widths = [data[20 + 10 * k] for k in range(8)]
+    lengths = struct.unpack_from("<7I", data, 100)
+    pos, streams = 128, []
+    for length in lengths:
+        streams.append(data[pos:pos + length])
+        pos += length
+    assert pos + 4 == len(data)
+    x_bits, y_bits = widths[0], widths[1]
+    keys = reference_positions(streams[0], n, x_bits + y_bits)
+    codes = np.zeros((n, 8), np.uint32)
+    for row, key in enumerate(int(k) for k in keys):
+        x_left, y_left, shift = x_bits, y_bits, x_bits + y_bits
+        while x_left or y_left:  # the key's bits from the top: x while it has as many left
+            shift -= 1
+            axis = 0 if x_left >= y_left else 1
+            if axis == 0:
+                x_left -= 1
+                codes[row, 0] |= ((key >> shift) & 1) << x_left
+            else:
+                y_left -= 1
+                codes[row, 1] |= ((key >> shift) & 1) << y_left
+    for first, stream_index in ((2, 1), (5, 4)):
+        codes[:, first] = reference_attribute(streams[stream_index], np.zeros(n, int),
+                                              widths[first])
+        contexts = (codes[:, first].astype(np.int64) * 4) >> widths[first]
+        for col in (first + 1, first + 2):
+            codes[:, col] = reference_attribute(streams[stream_index + col - first], contexts,
+                                                widths[col])
+    np.testing.assert_array_equal(codes, unpack(data).codes)
