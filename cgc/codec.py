@@ -6,7 +6,7 @@ import numpy as np
 
 from cgc.allocate import allocate_bits
 from cgc.bitstream import SMALLEST_FILE, pack, storage_order, unpack
-from cgc.fit import DEFAULT_ITERATIONS, fit
+from cgc.fit import DEFAULT_ITERATIONS, fit, psnr
 from cgc.gaussians import Gaussians, scaled_size
 from cgc.grow import GROW_ITERATION_SHARE, grow
 from cgc.imageio import to_float_image, to_uint8
@@ -156,10 +156,6 @@ def _mse(data, image, device):
     return float(np.mean((decoded - 255.0 * image) ** 2))
 
 
-def _psnr(mse):
-    return math.inf if mse <= 0 else 10 * math.log10(255 ** 2 / mse)
-
-
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
            progress=None, init="gradient", bits=None, max_bytes=None, refine=True, fill=True,
            coarse_iterations=None):
@@ -209,7 +205,7 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         count = grown_count(n_gaussians, len(data), max_bytes, height, width)
         candidate = grow(gaussians, image, count, grow_iterations, seed=seed, device=device,
                          progress=progress)
-    elif _psnr(mse) < DETAIL_PSNR:
+    elif psnr(mse / 255 ** 2) < DETAIL_PSNR:
         low_rate = 8 * max_bytes < LOW_RATE_BPP * height * width
         share = LOW_RATE_DETAIL_COUNT_SHARE if low_rate else DETAIL_COUNT_SHARE
         count = min(height * width, int(n_gaussians * share))
