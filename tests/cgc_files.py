@@ -121,18 +121,6 @@ def write_varint(value):
     return bytes(out)
 
 
-def first_rans_coded_stream(data):
-    """(index, block) of the first stream coded with rANS proper (not stored verbatim) with
-    at least two distinct symbols, so that it has a frequency table to corrupt."""
-    for index in range(n_streams(data)):
-        start, end = stream_span(data, index)
-        block = data[start:end]
-        _, pos = read_varint(block)
-        if block[pos] != 0 and block[pos + 1] > 0:
-            return index, bytes(block)
-    raise AssertionError("the small file has no rANS-coded stream")
-
-
 def outcome(data):
     """None when decoding raises FormatError, else a description of what happened."""
     try:
