@@ -189,6 +189,19 @@ def _spy_on_allocation(monkeypatch):
     return budgets
 
 
+def _spy_on_pack(monkeypatch, padding):
+    """Every file _encode_fitted packs, recorded; the k-th (from 1) comes back lengthened
+    by padding(k) bytes."""
+    packed = []
+
+    def pack_spy(*args):
+        packed.append(pack(*args))
+        return packed[-1] + bytes(padding(len(packed)))
+
+    monkeypatch.setattr(codec_module, "pack", pack_spy)
+    return packed
+
+
 def test_refined_codes_over_the_budget_are_allocated_again(fitted, tight, monkeypatch):
     # Refined codes may code larger than the nearest ones the widths were sized for.  Forced
     # here: the first refinement comes back with its chroma scrambled.  The encoder must
@@ -225,13 +238,7 @@ def test_nearest_codes_over_the_budget_are_allocated_again(fitted, tight, monkey
     # again for a budget 30 bytes smaller and keep no file over the budget.
     image, max_bytes = tight
     budgets = _spy_on_allocation(monkeypatch)
-    packed = []
-
-    def pack_spy(*args):
-        packed.append(pack(*args))
-        return packed[-1] + bytes(30) if len(packed) == 1 else packed[-1]
-
-    monkeypatch.setattr(codec_module, "pack", pack_spy)
+    packed = _spy_on_pack(monkeypatch, lambda k: 30 if k == 1 else 0)
     data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
     assert budgets[:2] == [max_bytes, max_bytes - 30] and len(data) <= max_bytes
     assert data in packed[1:]
@@ -243,15 +250,8 @@ def test_refined_codes_always_over_the_budget_keep_the_nearest(fitted, tight, mo
     # last overshoot, the nearest codes of the first are the file.
     image, max_bytes = tight
     budgets = _spy_on_allocation(monkeypatch)
-    packed = []
-
-    def pack_spy(*args):
-        packed.append(pack(*args))
-        # _encode_fitted packs the nearest codes, then the refined ones, at every try.
-        tries = len(packed) // 2
-        return packed[-1] + bytes(60 * tries) if len(packed) % 2 == 0 else packed[-1]
-
-    monkeypatch.setattr(codec_module, "pack", pack_spy)
+    # _encode_fitted packs the nearest codes, then the refined ones, at every try.
+    packed = _spy_on_pack(monkeypatch, lambda k: 60 * (k // 2) if k % 2 == 0 else 0)
     data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
     codes, _, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
                                                            max_bytes=max_bytes))
