@@ -312,31 +312,6 @@ static int cgc_attribute_encode(const uint32_t *codes, const uint8_t *contexts, 
     return 0;
 }
 
-static int cgc_attribute_decode(const uint8_t *in, size_t size, const uint8_t *contexts,
-                                size_t n, int bits, uint32_t *codes)
-{
-    cgc_rc_decoder d;
-    if (cgc_rc_decoder_init(&d, in, size))
-        return CGC_STREAM_INVALID;
-    cgc_attribute_models m;
-    cgc_attribute_models_init(&m);
-    int tree_bits = bits < CGC_ATTRIBUTE_TREE_BITS ? bits : CGC_ATTRIBUTE_TREE_BITS;
-    int low_bits = bits - tree_bits;
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = contexts[i], node = 1;
-        for (int b = 0; b < tree_bits; b++)
-            node = 2 * node + cgc_rc_decode_bit(&d, &m.tree[c][node]);
-        uint32_t code = node - (1u << tree_bits);
-        for (int b = low_bits - 1; b >= 0; b--)
-            code = (code << 1) | cgc_rc_decode_bit(&d, &m.low[c][b]);
-        codes[i] = code;
-        /* A corrupt stream can end early: stop at the first byte read past its end. */
-        if (d.overrun > 4)
-            return CGC_STREAM_INVALID;
-    }
-    return cgc_stream_end(&d);
-}
-
 /* One attribute's decoder: its range decoder, models and widths. */
 typedef struct {
     cgc_rc_decoder rc;
@@ -370,6 +345,21 @@ static inline unsigned cgc_attribute_tree(cgc_attribute_decoder *a, unsigned con
     for (int k = 0; k < a->tree_bits; k++)
         node = 2 * node + cgc_rc_decode_bit(&a->rc, &a->models.tree[context][node]);
     return node;
+}
+
+static int cgc_attribute_decode(const uint8_t *in, size_t size, const uint8_t *contexts,
+                                size_t n, int bits, uint32_t *codes)
+{
+    cgc_attribute_decoder a;
+    if (cgc_attribute_decoder_init(&a, in, size, bits))
+        return CGC_STREAM_INVALID;
+    for (size_t i = 0; i < n; i++) {
+        codes[i] = cgc_attribute_low_bits(&a, contexts[i], cgc_attribute_tree(&a, contexts[i]));
+        /* A corrupt stream can end early: stop at the first byte read past its end. */
+        if (a.rc.overrun > 4)
+            return CGC_STREAM_INVALID;
+    }
+    return cgc_stream_end(&a.rc);
 }
 
 /* An attribute coded in context 0 (codes_a), then two coded in its contexts (codes_b,
