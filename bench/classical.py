@@ -55,3 +55,13 @@ def psnr_at(points, bpp):
     if target < rates[0] or target > rates[-1]:
         return None
     return float(np.interp(target, rates, values))
+
+
+def bpp_at(points, quality):
+    """The bpp at which the codec reaches PSNR ``quality``: log(bpp) interpolated linearly
+    against the running maximum of the PSNRs; None outside the swept range."""
+    rates = np.log([p[0] for p in points])
+    values = np.maximum.accumulate([p[1] for p in points])
+    if quality < values[0] or quality > values[-1]:
+        return None
+    return float(np.exp(np.interp(quality, values, rates)))

@@ -43,13 +43,18 @@ def cmd_encode(args):
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
                       coarse_iterations=args.coarse_iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False,
-                      max_bytes=max_bytes, refine=args.refine)
+                      max_bytes=max_bytes, refine=args.refine, psnr=args.psnr)
     elapsed = time.perf_counter() - start
     with open(args.output, "wb") as f:
         f.write(data)
     h, w = image.shape[:2]
+    quality = ""
+    if args.psnr is not None:
+        from cgc.imageio import to_uint8
+
+        quality = f"{_psnr(to_uint8(image), cgc.decode(data)):.2f} dB, "
     print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
-          f"{elapsed:.1f} s")
+          f"{quality}{elapsed:.1f} s")
 
 
 def _read(path):
@@ -162,6 +167,9 @@ def build_parser():
                         help="file size limit; -n then defaults to what typically fits")
     budget.add_argument("--bpp", type=float, default=None,
                         help="file size limit in bits per pixel (as --max-bytes)")
+    budget.add_argument("--psnr", type=float, default=None,
+                        help="quality target instead: the smallest file found that decodes "
+                             "at least this many dB PSNR (several encodes)")
     p.add_argument("--no-refine", dest="refine", action="store_false",
                    help="store the nearest codes of the fit instead of the refined ones")
     p.set_defaults(func=cmd_encode)

@@ -12,6 +12,7 @@ from cgc.grow import GROW_ITERATION_SHARE, grow
 from cgc.imageio import to_float_image, to_uint8
 from cgc.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
 from cgc.refine import refine_codes
+from cgc.target import first_budget, smallest_passing
 
 # Default density: one Gaussian per this many pixels (6,144 for a 768x512 image).
 PIXELS_PER_GAUSSIAN = 64
@@ -64,6 +65,12 @@ LOW_RATE_DETAIL_COUNT_SHARE = 1.15
 LOW_RATE_BPP = 0.4
 # Allocations tried for files that overshoot a byte budget (_encode_fitted).
 ALLOCATION_TRIES = 4
+# A quality target (encode's psnr) is searched for up to this many bits per pixel: at 44
+# bits each, 70,000 Gaussians on a Kodak image, whose fits average 46 dB before quantisation
+# (bench/results/kodak_fit_cpu_500.json).
+MAX_BPP = 8.0
+# Counts this close share fits in a quality-target search (_Fitter).
+REUSE_SHARE = 0.05
 
 
 def default_n_gaussians(height, width):
@@ -162,9 +169,35 @@ def _mse(data, image, device):
     return float(np.mean((decoded - 255.0 * image) ** 2))
 
 
+class _Fitter:
+    """The fits of one ``encode`` call, with its fit options.  A fit is made once per count:
+    a count within REUSE_SHARE of a fit already made takes that fit (the last steps of a
+    quality-target search move the budget, and so the count, by a few per cent)."""
+
+    def __init__(self, image, iterations, seed, device, progress, init, coarse_iterations):
+        self.image, self.iterations, self.seed, self.device = image, iterations, seed, device
+        self.progress, self.init, self.coarse_iterations = progress, init, coarse_iterations
+        self.made = []
+
+    def fit(self, n_gaussians):
+        near = [g for g in self.made if abs(len(g) - n_gaussians) <= REUSE_SHARE * n_gaussians]
+        if near:
+            return min(near, key=lambda g: abs(len(g) - n_gaussians))
+        gaussians = fit(self.image, n_gaussians, iterations=self.iterations, seed=self.seed,
+                        device=self.device, progress=self.progress, init=self.init,
+                        coarse_iterations=self.coarse_iterations)
+        self.made.append(gaussians)
+        return gaussians
+
+    def grow(self, gaussians, n_gaussians):
+        return grow(gaussians, self.image, n_gaussians,
+                    round(GROW_ITERATION_SHARE * self.iterations), seed=self.seed,
+                    device=self.device, progress=self.progress)
+
+
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
            progress=None, init="gradient", bits=None, max_bytes=None, refine=True, fill=True,
-           coarse_iterations=None):
+           coarse_iterations=None, psnr=None):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
@@ -174,12 +207,17 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     ``bits``: one code width (1 to 16) per attribute; by default a rate-distortion search
     picks them for this image (cgc.allocate).  ``max_bytes``: the file is at most this
     size, its widths the best the search finds within it (ValueError if the Gaussians
-    cannot fit); not with ``bits``.  ``refine``: choose the codes that render best rather
-    than the nearest ones (cgc.refine; the file keeps the nearest codes if the refined ones
-    would exceed ``max_bytes``).  ``fill``: when the count came from ``max_bytes`` and the
-    file fills less than FILL_SHARE of it, grow the fit (cgc.grow); when it is full but
-    decodes below DETAIL_PSNR dB, fit again with more Gaussians (DETAIL_COUNT_SHARE times
-    as many, fewer at low rates); either file is kept only if it decodes better."""
+    cannot fit); not with ``bits``.  ``psnr``: instead of a size, a quality: the smallest
+    file found whose decoded image is at least this many dB from ``image`` (as 8-bit RGB),
+    by encoding at several budgets (cgc.target: typically 3 to 6 encodes, of which the
+    last reuse fits); ValueError if no budget up to MAX_BPP bits per pixel reaches it; not
+    with ``n_gaussians``, ``bits`` or ``max_bytes``.  ``refine``: choose the codes that
+    render best rather than the nearest ones (cgc.refine; the file keeps the nearest codes
+    if the refined ones would exceed ``max_bytes``).  ``fill``: when the count came from
+    ``max_bytes`` and the file fills less than FILL_SHARE of it, grow the fit (cgc.grow);
+    when it is full but decodes below DETAIL_PSNR dB, fit again with more Gaussians
+    (DETAIL_COUNT_SHARE times as many, fewer at low rates); either file is kept only if it
+    decodes better."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
@@ -187,7 +225,6 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         bits = check_bits(bits)
         if max_bytes is not None:
             raise ValueError("give bits or max_bytes, not both")
-    count_from_budget = False
     if max_bytes is not None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or (
                 max_bytes < 1):
@@ -195,30 +232,47 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         if max_bytes < SMALLEST_FILE:
             raise ValueError(f"max_bytes={max_bytes} is below the smallest .cgc file "
                              f"({SMALLEST_FILE} bytes)")
-        if n_gaussians is None:
-            n_gaussians = n_gaussians_for_bytes(int(max_bytes), height, width)
-            count_from_budget = True
-    if n_gaussians is None:
+    if psnr is not None:
+        if isinstance(psnr, bool) or not isinstance(psnr, (int, float, np.integer,
+                                                           np.floating)) or not psnr > 0 \
+                or not math.isfinite(psnr):
+            raise ValueError(f"psnr must be a positive number of dB, got {psnr!r}")
+        given = [name for name, value in (("n_gaussians", n_gaussians), ("bits", bits),
+                                          ("max_bytes", max_bytes)) if value is not None]
+        if given:
+            raise ValueError(f"give psnr or {given[0]}, not both")
+    fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations)
+    if psnr is not None:
+        return _encode_to_psnr(image, float(psnr), fitter, refine, fill)
+    count_from_budget = max_bytes is not None and n_gaussians is None
+    if count_from_budget:
+        n_gaussians = n_gaussians_for_bytes(int(max_bytes), height, width)
+    elif n_gaussians is None:
         n_gaussians = default_n_gaussians(height, width)
-    gaussians = fit(image, n_gaussians, iterations=iterations, seed=seed, device=device,
-                    progress=progress, init=init, coarse_iterations=coarse_iterations)
+    return _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine,
+                         fill and count_from_budget)
+
+
+def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill):
+    """``encode`` once the count is known; ``fill``: the count came from ``max_bytes``, and
+    a short or poor file may be made again (see ``encode``)."""
+    height, width = image.shape[:2]
+    device = fitter.device
+    gaussians = fitter.fit(n_gaussians)
     data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device)
-    grow_iterations = round(GROW_ITERATION_SHARE * iterations)
-    if not (fill and count_from_budget and grow_iterations > 0):
+    if not (fill and round(GROW_ITERATION_SHARE * fitter.iterations) > 0):
         return data
     mse = _mse(data, image, device)
     if len(data) < FILL_SHARE * max_bytes:
         count = grown_count(n_gaussians, len(data), max_bytes, height, width)
-        candidate = grow(gaussians, image, count, grow_iterations, seed=seed, device=device,
-                         progress=progress)
+        candidate = fitter.grow(gaussians, count)
     elif psnr(mse / 255 ** 2) < DETAIL_PSNR:
         low_rate = 8 * max_bytes < LOW_RATE_BPP * height * width
         share = LOW_RATE_DETAIL_COUNT_SHARE if low_rate else DETAIL_COUNT_SHARE
         count = min(height * width, int(n_gaussians * share))
         if count <= n_gaussians:
             return data
-        candidate = fit(image, count, iterations=iterations, seed=seed, device=device,
-                        progress=progress, init=init, coarse_iterations=coarse_iterations)
+        candidate = fitter.fit(count)
     else:
         return data
     if candidate is None:
@@ -229,6 +283,22 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         return data
     if _mse(candidate_data, image, device) < mse:
         return candidate_data
+    return data
+
+
+def _encode_to_psnr(image, target, fitter, refine, fill):
+    """The smallest file found that decodes at ``target`` dB or more (cgc.target)."""
+    height, width = image.shape[:2]
+    pixels = height * width
+
+    def encode_at(budget):
+        count = n_gaussians_for_bytes(budget, height, width)
+        data = _encode_count(image, count, fitter, None, budget, refine, fill)
+        return data, psnr(_mse(data, image, fitter.device) / 255 ** 2)
+
+    high = max(SMALLEST_FILE, TABLE_BYTES + math.ceil(MAX_BPP * pixels / 8))
+    data, _, _ = smallest_passing(encode_at, target, first_budget(to_uint8(image), target),
+                                  SMALLEST_FILE, high)
     return data
 
 

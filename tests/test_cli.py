@@ -41,6 +41,11 @@ def encoded(workdir):
     return out
 
 
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / mse)
+
+
 def assert_one_error_line(capsys, code):
     captured = capsys.readouterr()
     assert code == 1, captured
@@ -101,6 +106,34 @@ def test_encode_budget_errors(workdir, capsys):
     # A bpp below the smallest file is reported in the user's terms, before any fit.
     line = assert_one_error_line(capsys, main(["encode", str(png), out, "--bpp", "1"] + FAST))
     assert "--bpp 1.0 is 112 bytes for this 32x28 image" in line, line
+    assert not (root / "never.cgc").exists()
+
+
+def test_encode_to_a_psnr_target(workdir, capsys):
+    root, png, image = workdir
+    out = root / "quality.cgc"
+    assert main(["encode", str(png), str(out), "--psnr", "27", "--iterations", "50",
+                 "--no-progress"]) == 0
+    data = out.read_bytes()
+    reached = psnr(image, cgc.decode(data))
+    assert reached >= 27.0
+    printed = capsys.readouterr().out
+    assert f"{len(data)} bytes" in printed and f"{reached:.2f} dB" in printed, printed
+    assert data == cgc.encode(image, iterations=50, seed=0, progress=False, psnr=27.0)
+
+
+def test_encode_psnr_errors(workdir, capsys):
+    root, png, _ = workdir
+    out = str(root / "never.cgc")
+    with pytest.raises(SystemExit):  # argparse: a quality target excludes a size budget
+        main(["encode", str(png), out, "--psnr", "30", "--bpp", "4"] + FAST)
+    capsys.readouterr()
+    line = assert_one_error_line(capsys, main(["encode", str(png), out, "--psnr", "30"] + FAST))
+    assert "give psnr or n_gaussians" in line, line
+    for value in ("0", "-4", "nan"):
+        line = assert_one_error_line(capsys, main(["encode", str(png), out, "--psnr", value,
+                                                   "--no-progress"]))
+        assert "psnr must be a positive number" in line, line
     assert not (root / "never.cgc").exists()
 
 

@@ -8,12 +8,13 @@ import cgc
 from cgc import codec as codec_module
 from cgc.allocate import allocate_bits
 from cgc.bitstream import SMALLEST_FILE, STREAM_NAMES, pack, storage_order, unpack
-from cgc.codec import (BITS_PER_GAUSSIAN, TABLE_BYTES, decode_gaussians, encode_gaussians,
-                       n_gaussians_for_bytes, quantise_gaussians)
+from cgc.codec import (BITS_PER_GAUSSIAN, REUSE_SHARE, TABLE_BYTES, decode_gaussians,
+                       encode_gaussians, n_gaussians_for_bytes, quantise_gaussians)
 from cgc.gaussians import Gaussians
 from cgc.imageio import to_float_image, to_uint8
 from cgc.quantize import dequantise
 from cgc.refine import refine_codes
+from cgc.target import MAX_ENCODES, TOLERANCE
 
 N_GAUSSIANS = 60
 ITERATIONS = 50  # the end of the learning-rate warm-up
@@ -364,3 +365,80 @@ def test_images_one_pixel_wide_or_high(shape):
     decoded = cgc.decode(data)
     assert decoded.shape == image.shape
     assert np.abs(decoded.astype(float) - image).mean() < 3.0
+
+
+PSNR_TARGET = 28.0  # the crop's files span 12 to 32 dB between 167 and 1,640 bytes
+
+
+@pytest.fixture(scope="module")
+def psnr_search(crop):
+    """A quality-target encode of the crop, with every file its search made."""
+    made = []
+    real = codec_module.smallest_passing
+
+    def recording(encode_at, *args, **kwargs):
+        def encode_and_record(budget):
+            data, quality = encode_at(budget)
+            made.append((budget, data, quality))
+            return data, quality
+        return real(encode_and_record, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codec_module, "smallest_passing", recording)
+        data = cgc.encode(crop, psnr=PSNR_TARGET, iterations=ITERATIONS, seed=0,
+                          progress=False)
+    return data, made
+
+
+def test_psnr_target_is_reached_by_the_smallest_file_made(psnr_search, crop):
+    data, made = psnr_search
+    assert psnr(crop, cgc.decode(data)) >= PSNR_TARGET
+    passing = [d for _, d, quality in made if quality >= PSNR_TARGET]
+    assert data in passing and len(data) == min(map(len, passing))
+    # Each file's PSNR is the decoded file's, as the caller measures it.
+    for _, d, quality in made:
+        assert quality == pytest.approx(psnr(crop, cgc.decode(d)), abs=1e-9)
+
+
+def test_psnr_search_ends_next_to_a_failing_budget(psnr_search):
+    data, made = psnr_search
+    failing = [budget for budget, _, quality in made if quality < PSNR_TARGET]
+    assert len(made) <= MAX_ENCODES
+    assert any(len(data) <= budget * (1 + TOLERANCE) for budget in failing), made
+
+
+def test_psnr_search_fits_each_count_once(crop, monkeypatch):
+    counts = []
+    real = codec_module.fit
+
+    def counting(image, n_gaussians, **kwargs):
+        counts.append(n_gaussians)
+        return real(image, n_gaussians, **kwargs)
+
+    monkeypatch.setattr(codec_module, "fit", counting)
+    cgc.encode(crop, psnr=PSNR_TARGET, iterations=ITERATIONS, seed=0, progress=False)
+    # No fit within REUSE_SHARE of an earlier one: that one was used again.
+    for k, count in enumerate(counts):
+        assert all(abs(count - earlier) > REUSE_SHARE * count for earlier in counts[:k])
+
+
+def test_unreachable_psnr_target(crop):
+    with pytest.raises(ValueError, match="psnr=99 dB not reached"):
+        cgc.encode(crop, psnr=99.0, iterations=ITERATIONS, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"psnr": 0}, "positive"), ({"psnr": -20.0}, "positive"),
+    ({"psnr": float("nan")}, "positive"), ({"psnr": float("inf")}, "positive"),
+    ({"psnr": True}, "positive"), ({"psnr": "30"}, "positive"),
+    ({"psnr": 30.0, "n_gaussians": 10}, "give psnr or n_gaussians"),
+    ({"psnr": 30.0, "max_bytes": 500}, "give psnr or max_bytes"),
+    ({"psnr": 30.0, "bits": (10, 9, 6, 7, 6, 6, 4, 4)}, "give psnr or bits"),
+])
+def test_psnr_errors_before_fitting(crop, kwargs, match, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before checking the arguments")
+
+    monkeypatch.setattr(codec_module, "fit", no_fit)
+    with pytest.raises(ValueError, match=match):
+        cgc.encode(crop, iterations=ITERATIONS, progress=False, **kwargs)
