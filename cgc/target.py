@@ -50,14 +50,16 @@ AIM_DB = 0.05
 # SLOPE_RANGE (Kodak images span 2.2 to 3.3 dB per doubling between 0.25 and 1 bpp).
 SLOPE_RANGE = (1.0, 6.0)
 MAX_ENCODES = 8
+# What Pillow raises without a JPEG 2000 codec, or for an image it cannot code.
+JPEG2000_ERRORS = (OSError, ValueError, KeyError)
 
 
 def first_budget(image, target):
     """The budget in bytes to try first for ``image`` ((H, W, 3) uint8) at ``target`` dB."""
     pixels = image.shape[0] * image.shape[1]
     try:
-        rates, qualities = zip(*(_jpeg2000_point(image, bpp) for bpp in PROBE_BPP))
-    except (OSError, ValueError, KeyError):  # no JPEG 2000 codec, or an odd image for it
+        rates, qualities = zip(*(jpeg2000_point(image, bpp) for bpp in PROBE_BPP))
+    except JPEG2000_ERRORS:  # no JPEG 2000 codec, or an odd image for it
         bpp = 2.0 ** ((target - FIRST_PSNR) / SLOPE_DB)
     else:
         # np.interp needs increasing qualities: keep the running maximum.
@@ -66,7 +68,7 @@ def first_budget(image, target):
     return int(math.ceil(bpp * pixels / 8))
 
 
-def _jpeg2000_point(image, bpp):
+def jpeg2000_point(image, bpp):
     """(bpp, PSNR) of ``image`` coded by JPEG 2000 at about ``bpp``."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "JPEG2000", quality_mode="rates",

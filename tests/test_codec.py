@@ -408,14 +408,7 @@ def test_psnr_search_ends_next_to_a_failing_budget(psnr_search):
 
 
 def test_psnr_search_fits_each_count_once(crop, monkeypatch):
-    counts = []
-    real = codec_module.fit
-
-    def counting(image, n_gaussians, **kwargs):
-        counts.append(n_gaussians)
-        return real(image, n_gaussians, **kwargs)
-
-    monkeypatch.setattr(codec_module, "fit", counting)
+    counts = _spy_on_fit(monkeypatch)
     cgc.encode(crop, psnr=PSNR_TARGET, iterations=ITERATIONS, seed=0, progress=False)
     # No fit within REUSE_SHARE of an earlier one: that one was used again.
     for k, count in enumerate(counts):
@@ -442,3 +435,66 @@ def test_psnr_errors_before_fitting(crop, kwargs, match, monkeypatch):
     monkeypatch.setattr(codec_module, "fit", no_fit)
     with pytest.raises(ValueError, match=match):
         cgc.encode(crop, iterations=ITERATIONS, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def textured():
+    """256 x 256 (PROBE_MIN_PIXELS): JPEG 2000 decodes it at 29.5 dB at 0.3 bpp."""
+    return np.ascontiguousarray(skimage.data.astronaut()[:256, :256])
+
+
+def _spy_on_fit(monkeypatch):
+    counts = []
+    real = codec_module.fit
+
+    def counting(image, n_gaussians, **kwargs):
+        counts.append(n_gaussians)
+        return real(image, n_gaussians, **kwargs)
+
+    monkeypatch.setattr(codec_module, "fit", counting)
+    return counts
+
+
+PROBE_BUDGET = 2457  # 0.3 bpp on 256 x 256
+
+
+def test_a_clearly_detailed_image_is_fitted_at_the_detail_count_at_once(textured,
+                                                                          monkeypatch):
+    counts = _spy_on_fit(monkeypatch)
+    data = cgc.encode(textured, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
+    n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
+    detail = int(n * codec_module.LOW_RATE_DETAIL_COUNT_SHARE)  # 0.3 bpp: a low rate
+    assert counts == [detail] and detail > n
+    fitted = cgc.fit(textured, detail, iterations=ITERATIONS, progress=False)
+    assert data == codec_module._encode_fitted(fitted, to_float_image(textured), None,
+                                               PROBE_BUDGET, True, "cpu")
+
+
+def test_without_jpeg2000_the_budget_count_is_fitted_first(textured, monkeypatch):
+    def unavailable(image, bpp):
+        raise OSError("encoder jpeg2k not available")
+
+    monkeypatch.setattr(codec_module, "jpeg2000_point", unavailable)
+    counts = _spy_on_fit(monkeypatch)
+    cgc.encode(textured, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
+    n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
+    # The first file decodes below DETAIL_PSNR: the detail count is fitted after it.
+    assert counts == [n, int(n * codec_module.LOW_RATE_DETAIL_COUNT_SHARE)]
+
+
+def test_a_smooth_image_is_fitted_at_the_budget_count(monkeypatch):
+    y, x = np.mgrid[0:256, 0:256]
+    ramp = np.stack([x, y, (x + y) // 2], axis=-1).astype(np.uint8)  # JPEG 2000: 72 dB
+    counts = _spy_on_fit(monkeypatch)
+    cgc.encode(ramp, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
+    assert counts[0] == n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
+
+
+def test_images_below_the_probe_size_are_not_probed(crop, monkeypatch):
+    def probe(image, bpp):
+        raise AssertionError("probed a small image")
+
+    monkeypatch.setattr(codec_module, "jpeg2000_point", probe)
+    counts = _spy_on_fit(monkeypatch)
+    cgc.encode(crop, iterations=ITERATIONS, progress=False, max_bytes=300)
+    assert counts[0] == n_gaussians_for_bytes(300, 36, 40)

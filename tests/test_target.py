@@ -123,7 +123,7 @@ def test_first_budget_follows_jpeg2000(photo):
     # linear in log(bpp) between probes a factor 1.6 apart: within a few tenths of a dB).
     pixels = photo.shape[0] * photo.shape[1]
     for goal, budget in zip((26.0, 30.0, 34.0, 38.0), budgets):
-        _, quality = target._jpeg2000_point(photo, 8 * budget / pixels)
+        _, quality = target.jpeg2000_point(photo, 8 * budget / pixels)
         assert abs(quality - goal) < 1.0, (goal, quality)
 
 
@@ -131,7 +131,7 @@ def test_first_budget_without_jpeg2000_uses_the_kodak_curve(photo, monkeypatch):
     def unavailable(image, bpp):
         raise OSError("encoder jpeg2k not available")
 
-    monkeypatch.setattr(target, "_jpeg2000_point", unavailable)
+    monkeypatch.setattr(target, "jpeg2000_point", unavailable)
     pixels = photo.shape[0] * photo.shape[1]
     # FIRST_PSNR at 1 bpp, and a doubling per SLOPE_DB.
     # (within a byte: 2 ** (SLOPE_DB / SLOPE_DB) is computed in floating point)
