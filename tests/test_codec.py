@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import skimage.data
+from PIL import features
 
 import cgc
 from cgc import codec as codec_module
@@ -15,6 +16,9 @@ from cgc.imageio import to_float_image, to_uint8
 from cgc.quantize import dequantise
 from cgc.refine import refine_codes
 from cgc.target import MAX_ENCODES, TOLERANCE
+
+JPEG2000 = pytest.mark.skipif(not features.check_codec("jpg_2000"),
+                              reason="Pillow built without JPEG 2000 (OpenJPEG)")
 
 N_GAUSSIANS = 60
 ITERATIONS = 50  # the end of the learning-rate warm-up
@@ -458,6 +462,7 @@ def _spy_on_fit(monkeypatch):
 PROBE_BUDGET = 2457  # 0.3 bpp on 256 x 256
 
 
+@JPEG2000
 def test_a_clearly_detailed_image_is_fitted_at_the_detail_count_at_once(textured,
                                                                           monkeypatch):
     counts = _spy_on_fit(monkeypatch)
