@@ -220,7 +220,7 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     size, its widths the best the search finds within it (ValueError if the Gaussians
     cannot fit); not with ``bits``.  ``psnr``: instead of a size, a quality: the smallest
     file found whose decoded image is at least this many dB from ``image`` (as 8-bit RGB),
-    by encoding at several budgets (cgc.target: typically 3 to 6 encodes, of which the
+    by encoding at several budgets (cgc.target: 3 to 5 encodes on Kodak, of which the
     last reuse fits); ValueError if no budget up to MAX_BPP bits per pixel reaches it; not
     with ``n_gaussians``, ``bits`` or ``max_bytes``.  ``refine``: choose the codes that
     render best rather than the nearest ones (cgc.refine; the file keeps the nearest codes
@@ -269,6 +269,7 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill):
     a short or poor file may be made again (see ``encode``)."""
     height, width = image.shape[:2]
     device = fitter.device
+    fill = fill and round(GROW_ITERATION_SHARE * fitter.iterations) > 0  # fits to make again
     if fill and _clearly_detailed(image, max_bytes):
         count = _detail_count(n_gaussians, max_bytes, height, width)
         if count > n_gaussians:
@@ -279,7 +280,7 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill):
                 pass
     gaussians = fitter.fit(n_gaussians)
     data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device)
-    if not (fill and round(GROW_ITERATION_SHARE * fitter.iterations) > 0):
+    if not fill:
         return data
     mse = _mse(data, image, device)
     if len(data) < FILL_SHARE * max_bytes:
