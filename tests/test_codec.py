@@ -503,3 +503,11 @@ def test_images_below_the_probe_size_are_not_probed(crop, monkeypatch):
     counts = _spy_on_fit(monkeypatch)
     cgc.encode(crop, iterations=ITERATIONS, progress=False, max_bytes=300)
     assert counts[0] == n_gaussians_for_bytes(300, 36, 40)
+
+
+def test_a_fit_too_short_to_grow_is_not_made_again(textured, monkeypatch):
+    # One step: a third of it rounds to no growth steps, and no fit is made twice or at
+    # another count than the budget's, probe or not.
+    counts = _spy_on_fit(monkeypatch)
+    cgc.encode(textured, iterations=1, progress=False, max_bytes=PROBE_BUDGET)
+    assert counts == [n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)]
