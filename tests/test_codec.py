@@ -511,3 +511,45 @@ def test_a_fit_too_short_to_grow_is_not_made_again(textured, monkeypatch):
     counts = _spy_on_fit(monkeypatch)
     cgc.encode(textured, iterations=1, progress=False, max_bytes=PROBE_BUDGET)
     assert counts == [n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)]
+
+
+@pytest.mark.parametrize("detailed", [True, False])
+def test_a_caller_that_knows_overrides_the_probe(textured, monkeypatch, detailed):
+    def probe(image, bpp):
+        raise AssertionError("probed although the caller knew")
+
+    monkeypatch.setattr(codec_module, "jpeg2000_point", probe)
+    counts = _spy_on_fit(monkeypatch)
+    fitter = codec_module._Fitter(to_float_image(textured), ITERATIONS, 0, "cpu", False,
+                                  "gradient", None)
+    n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
+    codec_module._encode_count(to_float_image(textured), n, fitter, None, PROBE_BUDGET, True,
+                               True, detailed=detailed)
+    detail = int(n * codec_module.LOW_RATE_DETAIL_COUNT_SHARE)
+    # Not detailed: the budget count first, then (its file decodes below DETAIL_PSNR) the
+    # detail count, as without the probe.
+    assert counts == ([detail] if detailed else [n, detail])
+
+
+def test_a_psnr_search_probes_only_for_its_first_encode(textured, monkeypatch):
+    probed = []
+    real = codec_module._clearly_detailed
+
+    def probe(image, max_bytes):
+        probed.append(max_bytes)
+        return real(image, max_bytes)
+
+    monkeypatch.setattr(codec_module, "_clearly_detailed", probe)
+    recorded = []
+    real_search = codec_module.smallest_passing
+
+    def recording(encode_at, *args, **kwargs):
+        def encode_and_record(budget):
+            recorded.append(budget)
+            return encode_at(budget)
+        return real_search(encode_and_record, *args, **kwargs)
+
+    monkeypatch.setattr(codec_module, "smallest_passing", recording)
+    cgc.encode(textured, psnr=27.0, iterations=ITERATIONS, progress=False)
+    # Later budgets are judged from the files already made (SLOPE_DB per doubling).
+    assert len(recorded) > 1 and probed == recorded[:1]
