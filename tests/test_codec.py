@@ -374,9 +374,8 @@ def test_images_one_pixel_wide_or_high(shape):
 PSNR_TARGET = 28.0  # the crop's files span 12 to 32 dB between 167 and 1,640 bytes
 
 
-@pytest.fixture(scope="module")
-def psnr_search(crop):
-    """A quality-target encode of the crop, with every file its search made."""
+def _spy_on_search(patch):
+    """Every (budget, file, PSNR) that the quality-target search of cgc.codec makes."""
     made = []
     real = codec_module.smallest_passing
 
@@ -387,8 +386,15 @@ def psnr_search(crop):
             return data, quality
         return real(encode_and_record, *args, **kwargs)
 
+    patch.setattr(codec_module, "smallest_passing", recording)
+    return made
+
+
+@pytest.fixture(scope="module")
+def psnr_search(crop):
+    """A quality-target encode of the crop, with every file its search made."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(codec_module, "smallest_passing", recording)
+        made = _spy_on_search(patch)
         data = cgc.encode(crop, psnr=PSNR_TARGET, iterations=ITERATIONS, seed=0,
                           progress=False)
     return data, made
@@ -540,16 +546,7 @@ def test_a_psnr_search_probes_only_for_its_first_encode(textured, monkeypatch):
         return real(image, max_bytes)
 
     monkeypatch.setattr(codec_module, "_clearly_detailed", probe)
-    recorded = []
-    real_search = codec_module.smallest_passing
-
-    def recording(encode_at, *args, **kwargs):
-        def encode_and_record(budget):
-            recorded.append(budget)
-            return encode_at(budget)
-        return real_search(encode_and_record, *args, **kwargs)
-
-    monkeypatch.setattr(codec_module, "smallest_passing", recording)
+    made = _spy_on_search(monkeypatch)
     cgc.encode(textured, psnr=27.0, iterations=ITERATIONS, progress=False)
     # Later budgets are judged from the files already made (SLOPE_DB per doubling).
-    assert len(recorded) > 1 and probed == recorded[:1]
+    assert len(made) > 1 and probed == [made[0][0]]
