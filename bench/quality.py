@@ -68,6 +68,9 @@ def main():
         curves = {c: classical.sweep(image, c) for c in CODECS}
         for setting in settings:
             goal = setting if args.psnr else classical.psnr_at(curves["jpeg2000"], setting)
+            if goal is None:  # outside JPEG 2000's sweep of this image
+                print(f"kodim{name}: JPEG 2000 does not reach {setting} bpp, skipped")
+                continue
             counter.count = 0
             start = time.perf_counter()
             data = cgc.encode(image, psnr=goal, progress=False)
@@ -90,6 +93,8 @@ def main():
     summary = {}
     for setting in settings:
         sel = [r for r in rows if r[key] == setting]
+        if not sel:
+            continue
         summary[str(setting)] = {k: statistics.mean(r[k] for r in sel)
                                  for k in ("target_psnr", "psnr", "bpp", "encodes",
                                            "encode_s")}
