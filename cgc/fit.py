@@ -1,9 +1,12 @@
 """The optimisation loop, written once for every backend.
 
-Loss: sum of squared errors of the image clipped to [0, 1] (what a decoder shows), so the
-gradient is masked where a pixel is clipped. Adam with one learning rate per parameter group,
-linearly warmed up then cosine-decayed, and the covariance eigenvalues clamped after every
-step; a few times early on, the least active Gaussians are relocated to where the error is
+Loss: sum of squared errors of the image clipped to [0, 1] (what a decoder shows), its
+gradient passed straight through the clip: a pixel rendered above 1 where the image is
+below 1 is pulled down (a mask that zeroed the gradient of clipped pixels left a 1x1
+image's red stuck at 255), and one above 1 where the image is 1 costs nothing.  Adam with
+one learning rate per parameter group, linearly warmed up then cosine-decayed, the
+covariance eigenvalues clamped and the centres kept inside the image after every step; a
+few times early on, the least active Gaussians are relocated to where the error is
 (cgc/relocate.py).  Unless the fit is dense, a first stage fits the Gaussians to the image at
 half resolution, where steps are cheaper and large moves easier (COARSE_PER_FINE)."""
 import logging
@@ -307,8 +310,7 @@ class _Stage:
                 rendered, coverage = rendered
             clipped = xp.clip(rendered, 0.0, 1.0)
             diff = clipped - target
-            inside = (rendered >= 0.0) & (rendered <= 1.0)
-            grad_image = xp.ascontiguousarray((2.0 * diff * inside).astype(params.dtype))
+            grad_image = xp.ascontiguousarray((2.0 * diff).astype(params.dtype))
             grads = backend.render_backward(params, height, width, grad_image, bins)
             check = step % CHECK_EVERY == 0 or step == iterations
             if check:
@@ -334,6 +336,7 @@ class _Stage:
             decay *= min(1.0, step / WARMUP_STEPS)
             backend.adam_step(params, grads, m, v, step, lr_cols * decay, betas=ADAM_BETAS,
                               var_bounds=bounds)
+            _keep_centres_inside(xp, params, height, width)
             if check:
                 _check_finite(xp, params, "parameter")
             if not (self.bar.enabled or want_diag):
@@ -345,6 +348,16 @@ class _Stage:
                                  time.perf_counter() - start)
         self.done += iterations
         return backend.to_numpy(params)
+
+
+def _keep_centres_inside(xp, params, height, width):
+    """Clamps every centre to the image rectangle.  Adam moves a centre by about its learning
+    rate whatever the size of its gradient, and a Gaussian whose cut-off ellipse leaves the
+    image has no gradient to bring it back: a 1x1 image's one Gaussian wandered off within
+    600 steps and the file decoded black.  A centre on the rectangle's edge still reaches
+    the pixel centres next to it."""
+    xp.clip(params[:, 0], 0.0, width, out=params[:, 0])
+    xp.clip(params[:, 1], 0.0, height, out=params[:, 1])
 
 
 def _log_diagnostics(backend, label, step, mse, coverage, params, bounds, elapsed):
