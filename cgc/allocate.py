@@ -242,7 +242,13 @@ def _with(bits, col, width):
 
 def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     """Code widths (a tuple, one per attribute) minimising the cost J above for these
-    Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1]).
+    Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1]); see ``allocate``."""
+    return allocate(gaussians, image, device, slope, max_bytes)[0]
+
+
+def allocate(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
+    """(widths, the size model's bytes for them): ``allocate_bits`` with the size it
+    predicts, from which a caller learns the model's error on the written file.
 
     With ``max_bytes`` the file must fit in that many bytes: the widths are those of the
     smallest slope (down to ``slope / MAX_SLOPE_RATIO``) whose choice fits, found by
@@ -252,8 +258,12 @@ def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     if not (isinstance(slope, (int, float)) and 0 < slope < math.inf):
         raise ValueError(f"slope must be a positive finite number, got {slope!r}")
     measurements = _Measurements(gaussians, image, device)
+
+    def with_size(bits):
+        return bits, measurements.file_bytes(bits)
+
     if max_bytes is None:
-        return measurements.search(slope)
+        return with_size(measurements.search(slope))
     smallest = measurements.file_bytes((1,) * len(ATTRIBUTES))
     if max_bytes < smallest:
         raise ValueError(f"{len(gaussians)} Gaussians need at least {smallest} bytes, more "
@@ -267,12 +277,12 @@ def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     lo, hi = slope / MAX_SLOPE_RATIO, slope
     bits, fits = choice(lo)
     if fits:
-        return bits
+        return with_size(bits)
     best, fits = choice(hi)
     while not fits:
         if hi > slope * MAX_SLOPE_RATIO ** 2:
             # J is then all rate, yet the search stopped short of the budget.
-            return measurements.shed(best, max_bytes)
+            return with_size(measurements.shed(best, max_bytes))
         lo, hi = hi, hi * 2
         best, fits = choice(hi)
     for _ in range(BISECTION_STEPS):
@@ -282,4 +292,4 @@ def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
             hi, best = mid, bits
         else:
             lo = mid
-    return measurements.spend(best, max_bytes, slope / MAX_SLOPE_RATIO)
+    return with_size(measurements.spend(best, max_bytes, slope / MAX_SLOPE_RATIO))

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from cgc.allocate import allocate_bits
+from cgc.allocate import allocate
 from cgc.bitstream import SMALLEST_FILE, pack, storage_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit, psnr
 from cgc.gaussians import Gaussians, scaled_size
@@ -134,20 +134,20 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
     to them, and the widths are sized for the nearest codes, which refined ones may code a
     little larger.  A file over ``max_bytes`` is made again from widths allocated for a
     smaller budget, up to ALLOCATION_TRIES times; then the nearest codes of the first
-    widths that fitted are kept.  Nearest codes over the budget: the budget less their
-    overshoot.  Refined codes over it: the nearest file's size (or the budget, if smaller)
-    less their overshoot, which leaves the nearest codes room for what refinement adds.
-    (kodim23 at 0.25 bpp, format version 2: refined codes 24 bytes larger than the nearest
-    ones' 12,269 overshot 12,288, and the nearest codes gave 33.64 dB; allocated again for
-    12,264 bytes, refined codes gave 34.53 dB in 12,083.  kodim15, 7,991 Gaussians, 44,155
-    bytes: nearest codes of 44,103 bytes refined to 44,172; budgets smaller by the 17-byte
-    overshoot kept the same widths four times, and the nearest codes gave 35.44 dB.)"""
+    widths that fitted are kept.  The smaller budget is the size the allocation predicted
+    for the widths less the file's overshoot, so that the model's error on those widths,
+    and what refinement adds, are both made room for.  (A smaller budget by the overshoot
+    alone can keep the widths: kodim15 with 7,991 Gaussians at 44,155 bytes, nearest codes
+    of 44,103 bytes refined to 44,172; budgets 17, 17 and 7 bytes smaller kept the widths,
+    and the nearest codes gave 35.44 dB, 43,157 bytes at 36.16 dB with this rule.  kodim23
+    with 5,087 Gaussians at 28,183 bytes: nearest codes 14, then 5 bytes over, three times
+    the same widths, and no file at all.)"""
     fallback = None
     budget = max_bytes
     for _ in range(ALLOCATION_TRIES):
         if bits is None:
             try:
-                chosen = allocate_bits(gaussians, image, device=device, max_bytes=budget)
+                chosen, predicted = allocate(gaussians, image, device=device, max_bytes=budget)
             except ValueError:
                 if fallback is None and budget == max_bytes:  # the caller's budget is too small
                     raise
@@ -156,8 +156,7 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
             chosen = bits
         codes, quantisers, _ = quantise_gaussians(gaussians, chosen)
         data = pack(gaussians.width, gaussians.height, quantisers, codes)
-        nearest_size = len(data)
-        if max_bytes is None or nearest_size <= max_bytes:
+        if max_bytes is None or len(data) <= max_bytes:
             if not refine:
                 return data
             fallback = fallback or data
@@ -165,10 +164,9 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
             data = pack(gaussians.width, gaussians.height, quantisers, refined)
             if max_bytes is None or len(data) <= max_bytes:
                 return data
-            budget = min(budget, nearest_size)
         if bits is not None:  # fixed widths: nothing to allocate again
             break
-        budget -= max(1, len(data) - max_bytes)
+        budget = min(budget, predicted) - max(1, len(data) - max_bytes)
     if fallback is None:
         raise ValueError(f"{len(gaussians)} Gaussians did not fit max_bytes={max_bytes}: "
                          f"use fewer Gaussians")
