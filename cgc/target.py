@@ -27,6 +27,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from cgc.fit import psnr
+
 log = logging.getLogger("cgc.target")
 
 # Where the search starts: the rate at which JPEG 2000 (Pillow's OpenJPEG, irreversible
@@ -76,8 +78,7 @@ def jpeg2000_point(image, bpp):
     buffer.seek(0)
     decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float64)
     mse = float(np.mean((decoded - image) ** 2))
-    quality = math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-    return 8.0 * size / (image.shape[0] * image.shape[1]), quality
+    return 8.0 * size / (image.shape[0] * image.shape[1]), psnr(mse / 255.0 ** 2)
 
 
 def smallest_passing(encode_at, target, first, low, high, max_encodes=MAX_ENCODES):
