@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
 
 import cgc
 from cgc.bitstream import unpack
@@ -39,11 +40,6 @@ def encoded(workdir):
     out = root / "out.cgc"
     assert main(["encode", str(png), str(out)] + FAST) == 0
     return out
-
-
-def psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * np.log10(255.0 ** 2 / mse)
 
 
 def assert_one_error_line(capsys, code):
@@ -115,7 +111,7 @@ def test_encode_to_a_psnr_target(workdir, capsys):
     assert main(["encode", str(png), str(out), "--psnr", "27", "--iterations", "50",
                  "--no-progress"]) == 0
     data = out.read_bytes()
-    reached = psnr(image, cgc.decode(data))
+    reached = peak_signal_noise_ratio(image, cgc.decode(data), data_range=255)
     assert reached >= 27.0
     printed = capsys.readouterr().out
     assert f"{len(data)} bytes" in printed and f"{reached:.2f} dB" in printed, printed
