@@ -142,10 +142,9 @@ def bench_fit_iteration(cupy, backend, n, repeats):
         bins = backend.bin(params, HEIGHT, WIDTH)
         rendered = backend.render_forward(params, HEIGHT, WIDTH, bins)
         diff = cupy.clip(rendered, 0.0, 1.0) - target
-        inside = (rendered >= 0.0) & (rendered <= 1.0)
-        grad_image = cupy.ascontiguousarray((2.0 * diff * inside).astype(cupy.float32))
+        grad_image = cupy.ascontiguousarray((2.0 * diff).astype(cupy.float32))
         grads = backend.render_backward(params, HEIGHT, WIDTH, grad_image, bins)
-        backend.adam_step(params, grads, m, v, step[0], lr)
+        backend.adam_step(params, grads, m, v, step[0], lr, centre_box=(WIDTH, HEIGHT))
 
     return summary(event_times_ms(cupy, iteration, repeats))
 

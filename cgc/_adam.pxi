@@ -1,9 +1,22 @@
 # Adam step and covariance clamping for the packed (N, 8) Gaussian array.
 #
-# Invariant kept by both functions: after they return, both eigenvalues of every covariance
+# Invariants kept by both functions: after they return, both eigenvalues of every covariance
 # L L^T lie in [min_var, max_var] (up to float rounding of the stored Cholesky factor).
 # A covariance already inside the bounds is left bit-for-bit untouched, so clamping is the
 # identity on valid Gaussians and Adam's trajectory is not perturbed by re-factorisation.
+# adam_step also keeps every centre inside its box when given one (see _clamp_centre).
+
+
+cdef inline floating _clamp_centre(floating value, double lo, double hi) noexcept nogil:
+    """value clamped into [lo, hi].  Adam moves a centre by about its learning rate whatever
+    the size of its gradient, and a Gaussian whose cut-off ellipse leaves the image has no
+    gradient to bring it back (a 1x1 image's one Gaussian wandered off and decoded black).
+    NaN compares false both ways and passes through, for the fit's finiteness check."""
+    if value < lo:
+        return <floating>lo
+    if value > hi:
+        return <floating>hi
+    return value
 
 cdef inline void _clamp_cholesky(floating *row, double min_var, double max_var) noexcept nogil:
     """Clamp the eigenvalues of L L^T, L = [[row[2], 0], [row[3], row[4]]], to the bounds.
@@ -56,9 +69,11 @@ def clamp_scales(floating[:, ::1] params, double min_var, double max_var):
 def adam_step(floating[:, ::1] params, floating[:, ::1] grads,
               floating[:, ::1] m, floating[:, ::1] v, long step,
               double[::1] lr, double beta1, double beta2, double eps,
-              double min_var, double max_var):
+              double min_var, double max_var,
+              double min_x, double max_x, double min_y, double max_y):
     """One bias-corrected Adam step (step counts from 1) with a learning rate per column,
-    followed by covariance clamping; updates params, m and v in place."""
+    followed by clamping of the centre into [min_x, max_x] x [min_y, max_y] and of the
+    covariance; updates params, m and v in place."""
     cdef Py_ssize_t n = params.shape[0], g
     cdef int k
     cdef double corr1 = 1.0 - beta1 ** step, corr2 = 1.0 - beta2 ** step
@@ -74,4 +89,6 @@ def adam_step(floating[:, ::1] params, floating[:, ::1] grads,
             v[g, k] = <floating>v_new
             params[g, k] = <floating>(params[g, k]
                                       - lr[k] * (m_new / corr1) / (sqrt(v_new / corr2) + eps))
+        params[g, 0] = _clamp_centre(params[g, 0], min_x, max_x)
+        params[g, 1] = _clamp_centre(params[g, 1], min_y, max_y)
         _clamp_cholesky(&params[g, 0], min_var, max_var)

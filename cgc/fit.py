@@ -335,8 +335,7 @@ class _Stage:
                 1 + math.cos(math.pi * (step - 1) / max(iterations, 1)))
             decay *= min(1.0, step / WARMUP_STEPS)
             backend.adam_step(params, grads, m, v, step, lr_cols * decay, betas=ADAM_BETAS,
-                              var_bounds=bounds)
-            _keep_centres_inside(xp, params, height, width)
+                              var_bounds=bounds, centre_box=(width, height))
             if check:
                 _check_finite(xp, params, "parameter")
             if not (self.bar.enabled or want_diag):
@@ -348,16 +347,6 @@ class _Stage:
                                  time.perf_counter() - start)
         self.done += iterations
         return backend.to_numpy(params)
-
-
-def _keep_centres_inside(xp, params, height, width):
-    """Clamps every centre to the image rectangle.  Adam moves a centre by about its learning
-    rate whatever the size of its gradient, and a Gaussian whose cut-off ellipse leaves the
-    image has no gradient to bring it back: a 1x1 image's one Gaussian wandered off within
-    600 steps and the file decoded black.  A centre on the rectangle's edge still reaches
-    the pixel centres next to it."""
-    xp.clip(params[:, 0], 0.0, width, out=params[:, 0])
-    xp.clip(params[:, 1], 0.0, height, out=params[:, 1])
 
 
 def _log_diagnostics(backend, label, step, mse, coverage, params, bounds, elapsed):

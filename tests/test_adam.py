@@ -65,6 +65,43 @@ def test_several_steps_match_numpy_reference():
         assert vals.min() >= BOUNDS[0] * (1 - 1e-12) and vals.max() <= BOUNDS[1] * (1 + 1e-12)
 
 
+def test_centres_are_clamped_into_the_box():
+    rng = np.random.default_rng(5)
+    box = (40.0, 30.0)
+    params = random_params(rng, 200)
+    params[:, :2] = rng.uniform(-3, 43, (200, 2))
+    backend.clamp_scales(params, BOUNDS)
+    ref = params.copy()
+    m, v = np.zeros_like(params), np.zeros_like(params)
+    ref_m, ref_v = np.zeros_like(params), np.zeros_like(params)
+    lr = np.array([2.0, 2.0, 0.5, 0.5, 0.5, 0.01, 0.02, 0.03])
+    for step in range(1, 5):
+        grads = rng.normal(size=params.shape)
+        backend.adam_step(params, grads, m, v, step, lr, var_bounds=BOUNDS, centre_box=box)
+        ref = numpy_adam(ref, grads, ref_m, ref_v, step, lr)
+        outside = ((ref[:, 0] < 0) | (ref[:, 0] > box[0])
+                   | (ref[:, 1] < 0) | (ref[:, 1] > box[1]))
+        assert outside.any()
+        ref[:, 0] = np.clip(ref[:, 0], 0, box[0])
+        ref[:, 1] = np.clip(ref[:, 1], 0, box[1])
+        ref = numpy_clamp(ref, *BOUNDS)
+        # As in the test above: the same float64 maths, clamps by different formulas.
+        np.testing.assert_allclose(params, ref, rtol=1e-9, atol=1e-9)
+    assert (params[:, 0] >= 0).all() and (params[:, 0] <= box[0]).all()
+    assert (params[:, 1] >= 0).all() and (params[:, 1] <= box[1]).all()
+
+
+def test_without_a_box_centres_are_free():
+    params = np.array([[-5.0, 1e6, 1, 0, 1, 0, 0, 0]])
+    before = params.copy()
+    zeros = np.zeros_like(params)
+    backend.adam_step(params, zeros, zeros.copy(), zeros.copy(), 1, np.ones(8))
+    np.testing.assert_array_equal(params, before)
+    with pytest.raises(ValueError, match="centre_box"):
+        backend.adam_step(params, zeros, zeros.copy(), zeros.copy(), 1, np.ones(8),
+                          centre_box=(-1, 5))
+
+
 def test_float32_steps_keep_bounds():
     rng = np.random.default_rng(1)
     params = random_params(rng, 500).astype(np.float32)

@@ -11,6 +11,8 @@ from cuda_emu.providers import PROVIDERS, make_backend
 # boundary): 1e-6 relative is ~16 float32 ulps, 1e-6 absolute covers values near zero.
 RTOL = ATOL = 1e-6
 BOUNDS = (0.25, 30.0)
+# (width, height) the centres are kept in; the random centres start on both sides of it.
+BOX = (60.0, 50.0)
 LR = np.array([0.5, 0.5, 0.4, 0.4, 0.4, 0.02, 0.02, 0.02])
 
 cpu = CPUBackend()
@@ -40,7 +42,7 @@ def test_adam_steps_match_reference(backend):
     # 300 rows: two blocks of the one-thread-per-row kernel, the second one partial.
     n = 300
     params = np.empty((n, 8), dtype=np.float32)
-    params[:, :2] = rng.uniform(0, 64, (n, 2))
+    params[:, :2] = rng.uniform(-2, 64, (n, 2))
     params[:, 2:5] = rng.uniform(0.3, 7.0, (n, 3)) * rng.choice([-1, 1], (n, 3))
     params[:, 5:] = rng.uniform(0, 1, (n, 3))
     m_ref = np.zeros_like(params)
@@ -50,6 +52,7 @@ def test_adam_steps_match_reference(backend):
     # Copies: with NumPy as the array module, from_numpy returns its argument itself.
     p, m, v = (backend.from_numpy(a.copy()) for a in (params, m_ref, v_ref))
     clamped = np.zeros(n, dtype=bool)
+    moved_in = np.zeros(n, dtype=bool)
     for step in range(1, 7):
         grads = rng.standard_normal((n, 8)).astype(np.float32) * rng.uniform(0.01, 10, (n, 1))
         grads = grads.astype(np.float32)
@@ -58,14 +61,35 @@ def test_adam_steps_match_reference(backend):
         cpu.adam_step(unclamped, grads, m_ref.copy(), v_ref.copy(), step, LR,
                       var_bounds=(0.0, np.inf))
         clamped |= out_of_bounds(unclamped, BOUNDS)
-        cpu.adam_step(p_ref, grads, m_ref, v_ref, step, LR, var_bounds=BOUNDS)
-        backend.adam_step(p, xp.asarray(grads), m, v, step, LR, var_bounds=BOUNDS)
+        moved_in |= ((unclamped[:, 0] < 0) | (unclamped[:, 0] > BOX[0])
+                     | (unclamped[:, 1] < 0) | (unclamped[:, 1] > BOX[1]))
+        cpu.adam_step(p_ref, grads, m_ref, v_ref, step, LR, var_bounds=BOUNDS, centre_box=BOX)
+        backend.adam_step(p, xp.asarray(grads), m, v, step, LR, var_bounds=BOUNDS,
+                          centre_box=BOX)
         for actual, expected in ((p, p_ref), (m, m_ref), (v, v_ref)):
             np.testing.assert_allclose(backend.to_numpy(actual), expected, rtol=RTOL, atol=ATOL)
-    assert clamped.sum() > n // 10
+    assert clamped.sum() > n // 10 and moved_in.sum() > n // 10
+    centres = backend.to_numpy(p)[:, :2]
+    assert (centres >= 0).all() and (centres <= BOX).all()
     eig = eigenvalues(backend.to_numpy(p))
     assert (eig[:, 0] >= BOUNDS[0] * (1 - 1e-5)).all()
     assert (eig[:, 1] <= BOUNDS[1] * (1 + 1e-5)).all()
+
+
+def test_nan_centres_pass_through_the_clamp(backend):
+    """The fit's finiteness check must still see a NaN that reaches a centre."""
+    params = np.zeros((3, 8), dtype=np.float32)
+    params[:, 2:5] = (1.0, 0.0, 1.0)
+    params[0, 0] = np.nan
+    params[1, 1] = np.nan
+    params[2, :2] = (70.0, -5.0)
+    p = backend.from_numpy(params.copy())
+    zeros = backend.from_numpy(np.zeros_like(params))
+    backend.adam_step(p, zeros.copy(), zeros.copy(), zeros.copy(), 1, LR, var_bounds=BOUNDS,
+                      centre_box=BOX)
+    p = backend.to_numpy(p)
+    assert np.isnan(p[0, 0]) and np.isnan(p[1, 1])
+    np.testing.assert_array_equal(p[2, :2], (BOX[0], 0.0))
 
 
 def test_clamp_scales_matches_reference(backend):

@@ -28,6 +28,17 @@ def check_image_size(height, width):
         raise ValueError(f"image size must be positive, got {height}x{width}")
 
 
+def centre_limits(centre_box):
+    """(min_x, max_x, min_y, max_y) for the Adam steps' centre clamp: [0, width] x
+    [0, height] for ``centre_box`` = (width, height), unbounded for None."""
+    if centre_box is None:
+        return (-np.inf, np.inf, -np.inf, np.inf)
+    width, height = (float(side) for side in centre_box)
+    if not (width >= 0 and height >= 0):
+        raise ValueError(f"centre_box must hold a width and height >= 0, got {centre_box}")
+    return (0.0, width, 0.0, height)
+
+
 class CPUBackend:
     """Tiled renderer, Adam and clamping from ``cgc._core``; arrays are NumPy."""
 
@@ -83,8 +94,10 @@ class CPUBackend:
         return grad
 
     def adam_step(self, params, grads, m, v, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                  var_bounds=(0.25, 1e4)):
-        """In-place Adam step (``lr`` has one rate per column) followed by scale clamping."""
+                  var_bounds=(0.25, 1e4), centre_box=None):
+        """In-place Adam step (``lr`` has one rate per column) followed by clamping of the
+        scales into ``var_bounds`` and, given ``centre_box`` = (width, height), of the centres
+        into [0, width] x [0, height]."""
         lr = np.ascontiguousarray(lr, dtype=np.float64)
         if lr.shape != (8,):
             raise ValueError("lr must hold one learning rate per column (8)")
@@ -94,7 +107,8 @@ class CPUBackend:
                 raise ValueError(f"{name} must be a C-contiguous {params.dtype} array "
                                  f"of shape {params.shape}")
         _core.adam_step(params, grads, m, v, int(step), lr, float(betas[0]), float(betas[1]),
-                        float(eps), float(var_bounds[0]), float(var_bounds[1]))
+                        float(eps), float(var_bounds[0]), float(var_bounds[1]),
+                        *centre_limits(centre_box))
 
     def clamp_scales(self, params, var_bounds):
         """Clamp every covariance's eigenvalues into ``var_bounds``, in place."""

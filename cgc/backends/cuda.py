@@ -6,7 +6,7 @@ on machines without a GPU."""
 import numpy as np
 
 from cgc.backends.bins import Bins
-from cgc.backends.cpu import check_image_size
+from cgc.backends.cpu import centre_limits, check_image_size
 
 TILE = 16
 # Threads per block of the one-thread-per-item kernels.
@@ -146,8 +146,10 @@ class CUDABackend:
         return grad
 
     def adam_step(self, params, grads, m, v, step, lr, betas=(0.9, 0.999), eps=1e-8,
-                  var_bounds=(0.25, 1e4)):
-        """In-place Adam step (``lr`` has one rate per column) followed by scale clamping."""
+                  var_bounds=(0.25, 1e4), centre_box=None):
+        """In-place Adam step (``lr`` has one rate per column) followed by clamping of the
+        scales into ``var_bounds`` and, given ``centre_box`` = (width, height), of the centres
+        into [0, width] x [0, height]."""
         xp = self.xp
         if step < 1:
             raise ValueError("step counts from 1")
@@ -170,7 +172,8 @@ class CUDABackend:
                                           np.float64(beta1), np.float64(beta2),
                                           np.float64(eps), np.float64(corr1),
                                           np.float64(corr2), np.float64(var_bounds[0]),
-                                          np.float64(var_bounds[1])))
+                                          np.float64(var_bounds[1]),
+                                          *map(np.float64, centre_limits(centre_box))))
 
     def clamp_scales(self, params, var_bounds):
         """Clamp every covariance's eigenvalues into ``var_bounds``, in place."""

@@ -6,14 +6,16 @@
 
 #include "common.cuh"
 
-// One bias-corrected Adam step with a learning rate per column, then clamping of the
-// covariance eigenvalues into [min_var, max_var]; updates params, m and v in place.
+// One bias-corrected Adam step with a learning rate per column, then clamping of the centre
+// into [min_x, max_x] x [min_y, max_y] and of the covariance eigenvalues into
+// [min_var, max_var]; updates params, m and v in place.
 // In:  lr (8,) float64; corr1 = 1 - beta1^step, corr2 = 1 - beta2^step (step counts from 1).
 extern "C" __global__ void adam_step(float* __restrict__ params, const float* __restrict__ grads,
                                      float* __restrict__ m, float* __restrict__ v,
                                      const double* __restrict__ lr, int n, double beta1,
                                      double beta2, double eps, double corr1, double corr2,
-                                     double min_var, double max_var) {
+                                     double min_var, double max_var, double min_x,
+                                     double max_x, double min_y, double max_y) {
     const int g = blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= n) {
         return;
@@ -28,6 +30,8 @@ extern "C" __global__ void adam_step(float* __restrict__ params, const float* __
         params[row + k] =
             (float)(params[row + k] - lr[k] * (m_new / corr1) / (sqrt(v_new / corr2) + eps));
     }
+    params[row] = cgc::clamp_centre(params[row], min_x, max_x);
+    params[row + 1] = cgc::clamp_centre(params[row + 1], min_y, max_y);
     cgc::clamp_cholesky(params + row, min_var, max_var);
 }
 

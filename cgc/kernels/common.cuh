@@ -186,6 +186,19 @@ __device__ __forceinline__ void clamp_cholesky(float* row, double min_var, doubl
     row[4] = (float)sqrt(big * small / new_a);
 }
 
+// value clamped into [lo, hi], as _clamp_centre in cgc/_adam.pxi: the fit keeps centres inside
+// the image, which a Gaussian that drifted out has no gradient to come back to.  Comparisons,
+// not fminf/fmaxf, so that NaN passes through to the fit's finiteness check.
+__device__ __forceinline__ float clamp_centre(float value, double lo, double hi) {
+    if (value < lo) {
+        return (float)lo;
+    }
+    if (value > hi) {
+        return (float)hi;
+    }
+    return value;
+}
+
 }  // namespace cgc
 
 #endif  // CGC_KERNELS_COMMON_CUH
