@@ -259,15 +259,17 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
         n_gaussians = n_gaussians_for_bytes(int(max_bytes), height, width)
     elif n_gaussians is None:
         n_gaussians = default_n_gaussians(height, width)
-    return _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine,
-                         fill and count_from_budget)
+    data, _ = _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine,
+                            fill and count_from_budget)
+    return data
 
 
 def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, detailed=None):
     """``encode`` once the count is known; ``fill``: the count came from ``max_bytes``, and
     a short or poor file may be made again (see ``encode``).  ``detailed``: whether the
     budget count's file would decode below DETAIL_PSNR - DETAIL_MARGIN dB, where the caller
-    knows better than the JPEG 2000 probe."""
+    knows better than the JPEG 2000 probe.  Returns (file, its decoded MSE in 8-bit units,
+    or None where no decision needed it)."""
     height, width = image.shape[:2]
     device = fitter.device
     fill = fill and round(GROW_ITERATION_SHARE * fitter.iterations) > 0  # fits to make again
@@ -276,13 +278,13 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
         if count > n_gaussians:
             try:
                 return _encode_fitted(fitter.fit(count), image, bits, max_bytes, refine,
-                                      device)
+                                      device), None
             except ValueError:  # the detail count does not fit the budget
                 pass
     gaussians = fitter.fit(n_gaussians)
     data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device)
     if not fill:
-        return data
+        return data, None
     mse = _mse(data, image, device)
     if len(data) < FILL_SHARE * max_bytes:
         count = grown_count(n_gaussians, len(data), max_bytes, height, width)
@@ -290,19 +292,20 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
     elif psnr(mse / 255 ** 2) < DETAIL_PSNR:
         count = _detail_count(n_gaussians, max_bytes, height, width)
         if count <= n_gaussians:
-            return data
+            return data, mse
         candidate = fitter.fit(count)
     else:
-        return data
+        return data, mse
     if candidate is None:
-        return data
+        return data, mse
     try:
         candidate_data = _encode_fitted(candidate, image, bits, max_bytes, refine, device)
     except ValueError:  # the new count does not fit the budget even at 1-bit codes
-        return data
-    if _mse(candidate_data, image, device) < mse:
-        return candidate_data
-    return data
+        return data, mse
+    candidate_mse = _mse(candidate_data, image, device)
+    if candidate_mse < mse:
+        return candidate_data, candidate_mse
+    return data, mse
 
 
 def _detail_count(n_gaussians, max_bytes, height, width):
@@ -344,9 +347,11 @@ def _encode_to_psnr(image, target, fitter, refine, fill):
 
     def encode_at(budget):
         count = n_gaussians_for_bytes(budget, height, width)
-        data = _encode_count(image, count, fitter, None, budget, refine, fill,
-                             detailed(budget))
-        made[budget] = psnr(_mse(data, image, fitter.device) / 255 ** 2)
+        data, mse = _encode_count(image, count, fitter, None, budget, refine, fill,
+                                  detailed(budget))
+        if mse is None:
+            mse = _mse(data, image, fitter.device)
+        made[budget] = psnr(mse / 255 ** 2)
         return data, made[budget]
 
     high = max(SMALLEST_FILE, TABLE_BYTES + math.ceil(MAX_BPP * pixels / 8))

@@ -567,12 +567,19 @@ def test_a_caller_that_knows_overrides_the_probe(textured, monkeypatch, detailed
     fitter = codec_module._Fitter(to_float_image(textured), ITERATIONS, 0, "cpu", False,
                                   "gradient", None)
     n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
-    codec_module._encode_count(to_float_image(textured), n, fitter, None, PROBE_BUDGET, True,
-                               True, detailed=detailed)
+    data, mse = codec_module._encode_count(to_float_image(textured), n, fitter, None,
+                                           PROBE_BUDGET, True, True, detailed=detailed)
     detail = int(n * codec_module.LOW_RATE_DETAIL_COUNT_SHARE)
     # Not detailed: the budget count first, then (its file decodes below DETAIL_PSNR) the
     # detail count, as without the probe.
     assert counts == ([detail] if detailed else [n, detail])
+    # The MSE returned is the returned file's, measured where the files were compared.
+    if detailed:
+        assert mse is None
+    else:
+        decoded = cgc.decode(data).astype(np.float64)
+        # Against the 8-bit original; the codec's float image is textured / 255 in float32.
+        assert mse == pytest.approx(np.mean((decoded - textured) ** 2), rel=1e-6)
 
 
 def test_a_psnr_search_probes_only_for_its_first_encode(textured, monkeypatch):
