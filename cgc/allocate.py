@@ -87,7 +87,7 @@ class _Measurements:
         self.target = self.backend.from_numpy(np.ascontiguousarray(image))
         self.attributes = to_attributes(gaussians.params)
         self.base = self._mse(self.attributes)
-        self.increment, self.size, self.position_size = {}, {}, {}
+        self.increment, self.size, self.position_size, self.quantised = {}, {}, {}, {}
         fine = np.stack([self._codes(col, ORDER_BITS)[1] for col in (X_COLUMN, Y_COLUMN)], 1)
         self.order = storage_order(fine, (ORDER_BITS, ORDER_BITS))
         self.reference_codes = {}
@@ -101,8 +101,12 @@ class _Measurements:
         return float(xp.mean((xp.clip(out, 0.0, 1.0) - self.target) ** 2))
 
     def _codes(self, col, bits):
-        q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
-        return q, q.quantise(self.attributes[:, col])
+        """(quantiser, codes) of attribute ``col`` at ``bits`` bits, made once: sizes and
+        MSE increments both need them."""
+        if (col, bits) not in self.quantised:
+            q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
+            self.quantised[col, bits] = q, q.quantise(self.attributes[:, col])
+        return self.quantised[col, bits]
 
     def _positions_bytes(self, x_bits, y_bits):
         if (x_bits, y_bits) not in self.position_size:
