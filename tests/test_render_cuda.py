@@ -214,6 +214,20 @@ def test_fit_on_cuda_is_deterministic(provider, monkeypatch):
     assert not np.array_equal(fits[0], start)
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_fit_on_cuda_keeps_a_one_pixel_image(provider, monkeypatch):
+    """The fit loop with the kernels' Adam step, whose centre clamp holds the one Gaussian
+    of a 1x1 image (without it the Gaussian wanders off within 600 steps: tests/test_codec.py
+    has the CPU case)."""
+    route_cuda(monkeypatch, fit_module, provider)
+    image = np.array([[[200, 40, 90]]], np.float32) / 255
+    fitted = cgc.fit(image, 1, iterations=600, seed=0, device="cuda", progress=False)
+    assert 0.0 <= fitted.params[0, 0] <= 1.0 and 0.0 <= fitted.params[0, 1] <= 1.0
+    rendered = np.clip(fitted.render(), 0, 1)
+    # Two 8-bit levels, as the CPU case allows.
+    assert np.abs(255 * (rendered - image)).max() <= 2, 255 * rendered
+
+
 def test_bad_shapes_are_refused(backend):
     with pytest.raises(ValueError, match="shape"):
         backend.render_forward(np.zeros((3, 7), dtype=np.float32), 8, 8)
