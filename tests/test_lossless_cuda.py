@@ -8,6 +8,7 @@ import pytest
 
 import cgc.lossless as lossless
 import cuda_emu
+from cuda_emu.providers import Poisoned
 from cgc.errors import FormatError
 from cgc.kernels import has_gpu
 from cgc.lossless import cuda as lcuda
@@ -88,7 +89,7 @@ def test_emulated_kernel_matches_cpu_decoder(module, case):
 
 
 @emulated
-def test_emulated_kernel_reports_a_corrupt_tile(module):
+def test_emulated_kernel_reports_a_corrupt_tile(module, emulated_device):
     a = np.cumsum(np.ones((40, 64)), axis=1).astype(np.int16)
     data = bytearray(lossless.encode(a, tile=(32, 32)))
     container = lformat.parse(bytes(data))
@@ -103,6 +104,9 @@ def test_emulated_kernel_reports_a_corrupt_tile(module):
     assert np.flatnonzero(errors).tolist() == [1]
     with pytest.raises(FormatError):
         lossless.decode(bytes(data))
+    for to_host in (True, False):
+        with pytest.raises(FormatError, match="first: tile 1"):
+            lossless.decode(bytes(data), device="cuda", to_host=to_host)
 
 
 @pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
@@ -123,27 +127,59 @@ def rgb_image():
         np.uint8)
 
 
-@emulated
-def test_emulated_kernel_decodes_an_image_through_decode(module, monkeypatch):
-    # decode(device="cuda") hands the kernel the coded matrix (colour-difference planes)
-    # and undoes the layout afterwards: here the emulated kernel stands in for CuPy.
-    def decode_into(container, matrix):
-        bits = matrix.reshape(-1).view(np.uint8)
-        bits[:] = 0xCC
-        assert not lcuda.launch(module, container, np, bits).any()
+@pytest.fixture
+def emulated_device(module, monkeypatch):
+    """decode(device="cuda") on the CUDA emulation: arrays are NumPy ones, poisoned when
+    made (cuda_emu.providers.Poisoned), the kernel the emulated rans.cu."""
+    real = lcuda.decode_on_device
 
-    monkeypatch.setattr(lcuda, "decode_into", decode_into)
-    img = rgb_image()
-    assert np.array_equal(lossless.decode(lossless.encode(img, image=True, tile=(16, 16)),
-                                          device="cuda"), img)
+    def on_emulation(container, xp=None, module=None):
+        return real(container, xp=Poisoned(np), module=emulated_module)
+
+    emulated_module = module
+    monkeypatch.setattr(lcuda, "decode_on_device", on_emulation)
+
+
+@emulated
+@pytest.mark.parametrize("name", ["image", "bfloat16", "float32-two-bands", "tiny"])
+def test_emulated_decode_through_the_public_api(emulated_device, name):
+    # decode(device="cuda") hands the kernel the coded matrix (colour-difference planes for
+    # an image) and undoes the layout on the device; to_host=False returns that array.
+    if name == "image":
+        array, data = rgb_image(), lossless.encode(rgb_image(), image=True, tile=(16, 16))
+    else:
+        _, array, bf16, tile, predictors = next(c for c in CASES if c[0] == name)
+        data = lossless.encode(array, tile, bfloat16=bf16, predictors=predictors)
+    on_device = lossless.decode(data, device="cuda", to_host=False)
+    assert on_device.dtype == array.dtype and np.array_equal(on_device, array)
+    assert np.array_equal(lossless.decode(data, device="cuda"), array)
+    out = np.full_like(array, 0xCC if array.dtype.kind != "f" else np.nan)
+    lossless.decode_into(data, out, device="cuda")
+    assert np.array_equal(out, array)
+
+
+@emulated
+def test_emulated_decode_of_an_empty_array(emulated_device):
+    data = lossless.encode(np.zeros((0, 7), np.int16))
+    on_device = lossless.decode(data, device="cuda", to_host=False)
+    assert on_device.shape == (0, 7) and on_device.dtype == np.int16
+
+
+def test_to_host_false_needs_cuda():
+    with pytest.raises(ValueError, match="to_host=False needs device='cuda'"):
+        lossless.decode(lossless.encode(np.arange(4, dtype=np.uint8)), to_host=False)
 
 
 @pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
 def test_gpu_decode_of_an_image():
     img = rgb_image()
     out = np.full_like(img, 0xCC)
-    lossless.decode_into(lossless.encode(img, image=True, tile=(16, 16)), out, device="cuda")
+    data = lossless.encode(img, image=True, tile=(16, 16))
+    lossless.decode_into(data, out, device="cuda")
     assert np.array_equal(out, img)
+    on_device = lossless.decode(data, device="cuda", to_host=False)
+    assert type(on_device).__module__.startswith("cupy")
+    assert np.array_equal(on_device.get(), img)
 
 
 @emulated

@@ -5,6 +5,7 @@
     data = cgc.lossless.encode(rgb, image=True)  # (H, W, C) image: planes, colour differences
     array = cgc.lossless.decode(data)            # bit-exact, same dtype and shape
     array = cgc.lossless.decode(data, device="cuda")  # tiles decoded by a CUDA kernel
+    array = cgc.lossless.decode(data, device="cuda", to_host=False)  # a CuPy array
 
 The format is specified in docs/lossless-format.md.  Malformed input raises
 cgc.errors.FormatError."""
@@ -95,9 +96,17 @@ def _candidates(predictors):
     return np.array(sorted({_lossless.PREDICTORS[p] for p in names}), np.uint8)
 
 
-def decode(data, device="cpu"):
-    """Decompress data; returns a new array of the encoded dtype and shape."""
+def decode(data, device="cpu", to_host=True):
+    """Decompress data; returns a new array of the encoded dtype and shape.
+
+    With device="cuda" and to_host=False, a CuPy array on the current GPU: the decoded bytes
+    stay there (only the compressed stream and the tables are uploaded)."""
     container = parse(data)
+    if not to_host:
+        if device != "cuda":
+            raise ValueError(f"to_host=False needs device='cuda', got {device!r}")
+        from cgc.lossless import cuda
+        return cuda.decode_on_device(container)
     out = np.empty(container.shape, container.etype.storage)
     _decode(container, out, device)
     return out
@@ -123,14 +132,14 @@ def _decode(container, out, device):
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if len(container.meta) == 0:
         return
+    if device == "cuda":
+        from cgc.lossless import cuda
+        cuda.decode_into(container, out)
+        return
     rows, cols = container.matrix
     planar = container.layout != LAYOUT_ARRAY
     matrix = np.empty((rows, cols), out.dtype) if planar else out.reshape(rows, cols)
-    if device == "cuda":
-        from cgc.lossless import cuda
-        cuda.decode_into(container, matrix)
-    else:
-        _decode_cpu(container, matrix)
+    _decode_cpu(container, matrix)
     if planar:
         from_matrix(matrix, container.layout, out)
 

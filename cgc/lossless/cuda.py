@@ -1,13 +1,14 @@
 """GPU decode of cgc.lossless streams with the kernel in cgc/kernels/rans.cu.
 
-CuPy is imported only here, and only when device="cuda" is asked for.  launch() takes the
-array module and the kernel function as arguments so that tests can run the same argument
-packing on the CPU through the CUDA emulation."""
+CuPy is imported only here, and only when device="cuda" is asked for.  launch() and
+decode_on_device() take the array module and the kernel module as arguments so that tests
+can run the same code on the CPU through the CUDA emulation."""
 import numpy as np
 
 from cgc.errors import FormatError
 from cgc.kernels import load_module
 from cgc.lossless import model
+from cgc.lossless.layout import LAYOUT_ARRAY, from_matrix
 
 KERNEL_MODULE = "rans"
 LANES = 32
@@ -60,14 +61,37 @@ def launch(module, container, xp, out_bytes, arguments=None):
     return errors.reshape(len(container.meta), LANES).max(axis=1)
 
 
-def decode_into(container, out):
-    try:
-        import cupy
-    except ImportError as exc:
-        raise RuntimeError("device='cuda' needs CuPy (pip install cgc[cuda])") from exc
-    out_dev = cupy.empty(out.nbytes, cupy.uint8)
-    errors = launch(load_module(KERNEL_MODULE), container, cupy, out_dev)
+def decode_on_device(container, xp=None, module=None):
+    """The decoded array of container (its dtype and shape) as an xp array, made on the
+    device: the decoded bytes never cross to the host.  xp and module default to CuPy and
+    rans.cu loaded by it; tests pass numpy and the CUDA emulation's module."""
+    if xp is None:
+        try:
+            import cupy as xp
+        except ImportError as exc:
+            raise RuntimeError("device='cuda' needs CuPy (pip install cgc[cuda])") from exc
+    storage = container.etype.storage
+    if len(container.meta) == 0:
+        return xp.zeros(container.shape, storage)
+    rows, cols = container.matrix
+    out_bytes = xp.empty(rows * cols * container.etype.nbytes, np.uint8)
+    errors = launch(load_module(KERNEL_MODULE) if module is None else module, container, xp,
+                    out_bytes)
     if errors.any():
         raise FormatError(f"{int(np.count_nonzero(errors))} tile(s) failed to decode "
                           f"(first: tile {int(np.flatnonzero(errors)[0])})")
-    out_dev.get(out=out.reshape(-1).view(np.uint8))
+    matrix = out_bytes.view(storage).reshape(rows, cols)
+    if container.layout == LAYOUT_ARRAY:
+        return matrix.reshape(container.shape)
+    out = xp.empty(container.shape, storage)
+    from_matrix(matrix, container.layout, out, xp)
+    return out
+
+
+def decode_into(container, out):
+    """Decode container on the GPU into out, a host array of its dtype and shape."""
+    decoded = decode_on_device(container)
+    if hasattr(decoded, "get"):
+        decoded.get(out=out)
+    else:  # the CUDA emulation's arrays are NumPy ones
+        out[...] = decoded

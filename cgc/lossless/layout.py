@@ -125,16 +125,16 @@ def to_matrix(array, layout):
     return planes.reshape(c * h, w)
 
 
-def from_matrix(matrix, layout, out):
+def from_matrix(matrix, layout, out, xp=np):
     """Inverse of to_matrix for the planar layouts: write the array of a decoded matrix into
-    out (an (H, W, C) array; matrix is modified)."""
+    out (an (H, W, C) array; matrix is modified).  xp: the arrays' module (NumPy or CuPy)."""
     h, w, c = out.shape
     planes = matrix.reshape(c, h, w)
     if layout == LAYOUT_PLANAR_RGB:
         u = planes.view(np.dtype(f"u{out.dtype.itemsize}"))
         u[0] += u[1]
         u[2] += u[1]
-    out[...] = np.moveaxis(planes, 0, 2)
+    out[...] = xp.moveaxis(planes, 0, 2)
 
 
 def matrix_shape(shape):
