@@ -7,7 +7,8 @@ For N = 10k, 50k and 70k random Gaussians sized like a fit's initialisation:
   * fit: one iteration of the fitting loop (bin, forward, loss gradient, backward, Adam),
     timed with CUDA events; and cgc.fit(..., device="cuda") end to end, as iterations per
     second from the difference between fits of --fit-iterations and a fifth of that.
-  * decode: cgc.decode(bytes, device="cuda") wall clock, bytes to uint8 image on the host.
+  * decode: cgc.decode(bytes, device="cuda") wall clock, bytes to uint8 image on the host;
+    decode_to_device: the same with to_host=False (the image left on the GPU, synchronised).
   * Kodak fit: cgc.fit(image, N, iterations=K, device="cuda") on the Kodak images named by
     --kodak-images for each K in --kodak-iterations, and on all 24 at each K in
     --kodak-mean-iterations (none given: skip), through bench/kodak_fit.py: wall clock
@@ -166,14 +167,15 @@ def bench_fit_end_to_end(n, iterations):
             "iterations_per_s": (iterations - iterations // 5) / (total - short)}
 
 
-def bench_decode(n, repeats):
+def bench_decode(cupy, n, repeats, to_host=True):
     data = encode_gaussians(Gaussians(random_gaussians(n), HEIGHT, WIDTH))
     for _ in range(WARMUP):
-        cgc.decode(data, device="cuda")
+        cgc.decode(data, device="cuda", to_host=to_host)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        cgc.decode(data, device="cuda")
+        cgc.decode(data, device="cuda", to_host=to_host)
+        cupy.cuda.Device().synchronize()
         times.append((time.perf_counter() - start) * 1e3)
     return {"bytes": len(data), **summary(times)}
 
@@ -226,12 +228,14 @@ def main():
         row = bench_render(cupy, backend, n, args.repeats)
         row["fit_iteration"] = bench_fit_iteration(cupy, backend, n, args.repeats)
         row["fit"] = bench_fit_end_to_end(n, args.fit_iterations)
-        row["decode"] = bench_decode(n, args.repeats)
+        row["decode"] = bench_decode(cupy, n, args.repeats)
+        row["decode_to_device"] = bench_decode(cupy, n, args.repeats, to_host=False)
         rows.append(row)
         print(f"n={n:6d}  render {row['render']['fps']:9.0f} fps  "
               f"bin+render {row['bin_render']['fps']:8.0f} fps  "
               f"fit {row['fit_iteration']['fps']:7.0f} it/s  "
-              f"decode {row['decode']['fps']:6.0f} fps", flush=True)
+              f"decode {row['decode']['fps']:6.0f} fps "
+              f"({row['decode_to_device']['fps']:6.0f} to the device)", flush=True)
 
     kodak = bench_kodak(args)
     write_report(args.out, {**run_info(cupy), "height": HEIGHT, "width": WIDTH,

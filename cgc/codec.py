@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from cgc.allocate import allocate
+from cgc.backends import get_backend
 from cgc.bitstream import SMALLEST_FILE, pack, storage_order, unpack
 from cgc.fit import DEFAULT_ITERATIONS, fit, psnr
 from cgc.gaussians import Gaussians, scaled_size
@@ -360,8 +361,9 @@ def _encode_to_psnr(image, target, fitter, refine, fill):
     return data
 
 
-def decode(data, device="cpu", scale=None, size=None):
-    """Decode .cgc bytes to a uint8 (H, W, 3) image, by default of the encoded size.
+def decode(data, device="cpu", scale=None, size=None, to_host=True):
+    """Decode .cgc bytes to a uint8 (H, W, 3) image, by default of the encoded size; with
+    ``to_host=False`` an array of the device's module (CuPy for "cuda"), left there.
 
     ``size=(height, width)``, or ``scale`` (a factor; the size is rounded), renders the
     Gaussians onto another grid instead (cgc.Gaussians.resized): enlarged, the model is
@@ -376,4 +378,5 @@ def decode(data, device="cpu", scale=None, size=None):
         if isinstance(size, (str, bytes)) or np.ndim(size) != 1 or len(size) != 2:
             raise ValueError(f"size must be (height, width), got {size!r}")
         gaussians = gaussians.resized(*size)
-    return to_uint8(gaussians.render(device=device, clip=False))
+    image = gaussians.render(device=device, clip=False, to_host=to_host)
+    return to_uint8(image) if to_host else to_uint8(image, get_backend(device).xp)

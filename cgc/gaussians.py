@@ -57,14 +57,18 @@ class Gaussians:
         cov[:, 1, 1] = l21 * l21 + l22 * l22
         return cov
 
-    def render(self, device="cpu", clip=True):
-        """Render to a float32 (H, W, 3) NumPy image, clipped to [0, 1] unless ``clip=False``."""
+    def render(self, device="cpu", clip=True, to_host=True):
+        """Render to a float32 (H, W, 3) NumPy image, clipped to [0, 1] unless ``clip=False``;
+        with ``to_host=False`` an array of the device's module (CuPy for "cuda"), left
+        there."""
         from cgc.backends import get_backend
 
         backend = get_backend(device)
-        image = backend.to_numpy(backend.render_forward(
-            backend.from_numpy(self.params), self.height, self.width))
-        return np.clip(image, 0.0, 1.0) if clip else image
+        image = backend.render_forward(backend.from_numpy(self.params), self.height,
+                                       self.width)
+        if clip:
+            image = backend.xp.clip(image, 0.0, 1.0)
+        return backend.to_numpy(image) if to_host else image
 
     def resized(self, height, width):
         """The same image at another size: these Gaussians mapped onto a (height, width) grid.

@@ -77,9 +77,10 @@ def load_image(path):
     return _array_to_float(array)
 
 
-def to_uint8(image):
-    """float image -> uint8, clipping to [0, 1] and rounding to nearest."""
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+def to_uint8(image, xp=np):
+    """float image -> uint8, clipping to [0, 1] and rounding to nearest (half to even);
+    ``xp``: the image's array module (NumPy or CuPy)."""
+    return xp.round(xp.clip(image, 0.0, 1.0) * 255.0).astype(xp.uint8)
 
 
 def save_png(path, image_uint8):

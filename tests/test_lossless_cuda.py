@@ -165,9 +165,12 @@ def test_emulated_decode_of_an_empty_array(emulated_device):
     assert on_device.shape == (0, 7) and on_device.dtype == np.int16
 
 
-def test_to_host_false_needs_cuda():
-    with pytest.raises(ValueError, match="to_host=False needs device='cuda'"):
-        lossless.decode(lossless.encode(np.arange(4, dtype=np.uint8)), to_host=False)
+def test_to_host_false_on_the_cpu_is_a_numpy_array():
+    a = np.arange(40, dtype=np.int16).reshape(5, 8)
+    decoded = lossless.decode(lossless.encode(a), to_host=False)
+    assert isinstance(decoded, np.ndarray) and np.array_equal(decoded, a)
+    with pytest.raises(ValueError, match="device must be"):
+        lossless.decode(lossless.encode(a), device="tpu", to_host=False)
 
 
 @pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")

@@ -13,6 +13,8 @@ from cuda_emu.providers import PROVIDERS, make_backend, route_cuda
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
 fit_module = importlib.import_module("cgc.fit")
+backends_module = importlib.import_module("cgc.backends")
+codec_module = importlib.import_module("cgc.codec")
 
 BATCH = TILE * TILE
 # float32 accumulation of at most a few hundred terms per pixel, each rounded at 2^-24
@@ -226,6 +228,27 @@ def test_fit_on_cuda_keeps_a_one_pixel_image(provider, monkeypatch):
     rendered = np.clip(fitted.render(), 0, 1)
     # Two 8-bit levels, as the CPU case allows.
     assert np.abs(255 * (rendered - image)).max() <= 2, 255 * rendered
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("scale", [None, 0.5])
+def test_decode_to_the_device(provider, monkeypatch, scale):
+    """cgc.decode(device="cuda", to_host=False): the uint8 image made on the device, as its
+    host twin makes it, and within a level of the CPU's."""
+    image = (np.random.default_rng(7).uniform(0, 1, (40, 56, 3)) * 255).astype(np.uint8)
+    data = cgc.encode(image, 30, iterations=40, progress=False)
+    expected = cgc.decode(data, scale=scale)
+    route_cuda(monkeypatch, backends_module, provider)
+    route_cuda(monkeypatch, codec_module, provider)
+    on_device = cgc.decode(data, device="cuda", scale=scale, to_host=False)
+    xp = make_backend(provider).xp
+    assert isinstance(on_device, xp.ndarray) and on_device.dtype == xp.uint8
+    on_host = cgc.decode(data, device="cuda", scale=scale)
+    assert isinstance(on_host, np.ndarray)
+    np.testing.assert_array_equal(make_backend(provider).to_numpy(on_device), on_host)
+    # The kernels' float32 sums may differ from the CPU's in the last bits, which can move
+    # a pixel that rounds near a half level by one level; a wrong pixel is tens off.
+    assert np.abs(on_host.astype(int) - expected).max() <= 1
 
 
 def test_bad_shapes_are_refused(backend):

@@ -100,11 +100,10 @@ def decode(data, device="cpu", to_host=True):
     """Decompress data; returns a new array of the encoded dtype and shape.
 
     With device="cuda" and to_host=False, a CuPy array on the current GPU: the decoded bytes
-    stay there (only the compressed stream and the tables are uploaded)."""
+    stay there (only the compressed stream and the tables are uploaded).  On the CPU the
+    array is on the host either way."""
     container = parse(data)
-    if not to_host:
-        if device != "cuda":
-            raise ValueError(f"to_host=False needs device='cuda', got {device!r}")
+    if device == "cuda" and not to_host:
         from cgc.lossless import cuda
         return cuda.decode_on_device(container)
     out = np.empty(container.shape, container.etype.storage)
