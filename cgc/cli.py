@@ -1,4 +1,5 @@
-"""Command line: cgc encode / decode / info / demo."""
+"""Command line: cgc encode / decode / info / demo, and compress / decompress (lossless
+safetensors checkpoints)."""
 import argparse
 import logging
 import os
@@ -138,6 +139,38 @@ def cmd_demo(args):
     print(f"wrote    {cgc_path}, {png_path}")
 
 
+def _tile(text):
+    """--tile ROWSxCOLS as the (rows, cols) that cgc.lossless takes."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS, such as 64x64, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def cmd_compress(args):
+    from cgc.lossless.checkpoint import compress
+
+    original = _read(args.input)
+    start = time.perf_counter()
+    data = compress(original, tile=args.tile)
+    elapsed = time.perf_counter() - start
+    with open(args.output, "wb") as f:
+        f.write(data)
+    print(f"{args.output}: {len(data)} bytes, {100 * len(data) / max(len(original), 1):.2f} % "
+          f"of {len(original)}, {elapsed:.1f} s")
+
+
+def cmd_decompress(args):
+    from cgc.lossless.checkpoint import decompress
+
+    start = time.perf_counter()
+    data = decompress(_read(args.input), device=args.device)
+    elapsed = time.perf_counter() - start
+    with open(args.output, "wb") as f:
+        f.write(data)
+    print(f"{args.output}: {len(data)} bytes, {elapsed:.2f} s")
+
+
 def build_parser():
     from cgc.fit import COARSE_PER_FINE, DEFAULT_ITERATIONS
 
@@ -194,6 +227,19 @@ def build_parser():
     p.add_argument("--out-dir", default="cgc-demo")
     fit_options(p, DEFAULT_ITERATIONS)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("compress", help="safetensors checkpoint -> .cgcs (lossless)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--tile", type=_tile, default=None, metavar="ROWSxCOLS",
+                   help="cgc.lossless tile (default 128x512; 64x64 for GPU decoding)")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help=".cgcs -> the safetensors checkpoint, byte for byte")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(func=cmd_decompress)
     return parser
 
 

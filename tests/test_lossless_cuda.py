@@ -159,6 +159,16 @@ def test_emulated_decode_through_the_public_api(emulated_device, name):
 
 
 @emulated
+def test_emulated_decode_of_a_checkpoint(emulated_device):
+    from cgc.lossless import checkpoint
+    from test_checkpoint import mixed_file
+
+    original = mixed_file()
+    packed = checkpoint.compress(original, tile=(16, 16))
+    assert bytes(checkpoint.decompress(packed, device="cuda")) == original
+
+
+@emulated
 def test_emulated_decode_of_an_empty_array(emulated_device):
     data = lossless.encode(np.zeros((0, 7), np.int16))
     on_device = lossless.decode(data, device="cuda", to_host=False)
