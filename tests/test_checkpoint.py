@@ -90,6 +90,14 @@ def test_weights_shrink(tile):
     assert bytes(checkpoint.decompress(packed)) == data
 
 
+def test_any_bytes_like_input(original, compressed):
+    assert checkpoint.compress(bytearray(original), tile=(16, 16)) == compressed
+    assert len(original) % 4 == 0  # so that it can be viewed as 4-byte words
+    as_words = memoryview(original).cast("I")
+    assert checkpoint.compress(as_words, tile=(16, 16)) == compressed
+    assert bytes(checkpoint.decompress(memoryview(compressed))) == original
+
+
 def test_a_file_with_no_tensors(original):
     data = safetensors_file({}, b"", metadata={"empty": "yes"})
     assert bytes(checkpoint.decompress(checkpoint.compress(data))) == data

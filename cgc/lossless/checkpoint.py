@@ -123,7 +123,8 @@ def compress(file_bytes, tile=None):
         values = np.frombuffer(buffer[segment.begin:segment.end], segment.dtype)
         streams.append(encode(values.reshape(segment.matrix), tile,
                               bfloat16=segment.bfloat16))
-    index = _HEAD.pack(MAGIC, VERSION, 0, len(file_bytes), len(streams)) + b"".join(
+    file_size = len(prefix) + len(buffer)
+    index = _HEAD.pack(MAGIC, VERSION, 0, file_size, len(streams)) + b"".join(
         _SIZE.pack(len(s)) for s in streams) + bytes(prefix)
     return index + _CRC.pack(checksum(index)) + b"".join(streams)
 
