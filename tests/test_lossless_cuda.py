@@ -168,6 +168,16 @@ def test_emulated_decode_of_a_checkpoint(emulated_device):
     assert bytes(checkpoint.decompress(packed, device="cuda")) == original
 
 
+@pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
+def test_gpu_decode_of_a_checkpoint():
+    from cgc.lossless import checkpoint
+    from test_checkpoint import mixed_file
+
+    original = mixed_file()
+    packed = checkpoint.compress(original, tile=(16, 16))
+    assert bytes(checkpoint.decompress(packed, device="cuda")) == original
+
+
 @emulated
 def test_emulated_decode_of_an_empty_array(emulated_device):
     data = lossless.encode(np.zeros((0, 7), np.int16))
