@@ -24,9 +24,14 @@ def safetensors_file(tensors, buffer, metadata=None, pad_to=8):
 
 
 def mixed_file():
-    """Every dtype cgc.lossless codes, others it stores as bytes, an unknown one, a scalar,
-    empty tensors, bytes no tensor covers (between tensors and at the end), offsets not
-    aligned to the element size, and a header order unlike the buffer's."""
+    return mixed_checkpoint()[0]
+
+
+def mixed_checkpoint():
+    """(file, {name: (safetensors dtype, array)}): every dtype cgc.lossless codes, others
+    it stores as bytes, an unknown one, a scalar, empty tensors, bytes no tensor covers
+    (between tensors and at the end), offsets not aligned to the element size, and a
+    header order unlike the buffer's."""
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:24, 0:40]
     smooth = np.sin(x / 5.0) + np.cos(y / 7.0)
@@ -55,7 +60,8 @@ def mixed_file():
         tensors[name] = (dtype, list(array.shape), begin, len(buffer))
     buffer += b"trailing bytes"
     tensors = dict(sorted(tensors.items(), key=lambda item: item[0]))
-    return safetensors_file(tensors, buffer, metadata={"format": "pt", "note": "test"})
+    data = safetensors_file(tensors, buffer, metadata={"format": "pt", "note": "test"})
+    return data, {name: (dtype, array) for name, dtype, array in parts}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +78,18 @@ def test_round_trip_is_byte_exact(original, compressed, monkeypatch):
     # The output is allocated unwritten; poisoned, so that a byte left out would show.
     monkeypatch.setattr(checkpoint, "np", Poisoned(np))
     assert bytes(checkpoint.decompress(compressed)) == original
+
+
+def test_load_gives_every_tensor(compressed):
+    _, parts = mixed_checkpoint()
+    tensors = checkpoint.load(compressed)
+    assert sorted(tensors) == sorted(parts)
+    for name, (dtype, array) in parts.items():
+        loaded = tensors[name]
+        if dtype == "Q7":  # not a safetensors dtype: its bytes
+            array = array.reshape(-1).view(np.uint8)
+        assert loaded.dtype == array.dtype and loaded.shape == array.shape, name
+        assert loaded.tobytes() == array.tobytes(), name
 
 
 @pytest.mark.parametrize("tile", [None, (64, 64)])

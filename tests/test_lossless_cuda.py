@@ -166,6 +166,13 @@ def test_emulated_decode_of_a_checkpoint(emulated_device):
     original = mixed_file()
     packed = checkpoint.compress(original, tile=(16, 16))
     assert bytes(checkpoint.decompress(packed, device="cuda")) == original
+    on_cpu = checkpoint.load(packed)
+    for to_host in (True, False):
+        loaded = checkpoint.load(packed, device="cuda", to_host=to_host)
+        assert sorted(loaded) == sorted(on_cpu)
+        for name, array in on_cpu.items():
+            assert loaded[name].dtype == array.dtype and loaded[name].shape == array.shape
+            assert loaded[name].tobytes() == array.tobytes(), name
 
 
 @pytest.mark.skipif(not has_gpu(), reason="no CUDA device (CuPy missing or no GPU)")
@@ -176,6 +183,11 @@ def test_gpu_decode_of_a_checkpoint():
     original = mixed_file()
     packed = checkpoint.compress(original, tile=(16, 16))
     assert bytes(checkpoint.decompress(packed, device="cuda")) == original
+    on_cpu = checkpoint.load(packed)
+    on_gpu = checkpoint.load(packed, device="cuda", to_host=False)
+    for name, array in on_cpu.items():
+        assert type(on_gpu[name]).__module__.startswith("cupy")
+        assert on_gpu[name].get().tobytes() == array.tobytes(), name
 
 
 @emulated

@@ -37,17 +37,22 @@ TENSOR_DTYPES = {"F32": (np.dtype("<f4"), False), "F16": (np.dtype("<f2"), False
                  "BF16": (np.dtype("<u2"), True), "I16": (np.dtype("<i2"), False),
                  "U16": (np.dtype("<u2"), False), "I8": (np.dtype("i1"), False),
                  "U8": (np.dtype("u1"), False)}
-# Element sizes of the other safetensors dtypes, to check a tensor's extent.
-OTHER_ITEMSIZES = {"F64": 8, "I64": 8, "U64": 8, "I32": 4, "U32": 4, "BOOL": 1,
-                   "F8_E4M3": 1, "F8_E5M2": 1}
+# The other safetensors dtypes, coded as bytes: the NumPy dtype load() gives them (float8
+# as its uint8 bit patterns), which also checks a tensor's extent.
+OTHER_DTYPES = {"F64": np.dtype("<f8"), "I64": np.dtype("<i8"), "U64": np.dtype("<u8"),
+                "I32": np.dtype("<i4"), "U32": np.dtype("<u4"), "BOOL": np.dtype("?"),
+                "F8_E4M3": np.dtype("u1"), "F8_E5M2": np.dtype("u1")}
 
 
 class _Segment:
-    """Bytes [begin, end) of the buffer, coded as a (rows, cols) matrix of dtype."""
+    """Bytes [begin, end) of the buffer, coded as a (rows, cols) matrix of dtype; a
+    tensor's segment also has its name, safetensors dtype and shape."""
 
-    def __init__(self, begin, end, dtype=np.dtype("u1"), bfloat16=False, shape=None):
+    def __init__(self, begin, end, dtype=np.dtype("u1"), bfloat16=False, tensor=None):
         self.begin, self.end, self.dtype, self.bfloat16 = begin, end, dtype, bfloat16
-        self.matrix = matrix_shape((end - begin,) if shape is None else shape)
+        self.name, self.kind, self.shape = tensor or (None, None, None)
+        coded_as_tensor = tensor is not None and self.kind in TENSOR_DTYPES
+        self.matrix = matrix_shape(self.shape if coded_as_tensor else (end - begin,))
 
 
 def _segments(header_bytes, buffer_size, error):
@@ -75,22 +80,19 @@ def _segments(header_bytes, buffer_size, error):
             raise error(f"tensor {name!r}: data_offsets [{begin}, {end}] outside the "
                         f"{buffer_size}-byte buffer")
         count = int(np.prod(shape, dtype=object)) if shape else 1
-        itemsize = (TENSOR_DTYPES[dtype][0].itemsize if dtype in TENSOR_DTYPES
-                    else OTHER_ITEMSIZES.get(dtype))
-        if itemsize is not None and count * itemsize != end - begin:
+        known = TENSOR_DTYPES[dtype][0] if dtype in TENSOR_DTYPES else OTHER_DTYPES.get(dtype)
+        if known is not None and count * known.itemsize != end - begin:
             raise error(f"tensor {name!r}: {shape} {dtype} does not fill data_offsets "
                         f"[{begin}, {end}]")
-        tensors.append((begin, end, dtype, shape))
+        tensors.append((begin, end, name, dtype, shape))
     segments, at = [], 0
-    for begin, end, dtype, shape in sorted(tensors, key=lambda t: (t[0], t[1])):
+    for begin, end, name, dtype, shape in sorted(tensors, key=lambda t: (t[0], t[1])):
         if begin < at:
             raise error("tensors overlap in the safetensors buffer")
         if begin > at:
             segments.append(_Segment(at, begin))
-        if dtype in TENSOR_DTYPES:
-            segments.append(_Segment(begin, end, *TENSOR_DTYPES[dtype], shape=shape))
-        else:
-            segments.append(_Segment(begin, end))
+        coding = TENSOR_DTYPES.get(dtype, (np.dtype("u1"), False))
+        segments.append(_Segment(begin, end, *coding, tensor=(name, dtype, shape)))
         at = end
     if at < buffer_size:
         segments.append(_Segment(at, buffer_size))
@@ -129,11 +131,9 @@ def compress(file_bytes, tile=None):
     return index + _CRC.pack(checksum(index)) + b"".join(streams)
 
 
-def decompress(data, device="cpu"):
-    """The safetensors file (bytes) a checkpoint was made from; ``device`` as for
-    cgc.lossless.decode.  FormatError for malformed or corrupt input."""
-    from cgc.lossless import _decode
-
+def _open(data):
+    """Validate a checkpoint: (its byte view, where its prefix starts and ends, the file
+    size, the segments, their parsed streams).  Nothing is decoded yet."""
     view = memoryview(data).cast("B")
     if len(view) < _HEAD.size + 8 + _CRC.size:
         raise FormatError("truncated cgc.lossless checkpoint")
@@ -173,10 +173,50 @@ def decompress(data, device="cpu"):
             raise FormatError(f"the stream of bytes [{segment.begin}, {segment.end}) holds "
                               f"{found}, not {expected}")
         containers.append(container)
+    return view, at, end, file_size, segments, containers
+
+
+def decompress(data, device="cpu"):
+    """The safetensors file a checkpoint was made from, as a uint8 NumPy array of its bytes
+    (bytes-like: write it to a file as it is); ``device`` as for cgc.lossless.decode.
+    FormatError for malformed or corrupt input."""
+    from cgc.lossless import _decode
+
+    view, at, end, file_size, segments, containers = _open(data)
+    prefix_size = end - at
     out = np.empty(file_size, np.uint8)  # every byte is written below
-    out[:8 + header_size] = view[at:end]
-    buffer = out.data[8 + header_size:]
+    out[:prefix_size] = view[at:end]
+    buffer = out.data[prefix_size:]
     for segment, container in zip(segments, containers):
         target = np.frombuffer(buffer[segment.begin:segment.end], segment.dtype)
         _decode(container, target.reshape(segment.matrix), device)
     return out
+
+
+def load(data, device="cpu", to_host=True):
+    """The tensors of a checkpoint by name, each an array of its dtype and shape: BF16 as
+    its uint16 bit patterns, float8 as uint8, a dtype safetensors does not define as its
+    bytes (uint8, 1-D).  With device="cuda" and to_host=False they are CuPy arrays left on
+    the GPU.  FormatError for malformed or corrupt input."""
+    from cgc.lossless import _decode
+
+    _, _, _, _, segments, containers = _open(data)
+    if device == "cuda" and not to_host:
+        from cgc.lossless.cuda import decode_on_device
+    tensors = {}
+    for segment, container in zip(segments, containers):
+        if segment.name is None:
+            continue
+        if device == "cuda" and not to_host:
+            values = decode_on_device(container)
+        else:
+            values = np.empty(segment.matrix, segment.dtype)
+            _decode(container, values, device)
+        if segment.kind in TENSOR_DTYPES:
+            values = values.reshape(segment.shape)
+        elif segment.kind in OTHER_DTYPES:
+            values = values.reshape(-1).view(OTHER_DTYPES[segment.kind]).reshape(segment.shape)
+        else:
+            values = values.reshape(-1)
+        tensors[segment.name] = values
+    return tensors
