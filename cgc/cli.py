@@ -86,9 +86,16 @@ def cmd_decode(args):
 
 def cmd_info(args):
     from cgc.bitstream import VERSION_1_NAMES, unpack
+    from cgc.lossless import checkpoint, format as lossless_format
     from cgc.quantize import ATTRIBUTES
 
     data = _read(args.input)
+    if data[:4] == lossless_format.MAGIC:
+        _lossless_info(args.input, data, lossless_format.parse(data))
+        return
+    if data[:4] == checkpoint.MAGIC:
+        _checkpoint_info(args.input, data, *checkpoint.contents(data))
+        return
     packed = unpack(data)
     n = packed.codes.shape[0]
     pixels = packed.width * packed.height
@@ -105,6 +112,35 @@ def cmd_info(args):
     print("streams (bytes):")
     for name, size in packed.stream_sizes.items():
         print(f"  {name:<12}{size:>8}")
+
+
+def _lossless_info(path, data, container):
+    from cgc._lossless import PREDICTORS
+
+    names = {code: name for name, code in PREDICTORS.items()}
+    original = int(np.prod(container.shape, dtype=np.int64)) * container.etype.nbytes
+    print(f"file        {path}")
+    print(f"size        {len(data)} bytes, {100 * len(data) / max(original, 1):.2f} % of "
+          f"{original}")
+    print(f"array       {container.etype.name} {container.shape}")
+    print(f"tiles       {len(container.meta)} of {container.tile[0]}x{container.tile[1]}")
+    used = np.bincount(container.meta["pred"])
+    print("predictors  " + " ".join(f"{names.get(code, code)}={count}"
+                                    for code, count in enumerate(used) if count))
+
+
+def _checkpoint_info(path, data, file_size, tensors):
+    print(f"file        {path}")
+    print(f"size        {len(data)} bytes, {100 * len(data) / max(file_size, 1):.2f} % of "
+          f"{file_size}")
+    print(f"tensors     {len(tensors)}")
+    print("by dtype    tensors  stored bytes")
+    by_dtype = {}
+    for _, kind, _, stored in tensors:
+        count, total = by_dtype.get(kind, (0, 0))
+        by_dtype[kind] = (count + 1, total + stored)
+    for kind, (count, total) in sorted(by_dtype.items()):
+        print(f"  {kind:<10}{count:>7}  {total:>12}")
 
 
 def cmd_demo(args):
@@ -218,7 +254,8 @@ def build_parser():
                         help="render at this size")
     p.set_defaults(func=cmd_decode)
 
-    p = sub.add_parser("info", help="describe a .cgc file")
+    p = sub.add_parser("info", help="describe a .cgc file (or a cgc.lossless stream or "
+                                    "checkpoint)")
     p.add_argument("input")
     p.set_defaults(func=cmd_info)
 

@@ -200,6 +200,23 @@ def test_index_fields_are_checked_before_use(compressed, field, value, message):
         checkpoint.decompress(_with_crc(bytes(index), compressed[end + 4:]))
 
 
+def test_contents_lists_tensors_without_decoding(compressed, monkeypatch):
+    _, parts = mixed_checkpoint()
+
+    def no_decoding(*args):
+        raise AssertionError("contents decoded a stream")
+
+    monkeypatch.setattr("cgc.lossless._decode", no_decoding)
+    file_size, tensors = checkpoint.contents(compressed)
+    assert file_size == len(mixed_file())
+    assert sorted(name for name, *_ in tensors) == sorted(parts)
+    for name, dtype, shape, stored in tensors:
+        assert (dtype, shape) == (parts[name][0], list(parts[name][1].shape))
+        assert stored > 0
+    # The tensors' streams and the gaps' streams make up everything after the index.
+    assert sum(stored for *_, stored in tensors) < len(compressed)
+
+
 def test_command_line(tmp_path, original, capsys):
     src, packed, out = (tmp_path / name for name in ("m.safetensors", "m.cgcs", "back"))
     src.write_bytes(original)
@@ -207,6 +224,10 @@ def test_command_line(tmp_path, original, capsys):
     assert main(["decompress", str(packed), str(out)]) == 0
     assert out.read_bytes() == original
     assert "% of" in capsys.readouterr().out
+    assert main(["info", str(packed)]) == 0
+    info = capsys.readouterr().out
+    assert f"% of {len(original)}" in info and "tensors     14" in info
+    assert "  BF16            1" in info
     assert main(["decompress", str(src), str(out)]) == 1
     assert "not a cgc.lossless checkpoint" in capsys.readouterr().err
     assert main(["compress", str(packed), str(out)]) == 1

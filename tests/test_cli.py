@@ -149,6 +149,20 @@ def test_decode_writes_the_decoded_png(encoded, workdir, capsys):
     assert err < np.mean((flat - image) ** 2)
 
 
+def test_info_describes_a_lossless_stream(tmp_path, capsys):
+    import cgc.lossless
+
+    path = tmp_path / "a.cgcl"
+    array = np.arange(10000, dtype=np.int16).reshape(100, 100)
+    path.write_bytes(cgc.lossless.encode(array, tile=(32, 32), predictors=("left",)))
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "array       int16 (100, 100)" in out
+    assert "tiles       16 of 32x32" in out
+    # A ramp along rows, left prediction offered: every tile takes it over none.
+    assert "predictors  left=16\n" in out
+
+
 def test_info_reports_size_count_bpp_and_streams(encoded, capsys):
     data = encoded.read_bytes()
     assert main(["info", str(encoded)]) == 0

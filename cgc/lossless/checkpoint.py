@@ -133,7 +133,8 @@ def compress(file_bytes, tile=None):
 
 def _open(data):
     """Validate a checkpoint: (its byte view, where its prefix starts and ends, the file
-    size, the segments, their parsed streams).  Nothing is decoded yet."""
+    size, the segments, their parsed streams, the streams' sizes).  Nothing is decoded
+    yet."""
     view = memoryview(data).cast("B")
     if len(view) < _HEAD.size + 8 + _CRC.size:
         raise FormatError("truncated cgc.lossless checkpoint")
@@ -173,7 +174,16 @@ def _open(data):
             raise FormatError(f"the stream of bytes [{segment.begin}, {segment.end}) holds "
                               f"{found}, not {expected}")
         containers.append(container)
-    return view, at, end, file_size, segments, containers
+    return view, at, end, file_size, segments, containers, [int(v) for v in sizes]
+
+
+def contents(data):
+    """(the safetensors file's size, [(name, safetensors dtype, shape, stored bytes)] of
+    its tensors in buffer order), from a checkpoint validated as decompress does but not
+    decoded."""
+    _, _, _, file_size, segments, _, sizes = _open(data)
+    return file_size, [(segment.name, segment.kind, segment.shape, size)
+                       for segment, size in zip(segments, sizes) if segment.name is not None]
 
 
 def decompress(data, device="cpu"):
@@ -182,7 +192,7 @@ def decompress(data, device="cpu"):
     FormatError for malformed or corrupt input."""
     from cgc.lossless import _decode
 
-    view, at, end, file_size, segments, containers = _open(data)
+    view, at, end, file_size, segments, containers, _ = _open(data)
     prefix_size = end - at
     out = np.empty(file_size, np.uint8)  # every byte is written below
     out[:prefix_size] = view[at:end]
@@ -200,7 +210,7 @@ def load(data, device="cpu", to_host=True):
     the GPU.  FormatError for malformed or corrupt input."""
     from cgc.lossless import _decode
 
-    _, _, _, _, segments, containers = _open(data)
+    _, _, _, _, segments, containers, _ = _open(data)
     if device == "cuda" and not to_host:
         from cgc.lossless.cuda import decode_on_device
     tensors = {}
