@@ -117,8 +117,8 @@ def _cluster(hist, sizes, ngroups, init, penalty):
         used = np.unique(choice[choice >= 0])
         if not used.size:
             return choice, centres[:0]
-        members = (choice[None, :] == used[:, None]).astype(np.float64)
-        centres = np.einsum("gt,tk->gk", members, hist, optimize=False)
+        # Sums of whole counts: exact in float64 whatever the order of the additions.
+        centres = np.stack([hist[choice == g].sum(axis=0) for g in used])
     choice, _ = _assign(hist, sizes, centres, penalty)
     return choice, centres
 
