@@ -38,8 +38,20 @@ def encoded(crop):
                       progress=False)
 
 
+def encoder_fit(image, n_gaussians, iterations=ITERATIONS, seed=0):
+    """The fit cgc.encode makes for a count: an over-fit, pruned (codec._Fitter)."""
+    return codec_module._Fitter(to_float_image(image), iterations, seed, "cpu", False,
+                                "gradient", None).fit(n_gaussians)
+
+
 @pytest.fixture(scope="module")
 def fitted(crop):
+    return encoder_fit(crop, N_GAUSSIANS)
+
+
+@pytest.fixture(scope="module")
+def plain_fit(crop):
+    """A fit to exercise the packing of given Gaussians with (the budget rules below)."""
     return cgc.fit(crop, N_GAUSSIANS, iterations=ITERATIONS, seed=0, progress=False)
 
 
@@ -178,11 +190,11 @@ def _chroma_scrambled(codes, quantisers):
 
 
 @pytest.fixture
-def tight(crop, fitted):
+def tight(crop, plain_fit):
     """(image, a budget the nearest codes of the allocation for 500 bytes fill exactly):
     larger codes for the same widths overshoot it."""
     image = to_float_image(crop)
-    return image, len(codec_module._encode_fitted(fitted, image, None, 500, False, "cpu"))
+    return image, len(codec_module._encode_fitted(plain_fit, image, None, 500, False, "cpu"))
 
 
 def _spy_on_allocation(monkeypatch):
@@ -212,7 +224,7 @@ def _spy_on_pack(monkeypatch, padding):
     return packed
 
 
-def test_refined_codes_over_the_budget_are_allocated_again(fitted, tight, monkeypatch):
+def test_refined_codes_over_the_budget_are_allocated_again(plain_fit, tight, monkeypatch):
     # Refined codes may code larger than the nearest ones the widths were sized for.  Forced
     # here: the first refinement comes back with its chroma scrambled.  The encoder must
     # allocate again for the predicted size less the overshoot and refine for those widths.
@@ -227,36 +239,36 @@ def test_refined_codes_over_the_budget_are_allocated_again(fitted, tight, monkey
         return refinements[-1]
 
     monkeypatch.setattr(codec_module, "refine_codes", refine_spy)
-    data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
+    data = codec_module._encode_fitted(plain_fit, image, None, max_bytes, True, "cpu")
     assert len(data) <= max_bytes and len(budgets) == 2
     # The second budget: the first prediction less the first refined file's overshoot.
-    _, quantisers, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+    _, quantisers, _ = quantise_gaussians(plain_fit, allocate_bits(plain_fit, image,
                                                                 max_bytes=max_bytes))
     first = _chroma_scrambled(refinements[0], quantisers)
-    overshoot = len(pack(fitted.width, fitted.height, quantisers, first)) - max_bytes
+    overshoot = len(pack(plain_fit.width, plain_fit.height, quantisers, first)) - max_bytes
     assert overshoot > 0 and budgets[1] == min(max_bytes, predicted[0]) - overshoot
-    codes, quantisers, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+    codes, quantisers, _ = quantise_gaussians(plain_fit, allocate_bits(plain_fit, image,
                                                                     max_bytes=budgets[1]))
     expected = refine_codes(codes, quantisers, image)
     bits = [q.bits for q in quantisers]
     assert np.array_equal(unpack(data).codes, expected[storage_order(expected, bits)])
 
 
-def test_nearest_codes_over_the_budget_are_allocated_again(fitted, tight, monkeypatch):
+def test_nearest_codes_over_the_budget_are_allocated_again(plain_fit, tight, monkeypatch):
     # The allocation's size model is close to the file, not equal: forced here, the first
     # file of nearest codes comes out 30 bytes over the budget.  The encoder must allocate
     # again for 30 bytes less than the size predicted and keep no file over the budget.
     image, max_bytes = tight
     budgets, predicted = _spy_on_allocation(monkeypatch)
     packed = _spy_on_pack(monkeypatch, lambda k: 30 if k == 1 else 0)
-    data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
+    data = codec_module._encode_fitted(plain_fit, image, None, max_bytes, True, "cpu")
     overshoot = len(packed[0]) + 30 - max_bytes
     assert budgets[:2] == [max_bytes, min(max_bytes, predicted[0]) - overshoot]
     assert len(data) <= max_bytes
     assert data in packed[1:]
 
 
-def test_widths_that_overshoot_are_not_allocated_again(fitted, tight, monkeypatch):
+def test_widths_that_overshoot_are_not_allocated_again(plain_fit, tight, monkeypatch):
     # The size model under-predicts every file of nearest codes by 40 bytes more than it
     # does (forced by padding).  A budget cut by the overshoot alone can stay above the
     # prediction for the same widths, which are then chosen again (kodim23, 5,087
@@ -265,7 +277,7 @@ def test_widths_that_overshoot_are_not_allocated_again(fitted, tight, monkeypatc
     image, max_bytes = tight
     budgets, predicted = _spy_on_allocation(monkeypatch)
     packed = _spy_on_pack(monkeypatch, lambda k: 40)  # nearest codes only: refine=False
-    data = codec_module._encode_fitted(fitted, image, None, max_bytes, False, "cpu")
+    data = codec_module._encode_fitted(plain_fit, image, None, max_bytes, False, "cpu")
     assert len(data) <= max_bytes and len(budgets) >= 2
     for k in range(len(budgets) - 1):
         assert budgets[k + 1] == min(budgets[k], predicted[k]) - (len(packed[k]) + 40
@@ -273,7 +285,7 @@ def test_widths_that_overshoot_are_not_allocated_again(fitted, tight, monkeypatc
         assert budgets[k + 1] < predicted[k]
 
 
-def test_refined_codes_always_over_the_budget_keep_the_nearest(fitted, tight, monkeypatch):
+def test_refined_codes_always_over_the_budget_keep_the_nearest(plain_fit, tight, monkeypatch):
     # Every refined file too long, by 60 bytes more at every try (padding added where they
     # are packed): after ALLOCATION_TRIES allocations, each for the last predicted size (or
     # budget) less the last overshoot, the nearest codes of the first are the file.
@@ -281,8 +293,8 @@ def test_refined_codes_always_over_the_budget_keep_the_nearest(fitted, tight, mo
     budgets, predicted = _spy_on_allocation(monkeypatch)
     # _encode_fitted packs the nearest codes, then the refined ones, at every try.
     packed = _spy_on_pack(monkeypatch, lambda k: 60 * (k // 2) if k % 2 == 0 else 0)
-    data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
-    codes, _, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+    data = codec_module._encode_fitted(plain_fit, image, None, max_bytes, True, "cpu")
+    codes, _, _ = quantise_gaussians(plain_fit, allocate_bits(plain_fit, image,
                                                            max_bytes=max_bytes))
     assert data == packed[0] and len(data) <= max_bytes
     assert np.array_equal(unpack(data).codes, codes)
@@ -292,7 +304,7 @@ def test_refined_codes_always_over_the_budget_keep_the_nearest(fitted, tight, mo
         assert budget == min(budgets[k], predicted[k]) - overshoot
 
 
-def test_refinement_growth_beyond_the_slack_is_made_room_for(crop, fitted, monkeypatch):
+def test_refinement_growth_beyond_the_slack_is_made_room_for(crop, plain_fit, monkeypatch):
     # The nearest codes leave some slack under the budget, and refinement adds more than
     # that (forced: every refined file comes back 25 bytes longer than its nearest file
     # plus the first slack).  A budget smaller by the overshoot alone can give the same
@@ -300,9 +312,9 @@ def test_refinement_growth_beyond_the_slack_is_made_room_for(crop, fitted, monke
     # nearest codes room for the growth: the predicted size less the overshoot.
     image = to_float_image(crop)
     max_bytes = 575  # the nearest codes of the widths allocated for it take 569 bytes
-    codes, quantisers, _ = quantise_gaussians(fitted, allocate_bits(fitted, image,
+    codes, quantisers, _ = quantise_gaussians(plain_fit, allocate_bits(plain_fit, image,
                                                                     max_bytes=max_bytes))
-    slack = max_bytes - len(pack(fitted.width, fitted.height, quantisers, codes))
+    slack = max_bytes - len(pack(plain_fit.width, plain_fit.height, quantisers, codes))
     assert slack > 0  # the case under test
     growth = slack + 25
     budgets, predicted = _spy_on_allocation(monkeypatch)
@@ -311,7 +323,7 @@ def test_refinement_growth_beyond_the_slack_is_made_room_for(crop, fitted, monke
         return len(packed[k - 2]) + growth - len(packed[k - 1]) if k % 2 == 0 else 0
 
     packed = _spy_on_pack(monkeypatch, padding)
-    data = codec_module._encode_fitted(fitted, image, None, max_bytes, True, "cpu")
+    data = codec_module._encode_fitted(plain_fit, image, None, max_bytes, True, "cpu")
     overshoot = len(packed[0]) + growth - max_bytes
     assert budgets[:2] == [max_bytes, min(max_bytes, predicted[0]) - overshoot]
     # Allocated for that budget, the nearest codes leave room for the growth.
@@ -456,7 +468,7 @@ def test_psnr_search_ends_next_to_a_failing_budget(psnr_search):
 
 
 def test_psnr_search_fits_each_count_once(crop, monkeypatch):
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     cgc.encode(crop, psnr=PSNR_TARGET, iterations=ITERATIONS, seed=0, progress=False)
     # No fit within REUSE_SHARE of an earlier one: that one was used again.
     for k, count in enumerate(counts):
@@ -491,15 +503,19 @@ def textured():
     return np.ascontiguousarray(skimage.data.astronaut()[:256, :256])
 
 
-def _spy_on_fit(monkeypatch):
+def spy_on_fits(monkeypatch):
+    """The counts the encoder makes a fit for (not those it takes an earlier fit for)."""
     counts = []
-    real = codec_module.fit
+    real = codec_module._Fitter.fit
 
-    def counting(image, n_gaussians, **kwargs):
-        counts.append(n_gaussians)
-        return real(image, n_gaussians, **kwargs)
+    def counting(self, n_gaussians):
+        made = len(self.made)
+        gaussians = real(self, n_gaussians)
+        if len(self.made) > made:
+            counts.append(n_gaussians)
+        return gaussians
 
-    monkeypatch.setattr(codec_module, "fit", counting)
+    monkeypatch.setattr(codec_module._Fitter, "fit", counting)
     return counts
 
 
@@ -509,12 +525,12 @@ PROBE_BUDGET = 2457  # 0.3 bpp on 256 x 256
 @JPEG2000
 def test_a_clearly_detailed_image_is_fitted_at_the_detail_count_at_once(textured,
                                                                           monkeypatch):
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     data = cgc.encode(textured, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
     n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
     detail = int(n * codec_module.LOW_RATE_DETAIL_COUNT_SHARE)  # 0.3 bpp: a low rate
     assert counts == [detail] and detail > n
-    fitted = cgc.fit(textured, detail, iterations=ITERATIONS, progress=False)
+    fitted = encoder_fit(textured, detail)
     assert data == codec_module._encode_fitted(fitted, to_float_image(textured), None,
                                                PROBE_BUDGET, True, "cpu")
 
@@ -524,7 +540,7 @@ def test_without_jpeg2000_the_budget_count_is_fitted_first(textured, monkeypatch
         raise OSError("encoder jpeg2k not available")
 
     monkeypatch.setattr(codec_module, "jpeg2000_point", unavailable)
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     cgc.encode(textured, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
     n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
     # The first file decodes below DETAIL_PSNR: the detail count is fitted after it.
@@ -534,7 +550,7 @@ def test_without_jpeg2000_the_budget_count_is_fitted_first(textured, monkeypatch
 def test_a_smooth_image_is_fitted_at_the_budget_count(monkeypatch):
     y, x = np.mgrid[0:256, 0:256]
     ramp = np.stack([x, y, (x + y) // 2], axis=-1).astype(np.uint8)  # JPEG 2000: 72 dB
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     cgc.encode(ramp, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
     assert counts[0] == n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
 
@@ -544,7 +560,7 @@ def test_images_below_the_probe_size_are_not_probed(crop, monkeypatch):
         raise AssertionError("probed a small image")
 
     monkeypatch.setattr(codec_module, "jpeg2000_point", probe)
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     cgc.encode(crop, iterations=ITERATIONS, progress=False, max_bytes=300)
     assert counts[0] == n_gaussians_for_bytes(300, 36, 40)
 
@@ -552,7 +568,7 @@ def test_images_below_the_probe_size_are_not_probed(crop, monkeypatch):
 def test_a_fit_too_short_to_grow_is_not_made_again(textured, monkeypatch):
     # One step: a third of it rounds to no growth steps, and no fit is made twice or at
     # another count than the budget's, probe or not.
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     cgc.encode(textured, iterations=1, progress=False, max_bytes=PROBE_BUDGET)
     assert counts == [n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)]
 
@@ -563,7 +579,7 @@ def test_a_caller_that_knows_overrides_the_probe(textured, monkeypatch, detailed
         raise AssertionError("probed although the caller knew")
 
     monkeypatch.setattr(codec_module, "jpeg2000_point", probe)
-    counts = _spy_on_fit(monkeypatch)
+    counts = spy_on_fits(monkeypatch)
     fitter = codec_module._Fitter(to_float_image(textured), ITERATIONS, 0, "cpu", False,
                                   "gradient", None)
     n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)

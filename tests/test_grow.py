@@ -1,6 +1,7 @@
 """cgc.grow and the budget filling of cgc.encode: how many Gaussians to add, where they
 start, and that the encoder keeps a grown file only within the budget and when better."""
 import importlib
+import math
 
 import numpy as np
 import pytest
@@ -9,9 +10,9 @@ import skimage.data
 import cgc
 from cgc.bitstream import unpack
 from cgc.codec import GROWTH_MARGIN, MAX_GROWTH, TABLE_BYTES, grown_count
-from cgc.fit import fit
-from cgc.grow import grow
+from cgc.grow import energy, grow, prune
 from cgc.relocate import RELOCATE_SIGMA_FACTOR
+from test_codec import spy_on_fits
 
 # The module, which the package's ``encode`` function shadows as an attribute of ``cgc``.
 codec = importlib.import_module("cgc.codec")
@@ -100,13 +101,7 @@ def test_full_files_that_decode_badly_are_fitted_again_with_more_gaussians(image
     n = len(unpack(plain).codes)
     assert len(plain) >= codec.FILL_SHARE * 700
     psnr = 10 * np.log10(255 ** 2 / codec._mse(plain, image, "cpu"))
-    counts = []
-
-    def recording_fit(image, n_gaussians, **kw):
-        counts.append(n_gaussians)
-        return fit(image, n_gaussians, **kw)
-
-    monkeypatch.setattr(codec, "fit", recording_fit)
+    counts = spy_on_fits(monkeypatch)
     monkeypatch.setattr(codec, "grow", lambda *args, **kw: pytest.fail("grew a full file"))
     monkeypatch.setattr(codec, "DETAIL_PSNR", psnr + 0.01)
     refitted = cgc.encode(image, **kwargs)
@@ -134,8 +129,50 @@ def test_full_files_that_decode_badly_are_fitted_again_with_more_gaussians(image
     counts.clear()
     assert cgc.encode(image, **kwargs) == plain and len(counts) == 2
     # Just above the threshold, one fit only.
-    counts.clear()
     monkeypatch.undo()
-    monkeypatch.setattr(codec, "fit", recording_fit)
+    counts = spy_on_fits(monkeypatch)
     monkeypatch.setattr(codec, "DETAIL_PSNR", psnr - 0.01)
     assert cgc.encode(image, **kwargs) == plain and counts == [n]
+
+
+def test_prune_keeps_the_gaussians_with_most_energy(image, fitted):
+    start = prune(fitted, image, 45, iterations=0)
+    e = energy(fitted.params)
+    keep = np.sort(np.argsort(-e, kind="stable")[:45])
+    # The fit re-clamps the covariances it starts from: a factor whose eigenvalue sat on the
+    # floor by float32 rounding may be written back one ulp away.
+    np.testing.assert_allclose(start.params, fitted.params[keep], rtol=1e-6, atol=1e-7)
+    assert e[keep].min() >= np.delete(e, keep).max()
+    pruned = prune(fitted, image, 45, iterations=30)
+    error = [np.mean((np.clip(g.render(), 0, 1) - image) ** 2) for g in (start, pruned)]
+    assert error[1] < error[0]
+    for bad in (0, 61):
+        with pytest.raises(ValueError, match="cannot prune"):
+            prune(fitted, image, bad, iterations=1)
+
+
+def test_energy_is_squared_colour_times_area():
+    params = np.array([[5, 5, 2.0, 0.7, 3.0, 0.1, 0.2, -0.3],
+                       [1, 1, -1.0, 0.0, 0.5, 1.0, 0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(energy(params), [0.14 * 6.0, 1.0 * 0.5], rtol=1e-6)
+
+
+def test_the_encoder_prunes_an_over_fit_and_reuses_it(image, monkeypatch):
+    made = []
+    real_fit = codec.fit
+
+    def recording_fit(img, n_gaussians, **kw):
+        made.append(n_gaussians)
+        return real_fit(img, n_gaussians, **kw)
+
+    monkeypatch.setattr(codec, "fit", recording_fit)
+    fitter = codec._Fitter(image, 20, 0, "cpu", False, "gradient", None)
+    first = fitter.fit(50)
+    assert made == [math.ceil(codec.OVERFIT_SHARE * 50)] and len(first) == 50
+    # The same over-fit serves a count it exceeds within PRUNE_REACH...
+    assert len(fitter.fit(46)) == 46 and made == [60]
+    # ...a count within REUSE_SHARE of a fit made takes that fit...
+    assert fitter.fit(51) is first
+    # ...and a count beyond the over-fit's reach gets its own.
+    assert len(fitter.fit(40)) == 40 and made == [60, 48]
+    assert fitter.fit(40 * 48) is not None and made[-1] == 40 * 48  # one per pixel: no room
