@@ -1,5 +1,6 @@
-"""encode / decode: glue between fitting, bit allocation, quantisation, the refinement of
-the codes, the growth of a fit short of its budget, and the container."""
+"""encode / decode: glue between fitting (an over-fit pruned to the file's count), bit
+allocation, quantisation, the refinement of the codes, the growth of a fit short of its
+budget, and the container."""
 import math
 
 import numpy as np
@@ -246,7 +247,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
-    defaults to one per 64 pixels, or with ``max_bytes`` to as many as typically fit.
+    defaults to one per 64 pixels, or with ``max_bytes`` to as many as typically fit; they
+    come from a fit of OVERFIT_SHARE times as many, pruned to the count and fitted on for
+    PRUNE_ITERATION_SHARE of ``iterations`` more steps (cgc.grow.prune).
     ``iterations`` and ``coarse_iterations``: the fit's steps at full and at half
     resolution (cgc.fit; the default coarse count follows the density).
     ``bits``: one code width (1 to 16) per attribute; by default a rate-distortion search
@@ -254,7 +257,7 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     size, its widths the best the search finds within it (ValueError if the Gaussians
     cannot fit); not with ``bits``.  ``psnr``: instead of a size, a quality: the smallest
     file found whose decoded image is at least this many dB from ``image`` (as 8-bit RGB),
-    by encoding at several budgets (cgc.target: 3 to 5 encodes on Kodak, of which the
+    by encoding at several budgets (cgc.target: 3 to 6 encodes on Kodak, of which the
     last reuse fits); ValueError if no budget up to MAX_BPP bits per pixel reaches it; not
     with ``n_gaussians``, ``bits`` or ``max_bytes``.  ``refine``: choose the codes that
     render best rather than the nearest ones (cgc.refine; the file keeps the nearest codes
