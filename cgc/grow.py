@@ -71,10 +71,14 @@ def grow(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progre
 
 
 def energy(params):
-    """What each Gaussian carries: its squared colour times its area (|l11 l22|, the square
-    root of its covariance's determinant)."""
+    """What each Gaussian carries, for pruning: its squared colour times the square root of
+    its area (|l11 l22|, the square root of its covariance's determinant).  Pruned from 1.2
+    N, 300 steps, unquantised, kodim15 / 23 / 01 / 05 at 8,889 / 4,432 / 11,125 / 5,540
+    Gaussians: 37.54 / 38.86 / 30.24 / 28.10 dB; times the area (the Gaussian's squared L2
+    norm) 37.49 / 38.73 / 30.22 / 28.05; squared colour alone 37.51 / 38.97 / 30.16 /
+    28.01; L1 colour times the area 37.27 / 38.52 / 30.05 / 27.81."""
     params = np.asarray(params, dtype=np.float64)
-    return np.sum(params[:, 5:8] ** 2, axis=1) * np.abs(params[:, 2] * params[:, 4])
+    return np.sum(params[:, 5:8] ** 2, axis=1) * np.sqrt(np.abs(params[:, 2] * params[:, 4]))
 
 
 def prune(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progress=None):

@@ -151,10 +151,11 @@ def test_prune_keeps_the_gaussians_with_most_energy(image, fitted):
             prune(fitted, image, bad, iterations=1)
 
 
-def test_energy_is_squared_colour_times_area():
+def test_energy_is_squared_colour_times_the_root_of_the_area():
     params = np.array([[5, 5, 2.0, 0.7, 3.0, 0.1, 0.2, -0.3],
                        [1, 1, -1.0, 0.0, 0.5, 1.0, 0.0, 0.0]], np.float32)
-    np.testing.assert_allclose(energy(params), [0.14 * 6.0, 1.0 * 0.5], rtol=1e-6)
+    np.testing.assert_allclose(energy(params), [0.14 * 6.0 ** 0.5, 1.0 * 0.5 ** 0.5],
+                               rtol=1e-6)
 
 
 def test_the_encoder_prunes_an_over_fit_and_reuses_it(image, monkeypatch):
