@@ -66,12 +66,19 @@ def _read(path):
         raise FormatError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _size(text):
-    """--size WIDTHxHEIGHT as the (height, width) that cgc.decode takes."""
+def _pair(text, form, example):
+    """The two integers of an option written AxB, in that order (argparse's error names
+    ``form`` and ``example`` otherwise)."""
     match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
     if match is None:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, such as 384x256, got {text!r}")
-    return int(match.group(2)), int(match.group(1))
+        raise argparse.ArgumentTypeError(f"expected {form}, such as {example}, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _size(text):
+    """--size WIDTHxHEIGHT as the (height, width) that cgc.decode takes."""
+    width, height = _pair(text, "WIDTHxHEIGHT", "384x256")
+    return height, width
 
 
 def cmd_decode(args):
@@ -177,10 +184,7 @@ def cmd_demo(args):
 
 def _tile(text):
     """--tile ROWSxCOLS as the (rows, cols) that cgc.lossless takes."""
-    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS, such as 64x64, got {text!r}")
-    return int(match.group(1)), int(match.group(2))
+    return _pair(text, "ROWSxCOLS", "64x64")
 
 
 def cmd_compress(args):
