@@ -44,6 +44,11 @@ GROW_LR_SHARE = 0.3
 PRUNE_LR_SHARE = 0.5
 
 
+def _scaled_rates(height, width, n_gaussians, share):
+    """cgc.fit's learning rates for this density, times ``share``: a continued fit's."""
+    return {group: share * rate for group, rate in default_lr(height, width, n_gaussians).items()}
+
+
 def grow(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progress=None):
     """``gaussians`` fitted to ``image`` (float32 (H, W, 3) in [0, 1]) plus new ones up to
     ``n_gaussians``, all fitted for ``iterations`` more steps; None if there is nothing to
@@ -64,8 +69,7 @@ def grow(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progre
     start = np.concatenate([gaussians.params,
                             place_at_errors(residual, error, extra, side, rng)])
     log.info("growing from %d to %d Gaussians", len(gaussians), n_gaussians)
-    lr = {group: GROW_LR_SHARE * rate
-          for group, rate in default_lr(height, width, n_gaussians).items()}
+    lr = _scaled_rates(height, width, n_gaussians, GROW_LR_SHARE)
     return fit(image, n_gaussians, iterations=iterations, seed=seed, init=start, lr=lr,
                device=device, progress=progress, relocation=False)
 
@@ -90,9 +94,7 @@ def prune(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progr
         raise ValueError(f"cannot prune {len(gaussians)} Gaussians to {n_gaussians}")
     keep = np.sort(np.argsort(-energy(gaussians.params), kind="stable")[:n_gaussians])
     log.info("pruning from %d to %d Gaussians", len(gaussians), n_gaussians)
-    lr = {group: PRUNE_LR_SHARE * rate
-          for group, rate in default_lr(gaussians.height, gaussians.width,
-                                        n_gaussians).items()}
+    lr = _scaled_rates(gaussians.height, gaussians.width, n_gaussians, PRUNE_LR_SHARE)
     return fit(image, n_gaussians, iterations=iterations, seed=seed,
                init=gaussians.params[keep].copy(), lr=lr, device=device, progress=progress,
                relocation=False)
