@@ -1,5 +1,6 @@
 """The CUDA tile decoder (cgc/kernels/rans.cu) against the CPU decoder, bit for bit: through
 the CUDA emulation on the CPU, and with CuPy on a GPU when one is present."""
+import functools
 import struct
 import zlib
 
@@ -131,13 +132,8 @@ def rgb_image():
 def emulated_device(module, monkeypatch):
     """decode(device="cuda") on the CUDA emulation: arrays are NumPy ones, poisoned when
     made (cuda_emu.providers.Poisoned), the kernel the emulated rans.cu."""
-    real = lcuda.decode_on_device
-
-    def on_emulation(container, xp=None, module=None):
-        return real(container, xp=Poisoned(np), module=emulated_module)
-
-    emulated_module = module
-    monkeypatch.setattr(lcuda, "decode_on_device", on_emulation)
+    monkeypatch.setattr(lcuda, "decode_on_device", functools.partial(
+        lcuda.decode_on_device, xp=Poisoned(np), module=module))
 
 
 @emulated
