@@ -18,6 +18,7 @@ Read me first
 import itertools
 import json
 import struct
+from typing import NamedTuple
 
 import numpy as np
 
@@ -131,10 +132,17 @@ def compress(file_bytes, tile=None):
     return index + _CRC.pack(checksum(index)) + b"".join(streams)
 
 
+class _Checkpoint(NamedTuple):
+    """A validated checkpoint, nothing decoded yet."""
+    prefix: memoryview  # the safetensors file's first 8 + N bytes
+    file_size: int
+    segments: list
+    containers: list  # the segments' parsed streams
+    stream_sizes: list
+
+
 def _open(data):
-    """Validate a checkpoint: (its byte view, where its prefix starts and ends, the file
-    size, the segments, their parsed streams, the streams' sizes).  Nothing is decoded
-    yet."""
+    """Validate a checkpoint (_Checkpoint)."""
     view = memoryview(data).cast("B")
     if len(view) < _HEAD.size + 8 + _CRC.size:
         raise FormatError("truncated cgc.lossless checkpoint")
@@ -174,16 +182,18 @@ def _open(data):
             raise FormatError(f"the stream of bytes [{segment.begin}, {segment.end}) holds "
                               f"{found}, not {expected}")
         containers.append(container)
-    return view, at, end, file_size, segments, containers, [int(v) for v in sizes]
+    return _Checkpoint(view[at:end], file_size, segments, containers, [int(v) for v in sizes])
 
 
 def contents(data):
     """(the safetensors file's size, [(name, safetensors dtype, shape, stored bytes)] of
     its tensors in buffer order), from a checkpoint validated as decompress does but not
     decoded."""
-    _, _, _, file_size, segments, _, sizes = _open(data)
-    return file_size, [(segment.name, segment.kind, segment.shape, size)
-                       for segment, size in zip(segments, sizes) if segment.name is not None]
+    checkpoint = _open(data)
+    return checkpoint.file_size, [
+        (segment.name, segment.kind, segment.shape, size)
+        for segment, size in zip(checkpoint.segments, checkpoint.stream_sizes)
+        if segment.name is not None]
 
 
 def decompress(data, device="cpu"):
@@ -192,12 +202,12 @@ def decompress(data, device="cpu"):
     FormatError for malformed or corrupt input."""
     from cgc.lossless import _decode
 
-    view, at, end, file_size, segments, containers, _ = _open(data)
-    prefix_size = end - at
-    out = np.empty(file_size, np.uint8)  # every byte is written below
-    out[:prefix_size] = view[at:end]
+    checkpoint = _open(data)
+    prefix_size = len(checkpoint.prefix)
+    out = np.empty(checkpoint.file_size, np.uint8)  # every byte is written below
+    out[:prefix_size] = checkpoint.prefix
     buffer = out.data[prefix_size:]
-    for segment, container in zip(segments, containers):
+    for segment, container in zip(checkpoint.segments, checkpoint.containers):
         target = np.frombuffer(buffer[segment.begin:segment.end], segment.dtype)
         _decode(container, target.reshape(segment.matrix), device)
     return out
@@ -210,15 +220,16 @@ def load(data, device="cpu", to_host=True):
     the GPU.  FormatError for malformed or corrupt input."""
     from cgc.lossless import _decode
 
-    _, _, _, _, segments, containers, _ = _open(data)
-    if device == "cuda" and not to_host:
-        from cgc.lossless.cuda import decode_on_device
+    from cgc.lossless import cuda
+
+    checkpoint = _open(data)
+    on_device = device == "cuda" and not to_host
     tensors = {}
-    for segment, container in zip(segments, containers):
+    for segment, container in zip(checkpoint.segments, checkpoint.containers):
         if segment.name is None:
             continue
-        if device == "cuda" and not to_host:
-            values = decode_on_device(container)
+        if on_device:
+            values = cuda.decode_on_device(container)
         else:
             values = np.empty(segment.matrix, segment.dtype)
             _decode(container, values, device)
