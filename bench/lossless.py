@@ -197,40 +197,26 @@ def bench_weights():
     return results
 
 
+def checkpoint_codec(tile):
+    """cgc.lossless.checkpoint on a whole safetensors file (given as a uint8 array)."""
+    def make(variant):
+        from cgc.lossless import checkpoint
+
+        return (lambda a: checkpoint.compress(a, tile),
+                lambda d, like: checkpoint.decompress(d))
+    return make
+
+
 def bench_checkpoint():
     """The model.safetensors file as a whole: cgc.lossless.checkpoint (every tensor by its
-    dtype, the header kept) against zstd on the file's bytes; best of REPEATS, each output
-    checked byte for byte."""
-    import zstandard
-
-    from cgc.lossless import checkpoint
-
-    original = Path(model_path()).read_bytes()
-    codecs = {"cgc checkpoint (default tiles)": (lambda d: checkpoint.compress(d),
-                                                 checkpoint.decompress),
-              "cgc checkpoint (64x64 tiles)": (lambda d: checkpoint.compress(d, (64, 64)),
-                                               checkpoint.decompress)}
-    for level in (3, 19):
-        compressor = zstandard.ZstdCompressor(level=level)
-        codecs[f"zstd -{level}"] = (compressor.compress,
-                                    zstandard.ZstdDecompressor().decompress)
-    best = {name: [float("inf"), float("inf")] for name in codecs}
-    results = {}
-    for _ in range(REPEATS):
-        for name, (compress, decompress) in codecs.items():
-            t0 = time.perf_counter()
-            packed = compress(original)
-            t1 = time.perf_counter()
-            restored = decompress(packed)
-            t2 = time.perf_counter()
-            best[name] = [min(best[name][0], t1 - t0), min(best[name][1], t2 - t1)]
-            results[name] = {"status": "ok" if bytes(restored) == original
-                             else "round trip mismatch", "bytes": len(packed),
-                             "percent": 100.0 * len(packed) / len(original)}
-    for name, (encode_s, decode_s) in best.items():
-        results[name].update(encode_MBps=len(original) / encode_s / 1e6,
-                             decode_MBps=len(original) / decode_s / 1e6)
-    return {"original_bytes": len(original), "codecs": results}
+    dtype, the header kept) against zstd on the file's bytes, timed and checked as the
+    tensors are (bench_variant)."""
+    original = np.frombuffer(Path(model_path()).read_bytes(), np.uint8)
+    codecs = {"cgc checkpoint (default tiles)": checkpoint_codec(None),
+              "cgc checkpoint (64x64 tiles)": checkpoint_codec((64, 64)),
+              "zstd -3": zstd_codec(3), "zstd -19": zstd_codec(19)}
+    return {"original_bytes": original.nbytes,
+            "codecs": bench_variant(codecs, "file", [original])}
 
 
 def bench_kodak(directory, count):
