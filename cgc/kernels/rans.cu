@@ -105,6 +105,19 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
     return a < 255u ? a : 255u;
 }
 
+// Bytes ahead of its stream position that a warp asks the L1 cache for at each step (0:
+// none).  A tile's stream is read front to back, and the first read of each cache line
+// otherwise stalls the warp for a whole trip to memory.  bench/rans_launch.py sweeps it.
+#ifndef RANS_PREFETCH_BYTES
+#define RANS_PREFETCH_BYTES 0
+#endif
+
+__device__ __forceinline__ void prefetch_line(const unsigned char* p) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+#endif
+}
+
 // The kernels' parameters, the same for every element size.
 #define DECODE_PARAMETERS                                                                      \
     const unsigned char *__restrict__ data, const long long *__restrict__ tile_offset,          \
@@ -169,6 +182,9 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
         while (ex >= w) {
             ex -= w;
             ++ey;
+        }
+        if (RANS_PREFETCH_BYTES > 0 && lane == 0 && pos + RANS_PREFETCH_BYTES < end) {
+            prefetch_line(tile_data + pos + RANS_PREFETCH_BYTES);
         }
         const int e = t * LANES + lane;
         const bool active = e < n;
@@ -261,15 +277,27 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
 // registers allow without spills (ptxas: 48 registers for 4-byte elements, 40 otherwise);
 // one warp's decode is a chain of dependent loads, so more resident warps hide more latency.
 // One entry point per element size.
+// bench/rans_launch.py compiles other values through -D to compare them; cgc/lossless/cuda.py
+// launches with WARPS_PER_BLOCK warps per block.
+#ifndef WARPS_PER_BLOCK
 #define WARPS_PER_BLOCK 4
+#endif
+#ifndef MIN_BLOCKS_1
+#define MIN_BLOCKS_1 12
+#endif
 // sm_80's ptxas spills the 2-byte decoder at 40 registers where sm_90's does not.
+#ifndef MIN_BLOCKS_2
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 #define MIN_BLOCKS_2 10
 #else
 #define MIN_BLOCKS_2 12
 #endif
+#endif
+#ifndef MIN_BLOCKS_4
+#define MIN_BLOCKS_4 10
+#endif
 
-extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 12)
+extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_1)
     rans_decode_tiles_1(DECODE_PARAMETERS) {
     decode_tiles<1>(DECODE_ARGUMENTS);
 }
@@ -279,7 +307,7 @@ extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS
     decode_tiles<2>(DECODE_ARGUMENTS);
 }
 
-extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, 10)
+extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_4)
     rans_decode_tiles_4(DECODE_PARAMETERS) {
     decode_tiles<4>(DECODE_ARGUMENTS);
 }
