@@ -105,9 +105,10 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
     return a < 255u ? a : 255u;
 }
 
-// Bytes ahead of its stream position that a warp asks the L1 cache for at each step (0:
-// none).  A tile's stream is read front to back, and the first read of each cache line
-// otherwise stalls the warp for a whole trip to memory.  bench/rans_launch.py sweeps it.
+// Bytes ahead of its positions in the coded stream and in each raw plane that a warp asks
+// the L1 cache for at each step (0: none).  A tile's bytes are read front to back, and the
+// first read of each cache line otherwise stalls the warp for a whole trip to memory.
+// bench/rans_launch.py sweeps it.
 #ifndef RANS_PREFETCH_BYTES
 #define RANS_PREFETCH_BYTES 0
 #endif
@@ -183,8 +184,11 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
             ex -= w;
             ++ey;
         }
-        if (RANS_PREFETCH_BYTES > 0 && lane == 0 && pos + RANS_PREFETCH_BYTES < end) {
-            prefetch_line(tile_data + pos + RANS_PREFETCH_BYTES);
+        if (RANS_PREFETCH_BYTES > 0 && lane <= nraw) {
+            // Lane 0 looks ahead in the coded stream, lane 1 + r in raw plane r.
+            const int ahead = RANS_PREFETCH_BYTES
+                              + (lane == 0 ? pos : end + (lane - 1) * n + t * LANES);
+            if (ahead < (lane == 0 ? end : end + lane * n)) prefetch_line(tile_data + ahead);
         }
         const int e = t * LANES + lane;
         const bool active = e < n;
