@@ -20,9 +20,10 @@ revision.
 Streams given with --streams (the all-MiniLM-L6-v2 checkpoint written by
 bench/checkpoint_streams.py) are timed the same way, checked against the CPU decoder.
 
-    python bench/lossless_gpu.py [--repeats 50] [--streams FILE.cgcl ...]
+    python bench/lossless_gpu.py [--repeats 50] [--streams FILE.cgcl ...] [--only TEXT ...]
 """
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -113,12 +114,36 @@ def report_row(results, name, row):
           flush=True)
 
 
+def cases(streams):
+    """(name, encode() -> stream, expected array) of every stream the bench can time."""
+    for name, (array, bf16) in inputs().items():
+        for tile_name, tile in TILES.items():
+            encode = functools.partial(lossless.encode, array, tile=tile, bfloat16=bf16)
+            yield f"{name}, {tile_name}", encode, array
+            if "weights" in name and tile is not None:
+                yield (f"{name}, {tile_name}, min_gain {SPEED_MIN_GAIN}",
+                       functools.partial(encode, min_gain=SPEED_MIN_GAIN), array)
+    for path in streams:
+        with open(path, "rb") as f:
+            data = f.read()
+        # The CPU decoder gives the reference (the stream's CRC guards its bytes).
+        array = lossless.decode(data)
+        yield os.path.basename(path), lambda data=data: data, array
+        container = parse(data)
+        yield (f"{os.path.basename(path)}, min_gain {SPEED_MIN_GAIN}",
+               functools.partial(lossless.encode, array, tile=container.tile,
+                                 bfloat16=container.etype.name == "bfloat16",
+                                 min_gain=SPEED_MIN_GAIN), array)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--streams", nargs="*", default=[],
                         help="cgc.lossless files to time as well, e.g. the checkpoint's from "
                              "bench/checkpoint_streams.py")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="time only the streams whose name contains one of these")
     parser.add_argument("--out",
                         default=os.path.join(ROOT, "bench", "results", "lossless_gpu.json"))
     args = parser.parse_args()
@@ -130,29 +155,10 @@ def main():
 
     module = load_module(lcuda.KERNEL_MODULE)
     results = {}
-    for name, (array, bf16) in inputs().items():
-        for tile_name, tile in TILES.items():
-            data = lossless.encode(array, tile=tile, bfloat16=bf16)
-            report_row(results, f"{name}, {tile_name}",
-                       bench_stream(cupy, module, data, array, args.repeats))
-            if "weights" in name and tile is not None:
-                data = lossless.encode(array, tile=tile, bfloat16=bf16,
-                                       min_gain=SPEED_MIN_GAIN)
-                report_row(results, f"{name}, {tile_name}, min_gain {SPEED_MIN_GAIN}",
-                           bench_stream(cupy, module, data, array, args.repeats))
-    for path in args.streams:
-        with open(path, "rb") as f:
-            data = f.read()
-        # The CPU decoder gives the reference (the stream's CRC guards its bytes).
-        array = lossless.decode(data)
-        report_row(results, os.path.basename(path),
-                   bench_stream(cupy, module, data, array, args.repeats))
-        container = parse(data)
-        data = lossless.encode(array, tile=container.tile,
-                               bfloat16=container.etype.name == "bfloat16",
-                               min_gain=SPEED_MIN_GAIN)
-        report_row(results, f"{os.path.basename(path)}, min_gain {SPEED_MIN_GAIN}",
-                   bench_stream(cupy, module, data, array, args.repeats))
+    for name, encode, array in cases(args.streams):
+        if not args.only or any(part in name for part in args.only):
+            report_row(results, name,
+                       bench_stream(cupy, module, encode(), array, args.repeats))
     write_report(args.out, {**run_info(cupy), "repeats": args.repeats, "goal_GBps": GOAL_GBPS,
                             "results": results})
 
