@@ -106,11 +106,19 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
 }
 
 // Bytes ahead of its positions in the coded stream and in each raw plane that a warp asks
-// the L1 cache for at each step (0: none).  A tile's bytes are read front to back, and the
-// first read of each cache line otherwise stalls the warp for a whole trip to memory.
-// bench/rans_launch.py sweeps it.
-#ifndef RANS_PREFETCH_BYTES
-#define RANS_PREFETCH_BYTES 0
+// the L1 cache for at each step (0: none), per element size.  A tile's bytes are read front
+// to back, and the first read of each cache line otherwise stalls the warp for a whole trip
+// to memory.  On an H100 and an H200 (bench/results/rans_launch*.json) 256 bytes made 4-byte
+// elements decode 4 to 13 % faster and 2-byte ones up to 5 % slower; 1-byte ones were not
+// timed.  bench/rans_launch.py sweeps it.
+#ifndef RANS_PREFETCH_BYTES_1
+#define RANS_PREFETCH_BYTES_1 0
+#endif
+#ifndef RANS_PREFETCH_BYTES_2
+#define RANS_PREFETCH_BYTES_2 0
+#endif
+#ifndef RANS_PREFETCH_BYTES_4
+#define RANS_PREFETCH_BYTES_4 256
 #endif
 
 __device__ __forceinline__ void prefetch_line(const unsigned char* p) {
@@ -134,8 +142,8 @@ __device__ __forceinline__ void prefetch_line(const unsigned char* p) {
         freq_start, lookup, lookup_width, rows, cols, tile_h, tile_w, kind, n_tiles, out, errors
 
 // NBYTES (1, 2 or 4) is the element size: a constant, so that the per-plane loops unroll
-// and their state stays in registers.
-template <int NBYTES>
+// and their state stays in registers.  PREFETCH: RANS_PREFETCH_BYTES_<NBYTES>.
+template <int NBYTES, int PREFETCH>
 __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
     constexpr int nbytes = NBYTES;
     const long long k = (long long)blockIdx.x * blockDim.y + threadIdx.y;
@@ -184,9 +192,9 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
             ex -= w;
             ++ey;
         }
-        if (RANS_PREFETCH_BYTES > 0 && lane <= nraw) {
+        if (PREFETCH > 0 && lane <= nraw) {
             // Lane 0 looks ahead in the coded stream, lane 1 + r in raw plane r.
-            const int ahead = RANS_PREFETCH_BYTES
+            const int ahead = PREFETCH
                               + (lane == 0 ? pos : end + (lane - 1) * n + t * LANES);
             if (ahead < (lane == 0 ? end : end + lane * n)) prefetch_line(tile_data + ahead);
         }
@@ -303,15 +311,15 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
 
 extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_1)
     rans_decode_tiles_1(DECODE_PARAMETERS) {
-    decode_tiles<1>(DECODE_ARGUMENTS);
+    decode_tiles<1, RANS_PREFETCH_BYTES_1>(DECODE_ARGUMENTS);
 }
 
 extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_2)
     rans_decode_tiles_2(DECODE_PARAMETERS) {
-    decode_tiles<2>(DECODE_ARGUMENTS);
+    decode_tiles<2, RANS_PREFETCH_BYTES_2>(DECODE_ARGUMENTS);
 }
 
 extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_4)
     rans_decode_tiles_4(DECODE_PARAMETERS) {
-    decode_tiles<4>(DECODE_ARGUMENTS);
+    decode_tiles<4, RANS_PREFETCH_BYTES_4>(DECODE_ARGUMENTS);
 }
