@@ -6,7 +6,8 @@ For N = 10k, 50k and 70k random Gaussians sized like a fit's initialisation:
     --repeats frames queued back to back; render_backward likewise.
   * fit: one iteration of the fitting loop (bin, forward, loss gradient, backward, Adam),
     timed with CUDA events; and cgc.fit(..., device="cuda") end to end, as iterations per
-    second from the difference between fits of --fit-iterations and a fifth of that.
+    second from the difference between the median times of fits of --fit-iterations and
+    of none (the difference of a fit of a fifth of the iterations came out negative once).
   * decode: cgc.decode(bytes, device="cuda") wall clock, bytes to uint8 image on the host;
     decode_to_device: the same with to_host=False (the image left on the GPU, synchronised).
   * Kodak fit: cgc.fit(image, N, iterations=K, device="cuda") on the Kodak images named by
@@ -150,21 +151,26 @@ def bench_fit_iteration(cupy, backend, n, repeats):
     return summary(event_times_ms(cupy, iteration, repeats))
 
 
-def bench_fit_end_to_end(n, iterations):
-    """cgc.fit on the GPU: iterations per second from two fits that differ only in their
-    iteration count (each pays the same initialisation on the CPU; full resolution only)."""
+def bench_fit_end_to_end(n, iterations, repeats=3):
+    """cgc.fit on the GPU: iterations per second from the medians of fits of --fit-iterations
+    and of none (each pays the same initialisation on the CPU; full resolution only).  None
+    where the two medians are too close to tell apart."""
     target = np.clip(Gaussians(random_gaussians(n, seed=2), HEIGHT, WIDTH).render(), 0, 1)
 
     def seconds(k):
-        start = time.perf_counter()
-        cgc.fit(target, n, iterations=k, coarse_iterations=0, device="cuda", progress=False)
-        return time.perf_counter() - start
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            cgc.fit(target, n, iterations=k, coarse_iterations=0, device="cuda",
+                    progress=False)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
 
     seconds(1)
-    short = seconds(iterations // 5)
+    setup = seconds(0)
     total = seconds(iterations)
-    return {"iterations": iterations, "seconds": total,
-            "iterations_per_s": (iterations - iterations // 5) / (total - short)}
+    return {"iterations": iterations, "seconds": total, "setup_seconds": setup,
+            "iterations_per_s": iterations / (total - setup) if total > setup else None}
 
 
 def bench_decode(cupy, n, repeats, to_host=True):
