@@ -96,6 +96,16 @@ def test_write_through_const_is_detected(module):
         module.get_function("cheat")((1,), (32,), (np.zeros(4, dtype=np.float32),))
 
 
+def test_read_only_arrays_serve_const_parameters(module):
+    # As CuPy uploads a read-only host array, e.g. a stream viewed from bytes.
+    data = np.frombuffer((np.arange(4 * 256, dtype=np.int32) * 7 + 3).tobytes(), np.int32)
+    out = np.empty_like(data)
+    module.get_function("reverse")((4,), (256,), (data, out))
+    np.testing.assert_array_equal(out, data.reshape(4, 256)[:, ::-1].reshape(-1))
+    with pytest.raises(cuda_emu.KernelMemoryError, match="pointer to const"):
+        module.get_function("cheat")((1,), (32,), (np.frombuffer(bytes(16), np.float32),))
+
+
 def test_arguments_are_checked_like_the_kernel_signature(module):
     poke = module.get_function("poke")
     out = np.zeros(16, dtype=np.float32)

@@ -39,10 +39,10 @@ def kernel_arguments(container, xp):
             np.ascontiguousarray(meta["pred"]), np.ascontiguousarray(meta["groups"]),
             np.ascontiguousarray(meta["states"]), tables.ctxmap, plane_info, tables.freq_start,
             tables.lookup)
-    # Empty arrays cannot be passed on every backend; read-only views of the input bytes
-    # cannot be handed out as device buffers.
-    device = [xp.asarray(np.require(a if a.size else np.zeros(1, a.dtype),
-                                    requirements=("C", "W"))) for a in host]
+    # Empty arrays cannot be passed on every backend.  The stream is uploaded straight from
+    # the caller's (possibly read-only) bytes: the kernel only reads it.
+    device = [xp.asarray(np.ascontiguousarray(a if a.size else np.zeros(1, a.dtype)))
+              for a in host]
     scalars = [np.int32(v) for v in (tables.lookup.shape[1], rows, cols, container.tile[0],
                                      container.tile[1], container.etype.kind, len(meta))]
     return (*device, *scalars)
