@@ -192,7 +192,7 @@ def cmd_compress(args):
 
     original = _read(args.input)
     start = time.perf_counter()
-    data = compress(original, tile=args.tile)
+    data = compress(original, tile=args.tile, min_gain=args.min_gain)
     elapsed = time.perf_counter() - start
     with open(args.output, "wb") as f:
         f.write(data)
@@ -274,6 +274,10 @@ def build_parser():
     p.add_argument("output")
     p.add_argument("--tile", type=_tile, default=None, metavar="ROWSxCOLS",
                    help="cgc.lossless tile (default 128x512; 64x64 for GPU decoding)")
+    p.add_argument("--min-gain", type=float, default=None, metavar="BITS",
+                   help="bits per byte that coding a tile's byte plane must save over "
+                        "storing it raw (default 0.01; 0.1 leaves float mantissas raw, "
+                        "faster to decode)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help=".cgcs -> the safetensors checkpoint, byte for byte")

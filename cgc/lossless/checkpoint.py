@@ -113,19 +113,22 @@ def _split(file_bytes):
     return prefix, prefix[8:], view[8 + header_size:]
 
 
-def compress(file_bytes, tile=None):
+def compress(file_bytes, tile=None, min_gain=None):
     """The bytes of a safetensors file (bytes-like) as a cgc.lossless checkpoint.
 
-    ``tile`` as for cgc.lossless.encode (64 x 64 for GPU decoding).  ValueError if the
-    bytes are not a safetensors file."""
+    ``tile`` and ``min_gain`` (None: its default) as for cgc.lossless.encode; for the
+    fastest GPU decoding, 64 x 64 tiles and min_gain=0.1, at about 1.5 points of size on
+    bfloat16 weights.  ValueError if the bytes are not a safetensors file."""
     from cgc.lossless import encode
+
+    options = {} if min_gain is None else {"min_gain": min_gain}
 
     prefix, header, buffer = _split(file_bytes)
     streams = []
     for segment in _segments(header, len(buffer), ValueError):
         values = np.frombuffer(buffer[segment.begin:segment.end], segment.dtype)
         streams.append(encode(values.reshape(segment.matrix), tile,
-                              bfloat16=segment.bfloat16))
+                              bfloat16=segment.bfloat16, **options))
     file_size = len(prefix) + len(buffer)
     index = _HEAD.pack(MAGIC, VERSION, 0, file_size, len(streams)) + b"".join(
         _SIZE.pack(len(s)) for s in streams) + bytes(prefix)
