@@ -4,7 +4,7 @@ Each variant compiles rans.cu with other values of its tuning macros: warps per 
 (WARPS_PER_BLOCK), resident warps per SM asked of the compiler through the launch bounds
 (MIN_BLOCKS_* = warps / WARPS_PER_BLOCK; fewer for 4-byte elements, whose decoder needs more
 registers), and how far ahead of its stream positions a warp prefetches into L1
-(RANS_PREFETCH_BYTES_*, the same for every element size; "shipped" keeps rans.cu's).
+(RANS_PREFETCH_BYTES_*, the same for every element size).
 Every variant decodes the same streams (the weights of bench/lossless_gpu.py, also encoded
 with min_gain=0.1, and each --streams file as given and so re-encoded), checked bit for bit
 against the CPU decoder, timed with CUDA events after a warm-up (median of --repeats).  The
@@ -31,22 +31,26 @@ from gpu import event_times_ms, run_info  # noqa: E402  (bench/gpu.py, beside th
 from lossless_gpu import SPEED_MIN_GAIN, inputs  # noqa: E402
 from report import write_report  # noqa: E402
 
-# (warps per block, resident warps per SM for 1- and 2-byte elements, prefetch bytes or
-# "shipped" for rans.cu's own per element size).
-SHIPPED = (4, 48, "shipped")
-VARIANTS = (SHIPPED, (4, 48, 0), (4, 48, 256), (4, 48, 1024), (8, 48, "shipped"), SHIPPED)
+# (warps per block, resident warps per SM for 1- and 2-byte elements, prefetch bytes);
+# None in a place keeps rans.cu's own setting, so SHIPPED is the kernel cgc launches.
+SHIPPED = (None, None, None)
+VARIANTS = (SHIPPED, (None, None, 0), (None, None, 256), (None, None, 1024), (8, 48, None),
+            SHIPPED)
 # The 4-byte decoder needs 48 registers: at most 40 resident warps without spills.
 WARPS_4_BYTE = 40
 
 
 def options(warps, resident, prefetch):
-    blocks = max(1, resident // warps)
-    blocks_4 = max(1, min(resident, WARPS_4_BYTE) // warps)
-    chosen = ("--std=c++17", f"-DWARPS_PER_BLOCK={warps}", f"-DMIN_BLOCKS_1={blocks}",
-              f"-DMIN_BLOCKS_2={blocks}", f"-DMIN_BLOCKS_4={blocks_4}")
-    if prefetch == "shipped":
-        return chosen
-    return chosen + tuple(f"-DRANS_PREFETCH_BYTES_{k}={prefetch}" for k in (1, 2, 4))
+    """NVRTC options of a variant (see VARIANTS)."""
+    chosen = ["--std=c++17"]
+    if warps is not None:
+        blocks = max(1, resident // warps)
+        blocks_4 = max(1, min(resident, WARPS_4_BYTE) // warps)
+        chosen += [f"-DWARPS_PER_BLOCK={warps}", f"-DMIN_BLOCKS_1={blocks}",
+                   f"-DMIN_BLOCKS_2={blocks}", f"-DMIN_BLOCKS_4={blocks_4}"]
+    if prefetch is not None:
+        chosen += [f"-DRANS_PREFETCH_BYTES_{k}={prefetch}" for k in (1, 2, 4)]
+    return tuple(chosen)
 
 
 def kernel_ms(cupy, module, warps, container, expected, repeats):
@@ -109,10 +113,11 @@ def main():
         row = {"warps_per_block": warps, "resident_warps": resident,
                "prefetch_bytes": prefetch, "GBps": {}}
         for name, (container, expected) in streams.items():
-            ms = kernel_ms(cupy, module, warps, container, expected, args.repeats)
+            ms = kernel_ms(cupy, module, warps or lcuda.WARPS_PER_BLOCK, container, expected,
+                           args.repeats)
             row["GBps"][name] = expected.nbytes / (ms * 1e-3) / 1e9
         rows.append(row)
-        print(f"warps {warps} resident {resident:2d} prefetch {prefetch:>7}: "
+        print(f"warps {warps} resident {resident} prefetch {prefetch} (None: rans.cu's): "
               + "  ".join(f"{v:6.1f}" for v in row["GBps"].values()), flush=True)
     write_report(args.out, {**run_info(cupy), "repeats": args.repeats,
                             "unit": "GB/s of decoded output, kernel alone", "variants": rows})
