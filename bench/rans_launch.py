@@ -23,14 +23,18 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import cgc.lossless as lossless  # noqa: E402
 from cgc.kernels import has_gpu, kernel_source  # noqa: E402
 from cgc.lossless import cuda as lcuda  # noqa: E402
 from cgc.lossless.format import parse  # noqa: E402
 from gpu import event_times_ms, run_info  # noqa: E402  (bench/gpu.py, beside this script)
-from lossless_gpu import SPEED_MIN_GAIN, inputs  # noqa: E402
+from lossless_gpu import SPEED_MIN_GAIN, cases  # noqa: E402
 from report import write_report  # noqa: E402
 
+# The synthetic streams of bench/lossless_gpu.py timed here (by its names), besides the
+# --streams files as given and re-encoded with min_gain.
+SYNTHETIC = ("bf16 weights, 64x64 tiles", f"bf16 weights, 64x64 tiles, min_gain {SPEED_MIN_GAIN}",
+             "bf16 weights, 128x128 tiles", "fp32 weights, 64x64 tiles",
+             f"fp32 weights, 64x64 tiles, min_gain {SPEED_MIN_GAIN}")
 # (warps per block, resident warps per SM for 1- and 2-byte elements, prefetch bytes);
 # None in a place keeps rans.cu's own setting, so SHIPPED is the kernel cgc launches.
 SHIPPED = (None, None, None)
@@ -85,25 +89,9 @@ def main():
 
     import cupy
 
-    arrays = inputs()
-    streams = {}
-    speed = {"min_gain": SPEED_MIN_GAIN}
-    for name, tile, extra in (("bf16 weights", (64, 64), {}), ("bf16 weights", (64, 64), speed),
-                              ("bf16 weights", (128, 128), {}), ("fp32 weights", (64, 64), {}),
-                              ("fp32 weights", (64, 64), speed)):
-        array, bf16 = arrays[name]
-        data = lossless.encode(array, tile=tile, bfloat16=bf16, **extra)
-        label = f"{name}, {tile[0]}x{tile[1]} tiles" + "".join(f", {k} {v}"
-                                                                 for k, v in extra.items())
-        streams[label] = (parse(data), array)
-    for path in args.streams:
-        with open(path, "rb") as f:
-            data = f.read()
-        container, array = parse(data), lossless.decode(data)
-        streams[os.path.basename(path)] = (container, array)
-        data = lossless.encode(array, tile=container.tile,
-                               bfloat16=container.etype.name == "bfloat16", **speed)
-        streams[f"{os.path.basename(path)}, min_gain {SPEED_MIN_GAIN}"] = (parse(data), array)
+    stream_names = tuple(os.path.basename(path) for path in args.streams)
+    streams = {name: (parse(encode()), array) for name, encode, array in cases(args.streams)
+               if name in SYNTHETIC or name.startswith(stream_names)}
 
     print("GB/s of:", "; ".join(streams))
     source = kernel_source(lcuda.KERNEL_MODULE)
