@@ -102,7 +102,11 @@ def decode(data, device="cpu", to_host=True):
     With device="cuda" and to_host=False, a CuPy array on the current GPU: the decoded bytes
     stay there (only the compressed stream and the tables are uploaded).  On the CPU the
     array is on the host either way."""
-    container = parse(data)
+    return _decoded(parse(data), device, to_host)
+
+
+def _decoded(container, device="cpu", to_host=True):
+    """A new array of a parsed stream's dtype and shape, as decode() gives."""
     if device == "cuda" and not to_host:
         from cgc.lossless import cuda
         return cuda.decode_on_device(container)

@@ -220,21 +220,15 @@ def load(data, device="cpu", to_host=True):
     its uint16 bit patterns, float8 as uint8, a dtype safetensors does not define as its
     bytes (uint8, 1-D).  With device="cuda" and to_host=False they are CuPy arrays left on
     the GPU.  FormatError for malformed or corrupt input."""
-    from cgc.lossless import _decode
-
-    from cgc.lossless import cuda
+    from cgc.lossless import _decoded
 
     checkpoint = _open(data)
-    on_device = device == "cuda" and not to_host
     tensors = {}
     for segment, container in zip(checkpoint.segments, checkpoint.containers):
         if segment.name is None:
             continue
-        if on_device:
-            values = cuda.decode_on_device(container)
-        else:
-            values = np.empty(segment.matrix, segment.dtype)
-            _decode(container, values, device)
+        # _open checked that the stream holds the segment's (rows, cols) matrix.
+        values = _decoded(container, device, to_host)
         if segment.kind in TENSOR_DTYPES:
             values = values.reshape(segment.shape)
         elif segment.kind in OTHER_DTYPES:
