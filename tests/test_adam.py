@@ -43,13 +43,17 @@ def random_params(rng, n):
     return p
 
 
+def clamped_start(params):
+    """Clamp params' scales in place; return a reference copy and zero moments for both
+    (m, v, reference m, reference v)."""
+    backend.clamp_scales(params, BOUNDS)
+    return params.copy(), *(np.zeros_like(params) for _ in range(4))
+
+
 def test_several_steps_match_numpy_reference():
     rng = np.random.default_rng(0)
     params = random_params(rng, 64)
-    backend.clamp_scales(params, BOUNDS)
-    ref = params.copy()
-    m, v = np.zeros_like(params), np.zeros_like(params)
-    ref_m, ref_v = np.zeros_like(params), np.zeros_like(params)
+    ref, m, v, ref_m, ref_v = clamped_start(params)
     lr = np.array([0.3, 0.3, 0.5, 0.5, 0.5, 0.01, 0.02, 0.03])
     for step in range(1, 8):
         grads = rng.normal(size=params.shape) * 10
@@ -70,10 +74,7 @@ def test_centres_are_clamped_into_the_box():
     box = (40.0, 30.0)
     params = random_params(rng, 200)
     params[:, :2] = rng.uniform(-3, 43, (200, 2))
-    backend.clamp_scales(params, BOUNDS)
-    ref = params.copy()
-    m, v = np.zeros_like(params), np.zeros_like(params)
-    ref_m, ref_v = np.zeros_like(params), np.zeros_like(params)
+    ref, m, v, ref_m, ref_v = clamped_start(params)
     lr = np.array([2.0, 2.0, 0.5, 0.5, 0.5, 0.01, 0.02, 0.03])
     for step in range(1, 5):
         grads = rng.normal(size=params.shape)
