@@ -50,16 +50,24 @@ if sys.platform != "win32":
     if not compile_omp and compiles(["-fopenmp-simd"], "int main(void){return 0;}\n"):
         extra_compile.append("-fopenmp-simd")
 
+# One extension per compiled domain, beside the Python that validates for it; shared native
+# code (format constants, rANS, range coder, CRC-32, the tile renderer) lives in cgc/native.
+EXTENSIONS = {
+    "cgc._core": "cgc/_core.pyx",
+    "cgc.image._container_cy": "cgc/image/_container_cy.pyx",
+    "cgc.image._refine_cy": "cgc/image/_refine_cy.pyx",
+    "cgc.lossless._lossless_cy": "cgc/lossless/_lossless_cy.pyx",
+}
 extensions = [
     Extension(
         name,
         [source],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "cgc/native", os.path.dirname(source)],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=extra_compile,
         extra_link_args=link_omp,
     )
-    for name, source in [("cgc._core", "cgc/_core.pyx"), ("cgc._lossless", "cgc/_lossless.pyx")]
+    for name, source in EXTENSIONS.items()
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}))

@@ -9,15 +9,11 @@ import time
 
 import numpy as np
 
-from cgc.bitstream import SMALLEST_FILE
+from cgc.image.container import SMALLEST_FILE
 from cgc.errors import FormatError
+from cgc.metrics import psnr
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample.png")
-
-
-def _psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 def _ssim(a, b):
@@ -53,7 +49,7 @@ def cmd_encode(args):
     if args.psnr is not None:
         from cgc.imageio import to_uint8
 
-        quality = f"{_psnr(to_uint8(image), cgc.decode(data)):.2f} dB, "
+        quality = f"{psnr(to_uint8(image), cgc.decode(data)):.2f} dB, "
     print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
           f"{quality}{elapsed:.1f} s")
 
@@ -92,9 +88,9 @@ def cmd_decode(args):
 
 
 def cmd_info(args):
-    from cgc.bitstream import VERSION_1_NAMES, unpack
+    from cgc.image.container import VERSION_1_NAMES, unpack
     from cgc.lossless import checkpoint, format as lossless_format
-    from cgc.quantize import ATTRIBUTES
+    from cgc.image.quantize import ATTRIBUTES
 
     data = _read(args.input)
     if data[:4] == lossless_format.MAGIC:
@@ -122,7 +118,7 @@ def cmd_info(args):
 
 
 def _lossless_info(path, data, container):
-    from cgc._lossless import PREDICTORS
+    from cgc.lossless._lossless_cy import PREDICTORS
 
     names = {code: name for name, code in PREDICTORS.items()}
     original = int(np.prod(container.shape, dtype=np.int64)) * container.etype.nbytes
@@ -174,7 +170,7 @@ def cmd_demo(args):
     save_png(png_path, decoded)
     h, w = original.shape[:2]
     print(f"input    {source if args.input else 'bundled sample'} ({w}x{h})")
-    print(f"PSNR     {_psnr(original, decoded):.2f} dB")
+    print(f"PSNR     {psnr(original, decoded):.2f} dB")
     print(f"SSIM     {_ssim(original, decoded):.4f}")
     print(f"bpp      {8 * len(data) / (w * h):.3f} ({len(data)} bytes)")
     print(f"encode   {encode_s:.1f} s")
@@ -212,7 +208,7 @@ def cmd_decompress(args):
 
 
 def build_parser():
-    from cgc.fit import COARSE_PER_FINE, DEFAULT_ITERATIONS
+    from cgc.image.fit import COARSE_PER_FINE, DEFAULT_ITERATIONS
 
     parser = argparse.ArgumentParser(prog="cgc", description="Compact Gaussian Codec")
     parser.add_argument("-v", "--verbose", action="store_true", help="log fit diagnostics")

@@ -2,20 +2,25 @@
 
 Accepted inputs (anything Pillow reads, or arrays):
 * RGB: used as is.  Grayscale (L, 1, I;16, I, F) is replicated into three equal channels.
-* 16-bit and 32-bit integer images are scaled by 1/65535; float ("F") images are clipped
-  to [0, 1].  cgc stores 8-bit-accurate output, so extra input precision only helps the fit.
+* 16-bit and 32-bit integer images are scaled by 1/65535; float ("F") image files are
+  clipped to [0, 1], float arrays must lie within it.  cgc stores 8-bit-accurate output, so extra input precision only helps the fit.
 * Alpha (RGBA, LA, palette with transparency) is composited over white: cgc codes colour.
 * Palette, CMYK, YCbCr and LAB images are converted to RGB by Pillow.
 """
 import numpy as np
 
-from cgc.bitstream import MAX_PIXELS
 from cgc.errors import FormatError
+from cgc.image.container import MAX_PIXELS
 
 
-def _array_to_float(array):
-    """(H, W), (H, W, 3) or (H, W, 4) array of uint8 / uint16 / float -> float32 (H, W, 3)."""
-    array = np.asarray(array)
+def to_float_image(image):
+    """The codec's working form of an array image, float32 (H, W, 3) in [0, 1]: the one
+    validation of ``cgc.fit``, ``cgc.encode`` and the image files read here.
+
+    (H, W) grayscale is replicated into three channels and (H, W, 4) alpha composited over
+    white; uint8 is scaled by 1/255, 16-bit and wider integers by 1/65535 (clipped);
+    floats must be finite and within [0, 1].  Anything else raises ValueError."""
+    array = np.asarray(image)
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if array.dtype == np.uint8:
@@ -25,7 +30,9 @@ def _array_to_float(array):
     elif np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise ValueError("image contains NaN or infinite values")
-        scaled = np.clip(array, 0, 1).astype(np.float32)
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise ValueError("float images must lie within [0, 1]")
+        scaled = array.astype(np.float32)
     else:
         raise ValueError(f"unsupported image dtype {array.dtype}")
     if scaled.ndim == 2:
@@ -38,11 +45,6 @@ def _array_to_float(array):
     if scaled.shape[0] < 1 or scaled.shape[1] < 1:
         raise ValueError(f"image is empty ({scaled.shape[0]}x{scaled.shape[1]})")
     return np.ascontiguousarray(scaled, dtype=np.float32)
-
-
-def to_float_image(image):
-    """Convert an array image (see module docstring) to float32 (H, W, 3) in [0, 1]."""
-    return _array_to_float(image)
 
 
 def load_image(path):
@@ -65,7 +67,7 @@ def load_image(path):
             elif img.mode == "LA":
                 img = img.convert("RGBA")
             elif img.mode.startswith("I;16"):
-                return _array_to_float(np.asarray(img).astype(np.uint16))
+                return to_float_image(np.asarray(img).astype(np.uint16))
             array = np.asarray(img)
     except FormatError:
         raise
@@ -74,7 +76,9 @@ def load_image(path):
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
             ValueError, TypeError) as exc:
         raise FormatError(f"cannot read image {path}: {exc}") from None
-    return _array_to_float(array)
+    if np.issubdtype(array.dtype, np.floating):  # float ("F") files: clipped, not refused
+        array = np.clip(array, 0, 1)
+    return to_float_image(array)
 
 
 def to_uint8(image, xp=np):

@@ -8,11 +8,11 @@ import zlib
 import numpy as np
 import pytest
 
-from cgc.bitstream import HEADER, QUANTISER, STREAM_LENGTH, stream_names
-from cgc.codec import decode_gaussians
+from cgc.image.container import HEADER, QUANTISER, STREAM_LENGTH, stream_names
+from cgc.image.codec import decode_gaussians
 from cgc.errors import FormatError
-from cgc.gaussians import Gaussians
-from cgc.quantize import ATTRIBUTES
+from cgc.image.model import Gaussians
+from cgc.image.quantize import ATTRIBUTES
 
 QUANT_OFFSET = HEADER.size
 LENGTHS_OFFSET = QUANT_OFFSET + QUANTISER.size * len(ATTRIBUTES)

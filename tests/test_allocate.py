@@ -1,4 +1,4 @@
-"""cgc.allocate: the rate-distortion choice of code widths, judged by real encodes: its size
+"""cgc.image.allocate: the rate-distortion choice of code widths, judged by real encodes: its size
 model against the files pack writes, and its choice against other widths by the measured
 cost 10 log10(MSE) + SLOPE ln(bytes) of the decoded files."""
 import importlib
@@ -9,15 +9,15 @@ import pytest
 import skimage.data
 
 from cuda_emu.providers import PROVIDERS, route_cuda
-from cgc.allocate import SLOPE, _Measurements, allocate_bits
-from cgc.bitstream import unpack
-from cgc.codec import decode_gaussians, encode_gaussians
-from cgc.fit import fit
-from cgc.gaussians import Gaussians
+from cgc.image.allocate import SLOPE, _Measurements, allocate_bits
+from cgc.image.container import unpack
+from cgc.image.codec import decode_gaussians, encode_gaussians
+from cgc.image.fit import fit
+from cgc.image.model import Gaussians
 from cgc.imageio import to_float_image
-from cgc.quantize import ATTRIBUTES, DEFAULT_BITS, MAX_BITS
+from cgc.image.quantize import ATTRIBUTES, DEFAULT_BITS, MAX_BITS
 
-allocate_module = importlib.import_module("cgc.allocate")
+allocate_module = importlib.import_module("cgc.image.allocate")
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import zlib
 import numpy as np
 import pytest
 
-from cgc import _core
-from cgc.bitstream import (HEADER, MAGIC, QUANTISER, STREAM_LENGTH, VERSION_1_BITS,
+from cgc.image.container import (HEADER, MAGIC, QUANTISER, STREAM_LENGTH, VERSION_1_BITS,
                            stream_names, unpack)
-from cgc.codec import decode_gaussians
+from cgc.image.codec import decode_gaussians
 from cgc.errors import FormatError
-from cgc.quantize import DEFAULT_BITS, LINEAR, LOG, canonical_cholesky, quantise
+from cgc.image.quantize import DEFAULT_BITS, LINEAR, LOG, canonical_cholesky, quantise
+from rans_blocks import rans_encode
 from cgc_files import (QUANT_OFFSET, assert_all_format_errors, golden_gaussians, n_streams,
                        outcome, read_varint, replace_stream, stream_span, with_crc,
                        write_varint)
@@ -170,7 +170,7 @@ def test_corrupted_rans_stream_with_valid_crc(v2_file):
 def hand_made_file(columns, widths, n):
     """A version-2 file built stream by stream from ``columns`` (name -> uint8 array)."""
     names = stream_names(widths, 2)
-    blocks = [_core.rans_encode(columns[name]) for name in names]
+    blocks = [rans_encode(columns[name]) for name in names]
     body = HEADER.pack(MAGIC, 2, 0, 4, 4, n)
     body += b"".join(QUANTISER.pack(b, LINEAR, 0.0, 1.0) for b in widths)
     body += b"".join(STREAM_LENGTH.pack(len(b)) for b in blocks) + b"".join(blocks)

@@ -14,9 +14,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 import cgc
-from cgc.bitstream import unpack
+from cgc.image.container import unpack
 from cgc.cli import main
-from cgc.quantize import ATTRIBUTES
+from cgc.image.quantize import ATTRIBUTES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 40

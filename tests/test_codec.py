@@ -6,16 +6,16 @@ import skimage.data
 from PIL import features
 
 import cgc
-from cgc import codec as codec_module
-from cgc.allocate import allocate, allocate_bits
-from cgc.bitstream import SMALLEST_FILE, STREAM_NAMES, pack, storage_order, unpack
-from cgc.codec import (BITS_PER_GAUSSIAN, REUSE_SHARE, TABLE_BYTES, decode_gaussians,
+from cgc.image import codec as codec_module
+from cgc.image.allocate import allocate, allocate_bits
+from cgc.image.container import SMALLEST_FILE, STREAM_NAMES, pack, storage_order, unpack
+from cgc.image.codec import (BITS_PER_GAUSSIAN, REUSE_SHARE, TABLE_BYTES, decode_gaussians,
                        encode_gaussians, n_gaussians_for_bytes, quantise_gaussians)
-from cgc.gaussians import Gaussians
+from cgc.image.model import Gaussians
 from cgc.imageio import to_float_image, to_uint8
-from cgc.quantize import dequantise
-from cgc.refine import refine_codes
-from cgc.target import MAX_ENCODES, TOLERANCE
+from cgc.image.quantize import dequantise
+from cgc.image.refine import refine_codes
+from cgc.image.rate import MAX_ENCODES, TOLERANCE
 
 JPEG2000 = pytest.mark.skipif(not features.check_codec("jpg_2000"),
                               reason="Pillow built without JPEG 2000 (OpenJPEG)")

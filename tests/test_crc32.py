@@ -1,11 +1,11 @@
-"""cgc._lossless.crc32 (cgc/_crc32.h): zlib.crc32's value, by carry-less multiplication or
+"""cgc.lossless._lossless_cy.crc32 (cgc/native/crc32.h): zlib.crc32's value, by carry-less multiplication or
 the bitwise loop, on every length class the folding code distinguishes."""
 import zlib
 
 import numpy as np
 import pytest
 
-from cgc import _lossless
+from cgc.lossless import _lossless_cy
 from cgc.lossless import format as lformat
 
 # Under 64 bytes (bitwise only), exactly 64, 64 + 16k (single-block folds), 64k + tail
@@ -22,8 +22,8 @@ def test_crc32_equals_zlib_on_every_length_offset_and_start_value(clmul):
         offset = int(rng.integers(0, 16))  # unaligned starts: the code loads unaligned
         data = memoryview(rng.integers(0, 256, n + offset, dtype=np.uint8).tobytes())[offset:]
         value = int(rng.integers(0, 1 << 32))
-        assert _lossless.crc32(data, value, clmul) == zlib.crc32(data, value), n
-        assert _lossless.crc32(data, 0, clmul) == zlib.crc32(data), n
+        assert _lossless_cy.crc32(data, value, clmul) == zlib.crc32(data, value), n
+        assert _lossless_cy.crc32(data, 0, clmul) == zlib.crc32(data), n
 
 
 def test_crc32_of_special_patterns():
@@ -31,11 +31,11 @@ def test_crc32_of_special_patterns():
     for byte in (0x00, 0xFF, 0x80, 0x01):
         for n in (64, 80, 1000):
             data = bytes([byte]) * n
-            assert _lossless.crc32(data) == zlib.crc32(data)
+            assert _lossless_cy.crc32(data) == zlib.crc32(data)
 
 
 def test_streams_use_the_fast_checksum_where_the_cpu_has_it():
-    assert lformat.checksum is (_lossless.crc32 if _lossless.HAVE_CLMUL else zlib.crc32)
+    assert lformat.checksum is (_lossless_cy.crc32 if _lossless_cy.HAVE_CLMUL else zlib.crc32)
 
 
 @pytest.mark.parametrize("threads", [2, 3, 7])
@@ -47,11 +47,11 @@ def test_crc32_in_parallel_chunks_equals_zlib(threads):
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
         value = int(rng.integers(0, 1 << 32))
         for clmul in (True, False):
-            assert _lossless.crc32(data, value, clmul, threads) == zlib.crc32(data, value), n
+            assert _lossless_cy.crc32(data, value, clmul, threads) == zlib.crc32(data, value), n
 
 
 def test_long_inputs_with_the_default_threads_equal_zlib():
     # From PARALLEL_CRC_BYTES on, the default sums one chunk per OpenMP thread.
-    data = np.random.default_rng(29).integers(0, 256, _lossless.PARALLEL_CRC_BYTES * 3 + 5,
+    data = np.random.default_rng(29).integers(0, 256, _lossless_cy.PARALLEL_CRC_BYTES * 3 + 5,
                                               dtype=np.uint8).tobytes()
-    assert _lossless.crc32(data) == zlib.crc32(data)
+    assert _lossless_cy.crc32(data) == zlib.crc32(data)

@@ -8,10 +8,11 @@ import skimage.data
 
 import cgc
 from cgc.backends.cpu import CPUBackend
-from cgc.fit import (CHECK_EVERY, COARSE_PER_FINE, DEFAULT_LR, MAX_COLOUR_LR,
+from cgc.image.fit import (CHECK_EVERY, COARSE_PER_FINE, DEFAULT_LR, MAX_COLOUR_LR,
                      MIN_COARSE_PIXELS_PER_GAUSSIAN, WARMUP_STEPS, FitDiagnosticError,
-                     default_coarse_iterations, default_lr, half_resolution, psnr)
-from cgc.gaussians import Gaussians
+                     default_coarse_iterations, default_lr, half_resolution)
+from cgc.metrics import psnr_of_mse as psnr
+from cgc.image.model import Gaussians
 from cgc.progress import ProgressBar
 
 
@@ -87,7 +88,7 @@ def test_explicit_rates_replace_the_defaults(image):
 
 
 def test_scales_stay_within_bounds(image):
-    from cgc.fit import MIN_VARIANCE
+    from cgc.image.fit import MIN_VARIANCE
 
     fitted = cgc.fit(image, 100, iterations=20, progress=False)
     eig = np.linalg.eigvalsh(fitted.covariance())

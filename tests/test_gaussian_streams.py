@@ -1,4 +1,4 @@
-"""The streams of .cgc version 3 (cgc/_gaussian_streams.h through cgc._core): round trips
+"""The streams of .cgc version 3 (cgc/image/_gaussian_streams.h through cgc._core): round trips
 of positions and attributes, decoding by an independent Python reading of docs/format.md,
 compression against the entropy it should reach, and malformed streams."""
 import math
@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from cgc import _core
-from cgc.bitstream import MIN_MODELLED_BIT_COST, position_keys, unpack
+from cgc.image import _container_cy
+from cgc.image.container import MIN_MODELLED_BIT_COST, position_keys, unpack
 from cgc.errors import FormatError
 
 
@@ -142,9 +142,9 @@ def position_cases():
 @pytest.mark.parametrize("name", list(position_cases()))
 def test_positions_round_trip_and_reference(name):
     keys, total_bits = position_cases()[name]
-    data = _core.positions_encode(keys, total_bits)
+    data = _container_cy.positions_encode(keys, total_bits)
     # The decoder fills a buffer poisoned with 0xCC bytes: equality shows every key written.
-    np.testing.assert_array_equal(_core.positions_decode(data, len(keys), total_bits), keys)
+    np.testing.assert_array_equal(_container_cy.positions_decode(data, len(keys), total_bits), keys)
     if len(keys) <= 5000:
         np.testing.assert_array_equal(reference_positions(data, len(keys), total_bits), keys)
 
@@ -159,27 +159,27 @@ def test_positions_cost_near_the_bound_and_less_when_clustered():
     rng = np.random.default_rng(8)
     n, total_bits = 4000, 23
     uniform = np.unique(rng.integers(0, 1 << total_bits, n, dtype=np.uint64))
-    uniform_bits = 8 * len(_core.positions_encode(uniform, total_bits)) / len(uniform)
+    uniform_bits = 8 * len(_container_cy.positions_encode(uniform, total_bits)) / len(uniform)
     bound = set_bound_bits(len(uniform), total_bits) / len(uniform)
     # Uniform points are the tree's worst case: within 0.3 bits a point of the bound
     # (measured 0.2: the adaptive models' learning cost).
     assert bound <= uniform_bits < bound + 0.3
     # Clustered points: lopsided counts, learned by the models (measured 7.7 bits fewer).
     clustered = clustered_keys(rng, n, total_bits)
-    assert 8 * len(_core.positions_encode(clustered, total_bits)) / n < bound - 3
+    assert 8 * len(_container_cy.positions_encode(clustered, total_bits)) / n < bound - 3
 
 
 def test_position_arguments():
     keys = np.array([1, 2, 3], np.uint64)
     with pytest.raises(ValueError, match="sorted"):
-        _core.positions_encode(keys[::-1].copy(), 8)
+        _container_cy.positions_encode(keys[::-1].copy(), 8)
     with pytest.raises(ValueError, match="width"):
-        _core.positions_encode(np.array([256], np.uint64), 8)
+        _container_cy.positions_encode(np.array([256], np.uint64), 8)
     for bits in (0, 33):
         with pytest.raises(ValueError, match="width"):
-            _core.positions_encode(keys, bits)
+            _container_cy.positions_encode(keys, bits)
     with pytest.raises(ValueError, match="no positions"):
-        _core.positions_encode(np.zeros(0, np.uint64), 8)
+        _container_cy.positions_encode(np.zeros(0, np.uint64), 8)
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -191,8 +191,8 @@ def test_attribute_round_trip_and_reference(bits):
     codes = rng.integers(0, 1 << bits, n).astype(np.uint32)
     codes[:2] = [0, (1 << bits) - 1]
     contexts = rng.integers(0, 4, n).astype(np.uint8)
-    data = _core.attribute_encode(codes, contexts, bits)
-    np.testing.assert_array_equal(_core.attribute_decode(data, contexts, bits), codes)
+    data = _container_cy.attribute_encode(codes, contexts, bits)
+    np.testing.assert_array_equal(_container_cy.attribute_decode(data, contexts, bits), codes)
     np.testing.assert_array_equal(reference_attribute(data, contexts, bits), codes)
 
 
@@ -200,7 +200,7 @@ def test_attribute_contexts_are_the_top_two_bits():
     for bits in (1, 2, 7, 16):
         codes = np.arange(1 << bits, dtype=np.uint32)
         expected = (codes.astype(np.int64) * 4) >> bits  # floor(4 code / 2**bits)
-        np.testing.assert_array_equal(_core.attribute_contexts(codes, bits), expected)
+        np.testing.assert_array_equal(_container_cy.attribute_contexts(codes, bits), expected)
 
 
 def test_attribute_cost_near_entropy_and_contexts_pay():
@@ -211,8 +211,8 @@ def test_attribute_cost_near_entropy_and_contexts_pay():
     contexts = rng.integers(0, 4, n).astype(np.uint8)
     low = np.minimum(rng.geometric(0.2, n) - 1, 63)
     codes = np.where(contexts < 2, low, 63 - low).astype(np.uint32)
-    with_contexts = 8 * len(_core.attribute_encode(codes, contexts, 6)) / n
-    without = 8 * len(_core.attribute_encode(codes, np.zeros(n, np.uint8), 6)) / n
+    with_contexts = 8 * len(_container_cy.attribute_encode(codes, contexts, 6)) / n
+    without = 8 * len(_container_cy.attribute_encode(codes, np.zeros(n, np.uint8), 6)) / n
     _, counts = np.unique(low, return_counts=True)
     p = counts / n
     entropy = float(-(p * np.log2(p)).sum())
@@ -229,21 +229,21 @@ def test_constant_codes_cost_at_least_the_bound_readers_check(bits):
     # code repeated, must still pass that check.
     n = 300000
     for code in (0, (1 << bits) - 1):
-        data = _core.attribute_encode(np.full(n, code, np.uint32), np.zeros(n, np.uint8), bits)
+        data = _container_cy.attribute_encode(np.full(n, code, np.uint32), np.zeros(n, np.uint8), bits)
         assert 8 * (len(data) + 8) >= n * bits * MIN_MODELLED_BIT_COST
 
 
 def test_attribute_arguments():
     codes = np.array([1, 2], np.uint32)
     with pytest.raises(ValueError, match="width"):
-        _core.attribute_encode(np.array([4], np.uint32), np.zeros(1, np.uint8), 2)
+        _container_cy.attribute_encode(np.array([4], np.uint32), np.zeros(1, np.uint8), 2)
     with pytest.raises(ValueError, match="contexts"):
-        _core.attribute_encode(codes, np.array([0, 4], np.uint8), 2)
+        _container_cy.attribute_encode(codes, np.array([0, 4], np.uint8), 2)
     with pytest.raises(ValueError, match="one context per code"):
-        _core.attribute_encode(codes, np.zeros(3, np.uint8), 2)
+        _container_cy.attribute_encode(codes, np.zeros(3, np.uint8), 2)
     for bits in (0, 17):
         with pytest.raises(ValueError, match="width"):
-            _core.attribute_encode(codes, np.zeros(2, np.uint8), bits)
+            _container_cy.attribute_encode(codes, np.zeros(2, np.uint8), bits)
 
 
 # ----------------------------------------------------------------------------- bad streams
@@ -254,15 +254,15 @@ def streams():
     keys = clustered_keys(rng, 300, 20)
     codes = rng.integers(0, 1 << 7, 300).astype(np.uint32)
     contexts = rng.integers(0, 4, 300).astype(np.uint8)
-    return {"positions": (_core.positions_encode(keys, 20), keys),
-            "attribute": (_core.attribute_encode(codes, contexts, 7), (codes, contexts))}
+    return {"positions": (_container_cy.positions_encode(keys, 20), keys),
+            "attribute": (_container_cy.attribute_encode(codes, contexts, 7), (codes, contexts))}
 
 
 def decode(kind, data, streams):
     if kind == "positions":
-        return _core.positions_decode(data, len(streams["positions"][1]), 20)
+        return _container_cy.positions_decode(data, len(streams["positions"][1]), 20)
     codes, contexts = streams["attribute"][1]
-    return _core.attribute_decode(data, contexts, 7)
+    return _container_cy.attribute_decode(data, contexts, 7)
 
 
 @pytest.mark.parametrize("kind", ["positions", "attribute"])
@@ -301,12 +301,12 @@ def test_huge_count_of_garbage_is_bounded():
     # The most Gaussians a file may declare, read from a few garbage bytes: the decoder's
     # work is bounded by the count times the key width, and it must end in FormatError.
     with pytest.raises(FormatError):
-        _core.positions_decode(b"\0" + b"\x5a" * 64, 1 << 20, 32)
+        _container_cy.positions_decode(b"\0" + b"\x5a" * 64, 1 << 20, 32)
 
 
 def test_streams_decode_matches_the_single_stream_decoders():
     # The parallel decoder of a file's streams: the positions and two groups, each an
-    # attribute in context 0 and two in its contexts, as cgc.bitstream lays them out.
+    # attribute in context 0 and two in its contexts, as cgc.image.container lays them out.
     rng = np.random.default_rng(13)
     n = 2000
     keys = clustered_keys(rng, n, 22)
@@ -314,24 +314,24 @@ def test_streams_decode_matches_the_single_stream_decoders():
     codes = [rng.integers(0, 1 << b, n).astype(np.uint32) for b in widths]
     groups = []
     for first in (0, 3):
-        contexts = _core.attribute_contexts(codes[first], widths[first])
-        group = [(_core.attribute_encode(codes[first], np.zeros(n, np.uint8), widths[first]),
+        contexts = _container_cy.attribute_contexts(codes[first], widths[first])
+        group = [(_container_cy.attribute_encode(codes[first], np.zeros(n, np.uint8), widths[first]),
                   widths[first])]
-        group += [(_core.attribute_encode(codes[k], contexts, widths[k]), widths[k])
+        group += [(_container_cy.attribute_encode(codes[k], contexts, widths[k]), widths[k])
                   for k in (first + 1, first + 2)]
         groups.append(group)
-    positions = _core.positions_encode(keys, 22)
-    got_keys, got_codes = _core.streams_decode(positions, n, 22, groups)
+    positions = _container_cy.positions_encode(keys, 22)
+    got_keys, got_codes = _container_cy.streams_decode(positions, n, 22, groups)
     np.testing.assert_array_equal(got_keys, keys)
     np.testing.assert_array_equal(got_codes, np.stack(codes))
     # One bad stream in either group, or in the positions, is reported.
     broken = [groups[0], [groups[1][0], (groups[1][1][0][:-1], groups[1][1][1]), groups[1][2]]]
     with pytest.raises(FormatError, match="attribute"):
-        _core.streams_decode(positions, n, 22, broken)
+        _container_cy.streams_decode(positions, n, 22, broken)
     with pytest.raises(FormatError, match="positions"):
-        _core.streams_decode(positions[:-1], n, 22, groups)
+        _container_cy.streams_decode(positions[:-1], n, 22, groups)
     with pytest.raises(ValueError, match="groups"):
-        _core.streams_decode(positions, n, 22, groups[:1])
+        _container_cy.streams_decode(positions, n, 22, groups[:1])
 
 
 def test_golden_file_read_by_the_reference_decoder():

@@ -1,4 +1,4 @@
-"""cgc.grow and the budget filling of cgc.encode: how many Gaussians to add, where they
+"""cgc.image.grow and the budget filling of cgc.encode: how many Gaussians to add, where they
 start, and that the encoder keeps a grown file only within the budget and when better."""
 import importlib
 import math
@@ -8,14 +8,15 @@ import pytest
 import skimage.data
 
 import cgc
-from cgc.bitstream import unpack
-from cgc.codec import GROWTH_MARGIN, MAX_GROWTH, TABLE_BYTES, grown_count
-from cgc.grow import energy, grow, prune
-from cgc.relocate import RELOCATE_SIGMA_FACTOR
+from cgc.image.container import unpack
+from cgc.image.codec import GROWTH_MARGIN, MAX_GROWTH, TABLE_BYTES, grown_count
+from cgc.image.grow import grow
+from cgc.image.prune import energy, prune
+from cgc.image.relocate import RELOCATE_SIGMA_FACTOR
 from test_codec import spy_on_fits
 
 # The module, which the package's ``encode`` function shadows as an attribute of ``cgc``.
-codec = importlib.import_module("cgc.codec")
+codec = importlib.import_module("cgc.image.codec")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import skimage.data
 
 from cgc.backends.cpu import CPUBackend
-from cgc.init import METHODS, initialise
+from cgc.image.init import METHODS, initialise
 
 
 @pytest.fixture(scope="module")

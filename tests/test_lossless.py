@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import cgc.lossless as lossless
-from cgc import _lossless
-from cgc._lossless import RAW_GROUP
+from cgc.lossless import _lossless_cy
+from cgc.lossless._lossless_cy import RAW_GROUP
 from cgc.errors import FormatError
 from cgc.lossless import format as lformat
 from cgc.lossless.layout import ELEMENT_TYPES
@@ -37,11 +37,11 @@ def decode_poisoned(data):
 def cpu_decoder(simd):
     """Decode with the AVX2 decoder (simd=True; on every stream, however few symbols its
     tables have) or the scalar one; restores the defaults afterwards."""
-    _lossless.simd_decoder(simd, min_symbols_per_table=0)
+    _lossless_cy.simd_decoder(simd, min_symbols_per_table=0)
     try:
         yield
     finally:
-        _lossless.simd_decoder(True, _lossless.AVX2_MIN_SYMBOLS_PER_TABLE)
+        _lossless_cy.simd_decoder(True, _lossless_cy.AVX2_MIN_SYMBOLS_PER_TABLE)
 
 
 def random_bits(rng, shape, dtype):
@@ -143,7 +143,7 @@ def test_each_predictor_is_chosen_and_inverted(predictor):
     data = lossless.encode(a, tile=(32, 32), predictors=(predictor,))
     preds = lformat.parse(data).meta["pred"]
     # On a smooth field every predictor beats storing the values.
-    assert np.all(preds == lossless._lossless.PREDICTORS[predictor])
+    assert np.all(preds == lossless._lossless_cy.PREDICTORS[predictor])
     assert np.array_equal(lossless.decode(data), a)
 
 

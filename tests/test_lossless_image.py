@@ -9,7 +9,7 @@ from skimage import data as skdata
 import cgc.lossless as lossless
 from cgc.errors import FormatError
 from cgc.lossless import format as lformat
-from cgc import _lossless
+from cgc.lossless import _lossless_cy
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, LAYOUT_PLANAR,
                                  LAYOUT_PLANAR_RGB)
 from cgc.lossless.model import PlaneModel
@@ -184,7 +184,7 @@ def test_activity_map_matches_its_definition(shape, tile):
     sym0 = np.where(rng.random(shape) < 0.9, rng.integers(0, 20, shape),
                     rng.integers(0, 256, shape)).astype(np.uint8)
     out = np.full(shape, 0xCC, np.uint8)
-    _lossless.activity_map(sym0, tile[0], tile[1], out)
+    _lossless_cy.activity_map(sym0, tile[0], tile[1], out)
     assert np.array_equal(out, activity_reference(sym0, *tile))
 
 

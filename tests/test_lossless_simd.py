@@ -1,6 +1,6 @@
 """The AVX2 tile decoder against the scalar one: same arrays, same failures.
 
-Both decoders are compiled into cgc._lossless; simd_decoder() switches between them.  The
+Both decoders are compiled into cgc.lossless._lossless_cy; simd_decoder() switches between them.  The
 AVX2 one decodes the full steps of a tile while enough stream bytes remain and hands the
 rest to the scalar one, so every case here crosses that hand-over."""
 import zlib
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 import cgc.lossless as lossless
-from cgc import _lossless
+from cgc.lossless import _lossless_cy
 from cgc.errors import FormatError
 from cgc.lossless import format as lformat
 from skimage import data as skdata
 from test_lossless import (ALL_TYPES, as_input, bits, cpu_decoder, decode_poisoned, pattern,
                            with_crc)
 
-pytestmark = pytest.mark.skipif(not _lossless.simd_decoder(),
+pytestmark = pytest.mark.skipif(not _lossless_cy.simd_decoder(),
                                 reason="this CPU has no AVX2: only the scalar decoder runs")
 
 
@@ -58,7 +58,7 @@ def test_simd_decoder_on_planes_with_contexts_and_raw_planes(decoders):
     data = lossless.encode(a)
     container = lformat.parse(data)
     groups = container.meta["groups"]
-    assert (groups == _lossless.RAW_GROUP).any() and (groups != _lossless.RAW_GROUP).any()
+    assert (groups == _lossless_cy.RAW_GROUP).any() and (groups != _lossless_cy.RAW_GROUP).any()
     assert container.planes[1].nctx > 1
     simd, scalar = decoders(data)
     assert np.array_equal(bits(simd), bits(a)) and np.array_equal(bits(scalar), bits(a))
@@ -78,7 +78,7 @@ def test_simd_decoder_on_activity_contexts_raw_and_narrow_tiles(decoders):
     container = lformat.parse(data)
     assert container.planes[0].nctx > 1
     groups = container.meta["groups"][:, 0]
-    assert (groups == _lossless.RAW_GROUP).any() and (groups != _lossless.RAW_GROUP).any()
+    assert (groups == _lossless_cy.RAW_GROUP).any() and (groups != _lossless_cy.RAW_GROUP).any()
     simd, scalar = decoders(data)
     assert np.array_equal(simd, a) and np.array_equal(scalar, a)
 
@@ -108,7 +108,7 @@ def test_simd_decoder_fails_like_scalar_on_corrupt_streams(decoders, source):
             assert np.array_equal(bits(simd), bits(scalar))
     # A flipped rANS byte almost always breaks the final states; the photo's noise tile is
     # stored raw (its one plane), where a flip is undetectable by design.
-    raw = container.meta["groups"][:, 0] == _lossless.RAW_GROUP
+    raw = container.meta["groups"][:, 0] == _lossless_cy.RAW_GROUP
     coded_share = 1 - container.meta["size"][raw].sum() / len(container.data)
     assert rejected > (100 if source == "int16 noise" else 0.8 * 120 * coded_share)
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cgc.gaussians import Gaussians
-from cgc.quantize import (ATTRIBUTES, DEFAULT_BITS, LINEAR, LOG, RGB_TO_YCOCG, TRANSFORM,
+from cgc.image.model import Gaussians
+from cgc.image.quantize import (ATTRIBUTES, DEFAULT_BITS, LINEAR, LOG, RGB_TO_YCOCG, TRANSFORM,
                           Quantiser, canonical_cholesky, dequantise, fit_quantiser, quantise,
                           to_attributes, ycocg_to_rgb)
 

@@ -7,14 +7,14 @@ import pytest
 import skimage.data
 
 import cgc
-from cgc import _core
+from cgc.image import _refine_cy
 from cgc.backends import get_backend
-from cgc.quantize import dequantise, quantise
-from cgc.refine import _tables, refine_codes
+from cgc.image.quantize import dequantise, quantise
+from cgc.image.refine import _tables, refine_codes
 from cuda_emu.providers import PROVIDERS, route_cuda
 
 WIDTHS = (9, 9, 5, 6, 5, 6, 4, 4)
-refine_module = importlib.import_module("cgc.refine")
+refine_module = importlib.import_module("cgc.image.refine")
 
 
 def random_problem(rng, n, height, width):
@@ -64,7 +64,7 @@ def test_converged_codes_are_a_local_minimum_of_geometry_moves():
     params = dequantise(quantisers, refined)
     values, levels, lo, step = _tables(quantisers)
     for _ in range(5000):
-        if _core.refine_codes(refined, params, values, levels, lo, step, image, 1) == 0:
+        if _refine_cy.refine_codes(refined, params, values, levels, lo, step, image, 1) == 0:
             break
     else:
         pytest.fail("the refinement did not converge")
@@ -175,12 +175,12 @@ def test_core_checks_shapes_and_code_ranges():
                        (2, values[:7].copy()), (3, levels[:7].copy()),
                        (6, np.ascontiguousarray(image[:, :, :2]))]:
         with pytest.raises(ValueError, match="shapes"):
-            _core.refine_codes(*args[:index], bad, *args[index + 1:])
+            _refine_cy.refine_codes(*args[:index], bad, *args[index + 1:])
     too_big = codes.copy()
     too_big[3, 2] = levels[2] + 1
     with pytest.raises(ValueError, match="levels"):
-        _core.refine_codes(too_big, *args[1:])
+        _refine_cy.refine_codes(too_big, *args[1:])
     short_table = levels.copy()
     short_table[0] = values.shape[1]
     with pytest.raises(ValueError, match="value table"):
-        _core.refine_codes(codes.copy(), params, values, short_table, lo, step, image, 1)
+        _refine_cy.refine_codes(codes.copy(), params, values, short_table, lo, step, image, 1)

@@ -1,4 +1,4 @@
-"""cgc.relocate: which Gaussians move, where to, and how the fit applies it (CPU and the
+"""cgc.image.relocate: which Gaussians move, where to, and how the fit applies it (CPU and the
 emulated CUDA backend)."""
 import importlib
 import logging
@@ -8,12 +8,12 @@ import pytest
 import skimage.data
 
 import cgc
-from cgc.relocate import (MIN_PIXELS_PER_GAUSSIAN, RELOCATE_FRACTION, RELOCATE_SIGMA_FACTOR,
+from cgc.image.relocate import (MIN_PIXELS_PER_GAUSSIAN, RELOCATE_FRACTION, RELOCATE_SIGMA_FACTOR,
                           relocate, relocates_by_default, relocation_steps)
 from cuda_emu.providers import PROVIDERS, route_cuda
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
-fit_module = importlib.import_module("cgc.fit")
+fit_module = importlib.import_module("cgc.image.fit")
 
 
 def random_params(rng, n, height, width):

@@ -12,9 +12,9 @@ from cgc.backends.cuda import TILE, CUDABackend
 from cuda_emu.providers import PROVIDERS, make_backend, route_cuda
 
 # The module, which the package's ``fit`` function shadows as an attribute of ``cgc``.
-fit_module = importlib.import_module("cgc.fit")
+fit_module = importlib.import_module("cgc.image.fit")
 backends_module = importlib.import_module("cgc.backends")
-codec_module = importlib.import_module("cgc.codec")
+codec_module = importlib.import_module("cgc.image.codec")
 
 BATCH = TILE * TILE
 # float32 accumulation of at most a few hundred terms per pixel, each rounded at 2^-24

@@ -7,8 +7,8 @@ from PIL import Image
 
 import cgc
 from cgc.cli import main
-from cgc.fit import half_resolution
-from cgc.gaussians import Gaussians, scaled_size
+from cgc.image.fit import half_resolution
+from cgc.image.model import Gaussians, scaled_size
 
 H, W = 48, 64
 

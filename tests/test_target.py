@@ -1,4 +1,4 @@
-"""cgc.target: the search for the smallest file that reaches a PSNR, on synthetic
+"""cgc.image.rate: the search for the smallest file that reaches a PSNR, on synthetic
 budget -> (file, PSNR) curves whose answer is known, and its first budget."""
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import skimage.data
 from PIL import features
 
-from cgc import target
-from cgc.target import MAX_ENCODES, TOLERANCE, first_budget, smallest_passing
+from cgc.image import rate as target
+from cgc.image.rate import MAX_ENCODES, TOLERANCE, first_budget, smallest_passing
 
 JPEG2000 = pytest.mark.skipif(not features.check_codec("jpg_2000"),
                               reason="Pillow built without JPEG 2000 (OpenJPEG)")

@@ -1,4 +1,4 @@
-// Fused Adam step and covariance clamping on the GPU, mirroring cgc/_adam.pxi.
+// Fused Adam step and covariance clamping on the GPU, mirroring cgc/_core.pyx.
 //
 // One thread per Gaussian (row of the packed (N, 8) arrays), 1-D blocks.  Arithmetic is in
 // double like the reference, with float32 storage: the kernel is bound by memory traffic, and

@@ -1,6 +1,6 @@
 // Per-Gaussian and per-pixel maths shared by every kernel, written once.
 //
-// The CPU reference is cgc/_render_tile.h (binned by cgc/_render.pxi) and cgc/_adam.pxi;
+// The CPU reference is cgc/native/render_tile.h (binned by cgc/_core.pyx) and cgc/_core.pyx;
 // read their "read me first" notes.
 // Conventions repeated here because the kernels depend on them:
 //   * params is the packed (N, 8) float32 array x, y, l11, l21, l22, r, g, b, in pixels.
@@ -140,7 +140,7 @@ __device__ __forceinline__ void pixel_param_grad(const Staged& s, float u, float
 }
 
 // Clamp both eigenvalues of L L^T, L = [[row[2], 0], [row[3], row[4]]], into
-// [min_var, max_var], operation for operation as _clamp_cholesky in cgc/_adam.pxi.
+// [min_var, max_var], operation for operation as _clamp_cholesky in cgc/_core.pyx.
 // Invariant: a covariance already inside the bounds is left bit-for-bit untouched; a clamped
 // one is written back as its Cholesky factor with l11 > 0, l22 > 0.
 // Evaluated in double like the reference, so both clamp the same rows; the cost is
@@ -186,7 +186,7 @@ __device__ __forceinline__ void clamp_cholesky(float* row, double min_var, doubl
     row[4] = (float)sqrt(big * small / new_a);
 }
 
-// value clamped into [lo, hi], as _clamp_centre in cgc/_adam.pxi: the fit keeps centres inside
+// value clamped into [lo, hi], as _clamp_centre in cgc/_core.pyx: the fit keeps centres inside
 // the image, which a Gaussian that drifted out has no gradient to come back to.  Comparisons,
 // not fminf/fmaxf, so that NaN passes through to the fit's finiteness check.
 __device__ __forceinline__ float clamp_centre(float value, double lo, double hi) {

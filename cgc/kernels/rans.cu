@@ -1,6 +1,6 @@
 // GPU decoder of cgc.lossless tiles: one warp (32 threads) per tile, several warps per block.
 //
-// Read me first (docs/lossless-format.md is the specification; cgc/_lossless.pyx holds the
+// Read me first (docs/lossless-format.md is the specification; cgc/lossless/_lossless_cy.pyx holds the
 // CPU decoder this kernel must match bit for bit)
 // -----------------------------------------------------------------------------------------
 // * Warp threadIdx.y of block b decodes tile b * blockDim.y + threadIdx.y; warps never share
@@ -29,17 +29,7 @@
 // * errors[tile * 32 + lane] is set non-zero where that lane saw a truncated or
 //   inconsistent stream; every read is bounded by the tile's own bytes.
 
-#define LANES 32
-#define RANS_L (1u << 23)
-#define GROUP_RAW 255
-#define PRED_NONE 0
-#define PRED_LEFT 1
-#define PRED_TOP 2
-#define PRED_AVG 3
-#define PRED_PLANAR 4
-#define KIND_SIGNED 1
-#define KIND_FLOAT 2
-#define ACTIVITY_MIN_WIDTH 33
+#include "../native/format.h"
 
 __device__ __forceinline__ unsigned load_value(const unsigned char* out, long long index,
                                                int nbytes) {
@@ -63,29 +53,29 @@ __device__ __forceinline__ void store_value(unsigned char* out, long long index,
 // had their sign bit flipped, floats their sign bit rotated to the bottom.
 __device__ __forceinline__ unsigned untransform(unsigned v, int kind, int bits,
                                                 unsigned mask) {
-    if (kind == KIND_SIGNED) return v ^ (1u << (bits - 1));
-    if (kind == KIND_FLOAT) return ((v >> 1) | (v << (bits - 1))) & mask;
+    if (kind == CGC_KIND_SIGNED) return v ^ (1u << (bits - 1));
+    if (kind == CGC_KIND_FLOAT) return ((v >> 1) | (v << (bits - 1))) & mask;
     return v;
 }
 
 // The integer transform itself (untransform's inverse).
 __device__ __forceinline__ unsigned transform(unsigned v, int kind, int bits, unsigned mask) {
-    if (kind == KIND_SIGNED) return v ^ (1u << (bits - 1));
-    if (kind == KIND_FLOAT) return ((v << 1) | (v >> (bits - 1))) & mask;
+    if (kind == CGC_KIND_SIGNED) return v ^ (1u << (bits - 1));
+    if (kind == CGC_KIND_FLOAT) return ((v << 1) | (v >> (bits - 1))) & mask;
     return v;
 }
 
-// Same rules as predict() in cgc/_lossless.pyx, for element (y, x) of a tile whose
+// Same rules as predict() in cgc/lossless/_lossless_cy.pyx, for element (y, x) of a tile whose
 // transformed neighbours are a (left), b (top) and c (top-left); each is read only where
 // it exists.
 __device__ __forceinline__ unsigned predict(int pred, int y, int x, unsigned a, unsigned b,
                                             unsigned c, unsigned mask) {
     if (y == 0) return x > 0 ? a : 0u;
     if (x == 0) return b;
-    if (pred == PRED_LEFT) return a;
-    if (pred == PRED_TOP) return b;
-    if (pred == PRED_AVG) return (a >> 1) + (b >> 1) + (a & b & 1u);
-    if (pred == PRED_PLANAR) return (a + b - c) & mask;
+    if (pred == CGC_PRED_LEFT) return a;
+    if (pred == CGC_PRED_TOP) return b;
+    if (pred == CGC_PRED_AVG) return (a >> 1) + (b >> 1) + (a & b & 1u);
+    if (pred == CGC_PRED_PLANAR) return (a + b - c) & mask;
     const unsigned lo = a < b ? a : b;
     const unsigned hi = a ^ b ^ lo;
     if (c >= hi) return lo;
@@ -94,11 +84,11 @@ __device__ __forceinline__ unsigned predict(int pred, int y, int x, unsigned a, 
 }
 
 // Plane-0 context input of element (y, x) of a tile w wide whose (0, 0) element is at base:
-// the rule of cgc_activity in cgc/_lossless_context.h, reading the plane-0 symbols of the
+// the rule of cgc_activity in cgc/lossless/_lossless_context.h, reading the plane-0 symbols of the
 // row above as the top bytes of the residuals already stored in out.
 __device__ __forceinline__ unsigned activity(const unsigned char* out, long long base,
                                              int cols, int w, int y, int x, int nbytes) {
-    if (y == 0 || w < ACTIVITY_MIN_WIDTH) return 0u;
+    if (y == 0 || w < CGC_ACTIVITY_MIN_WIDTH) return 0u;
     const unsigned char* up = out + (base + (long long)(y - 1) * cols) * nbytes + nbytes - 1;
     const unsigned a = up[(x > 0 ? x - 1 : x) * nbytes] + 2u * up[x * nbytes]
                        + up[(x + 1 < w ? x + 1 : x) * nbytes];
@@ -161,7 +151,7 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
     const unsigned mask = nbytes == 4 ? 0xFFFFFFFFu : (1u << bits) - 1u;
     const int pred = tile_pred[k];
 
-    // Per plane: probability bits and the first table of the tile's group (GROUP_RAW: -1).
+    // Per plane: probability bits and the first table of the tile's group (CGC_GROUP_RAW: -1).
     int plane_bits[NBYTES], plane_table[NBYTES], plane_nctx[NBYTES];
     int nraw = 0;
 #pragma unroll
@@ -169,8 +159,8 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
         const int g = tile_group[k * NBYTES + p];
         plane_bits[p] = plane_info[3 * p + 2];
         plane_nctx[p] = plane_info[3 * p + 1];
-        plane_table[p] = g == GROUP_RAW ? -1 : plane_info[3 * p] + g * plane_nctx[p];
-        nraw += g == GROUP_RAW;
+        plane_table[p] = g == CGC_GROUP_RAW ? -1 : plane_info[3 * p] + g * plane_nctx[p];
+        nraw += g == CGC_GROUP_RAW;
     }
     // Offsets into the tile's own bytes: a valid tile is far under 2^31 bytes (at most
     // 2^18 elements), and a larger size can only fail the end-of-stream check.
@@ -179,15 +169,15 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
     const int end = (int)(size < 0x7FFFFFFFLL ? size : 0x7FFFFFFFLL) - nraw * n;
     int pos = 0;
 
-    unsigned x = tile_state[k * LANES + lane];
+    unsigned x = tile_state[k * CGC_LOSSLESS_LANES + lane];
     int err = 0;
-    const int nsteps = (n + LANES - 1) / LANES;
+    const int nsteps = (n + CGC_LOSSLESS_LANES - 1) / CGC_LOSSLESS_LANES;
     // Uniform over the warp, so the barrier below is reached by every lane or none.
     const bool by_activity = plane_table[0] >= 0 && plane_nctx[0] > 1;
-    const bool finished = pred == PRED_NONE && !by_activity;
+    const bool finished = pred == CGC_PRED_NONE && !by_activity;
     // (row, col) of element e = t * 32 + lane inside the tile, stepped without division.
     int ey = lane / w, ex = lane % w;
-    for (int t = 0; t < nsteps; ++t, ex += LANES) {
+    for (int t = 0; t < nsteps; ++t, ex += CGC_LOSSLESS_LANES) {
         while (ex >= w) {
             ex -= w;
             ++ey;
@@ -195,10 +185,10 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
         if (PREFETCH > 0 && lane <= nraw) {
             // Lane 0 looks ahead in the coded stream, lane 1 + r in raw plane r.
             const int ahead = PREFETCH
-                              + (lane == 0 ? pos : end + (lane - 1) * n + t * LANES);
+                              + (lane == 0 ? pos : end + (lane - 1) * n + t * CGC_LOSSLESS_LANES);
             if (ahead < (lane == 0 ? end : end + lane * n)) prefetch_line(tile_data + ahead);
         }
-        const int e = t * LANES + lane;
+        const int e = t * CGC_LOSSLESS_LANES + lane;
         const bool active = e < n;
         // The activity reads residuals other lanes stored at earlier steps.
         if (by_activity) __syncwarp();
@@ -221,7 +211,7 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
                     sym = lookup[table * lookup_width + slot];
                     const unsigned fs = freq_start[table * 256 + sym];
                     x = ((fs & 0xFFFFu) + 1u) * (x >> pb) + slot - (fs >> 16);
-                    need = x < (1u << 15) ? 2u : (x < RANS_L ? 1u : 0u);
+                    need = x < (1u << 15) ? 2u : (x < CGC_RANS_L ? 1u : 0u);
                 }
                 const unsigned one = __ballot_sync(0xFFFFFFFFu, need >= 1u);
                 const unsigned two = __ballot_sync(0xFFFFFFFFu, need == 2u);
@@ -244,13 +234,13 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
                         finished ? untransform(acc, kind, bits, mask) : acc);
         }
     }
-    if (err == 0 && (pos != end || x != RANS_L)) err = 2;
-    errors[k * LANES + lane] = err;
+    if (err == 0 && (pos != end || x != CGC_RANS_L)) err = 2;
+    errors[k * CGC_LOSSLESS_LANES + lane] = err;
     if (finished) return;
     __syncwarp();
 
-    if (pred == PRED_NONE) {
-        for (int e = lane; e < n; e += LANES) {
+    if (pred == CGC_PRED_NONE) {
+        for (int e = lane; e < n; e += CGC_LOSSLESS_LANES) {
             const long long at = base + (long long)(e / w) * cols + e % w;
             store_value(out, at, nbytes,
                         untransform(load_value(out, at, nbytes), kind, bits, mask));
@@ -261,10 +251,10 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
     // left neighbour is its own previous value, its top neighbour lane j - 1's previous value
     // (a shuffle), its top-left neighbour the top it received one step earlier; lane 0 reads
     // the row above the band back from out, where it is stored untransformed.
-    for (int band = 0; band < h; band += LANES) {
+    for (int band = 0; band < h; band += CGC_LOSSLESS_LANES) {
         const int y = band + lane;
         unsigned last = 0, top_left = 0;
-        for (int s = 0; s < w + LANES - 1; ++s) {
+        for (int s = 0; s < w + CGC_LOSSLESS_LANES - 1; ++s) {
             unsigned top = __shfl_up_sync(0xFFFFFFFFu, last, 1);
             const int xx = s - lane;
             if (y < h && xx >= 0 && xx < w) {
@@ -309,17 +299,17 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
 #define MIN_BLOCKS_4 10
 #endif
 
-extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_1)
+extern "C" __global__ void __launch_bounds__(CGC_LOSSLESS_LANES * WARPS_PER_BLOCK, MIN_BLOCKS_1)
     rans_decode_tiles_1(DECODE_PARAMETERS) {
     decode_tiles<1, RANS_PREFETCH_BYTES_1>(DECODE_ARGUMENTS);
 }
 
-extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_2)
+extern "C" __global__ void __launch_bounds__(CGC_LOSSLESS_LANES * WARPS_PER_BLOCK, MIN_BLOCKS_2)
     rans_decode_tiles_2(DECODE_PARAMETERS) {
     decode_tiles<2, RANS_PREFETCH_BYTES_2>(DECODE_ARGUMENTS);
 }
 
-extern "C" __global__ void __launch_bounds__(LANES * WARPS_PER_BLOCK, MIN_BLOCKS_4)
+extern "C" __global__ void __launch_bounds__(CGC_LOSSLESS_LANES * WARPS_PER_BLOCK, MIN_BLOCKS_4)
     rans_decode_tiles_4(DECODE_PARAMETERS) {
     decode_tiles<4, RANS_PREFETCH_BYTES_4>(DECODE_ARGUMENTS);
 }

@@ -1,6 +1,6 @@
 // Tiled renderer on the GPU: binning, render_forward, render_backward, reduce_pair_gradients.
 //
-// Mirrors the CPU renderer, cgc/_render_tile.h (read its "read me first" note), with
+// Mirrors the CPU renderer, cgc/native/render_tile.h (read its "read me first" note), with
 // float32 arithmetic and 16-pixel tiles; the per-Gaussian and per-pixel maths live in
 // common.cuh.  Launch configuration, set by cgc/backends/cuda.py:
 //   * prepare_gaussians, expand_pairs, reduce_pair_gradients: one thread per Gaussian,

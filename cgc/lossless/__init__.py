@@ -11,7 +11,7 @@ The format is specified in docs/lossless-format.md.  Malformed input raises
 cgc.errors.FormatError."""
 import numpy as np
 
-from cgc import _lossless
+from cgc.lossless import _lossless_cy
 from cgc.errors import FormatError
 from cgc.lossless import model
 from cgc.lossless.format import metadata_dtype, parse, serialize
@@ -21,7 +21,7 @@ from cgc.lossless.layout import (DEFAULT_TILE, LAYOUT_ARRAY, check_tile, effecti
 
 __all__ = ["encode", "decode", "decode_into", "PREDICTORS", "DEFAULT_TILE"]
 
-PREDICTORS = tuple(_lossless.PREDICTORS)
+PREDICTORS = tuple(_lossless_cy.PREDICTORS)
 
 
 def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
@@ -58,30 +58,30 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     values = to_values(to_matrix(arr, layout).reshape(rows, cols), etype)
     resid = np.empty_like(values)
     preds = np.zeros(ntiles, np.uint8)
-    _lossless.choose_residuals(values, etile[0], etile[1], nbytes, candidates, resid, preds)
+    _lossless_cy.choose_residuals(values, etile[0], etile[1], nbytes, candidates, resid, preds)
     sym0 = model.plane_symbols(resid, nbytes, 0)
     activity = np.empty_like(sym0)
-    _lossless.activity_map(sym0, etile[0], etile[1], activity)
+    _lossless_cy.activity_map(sym0, etile[0], etile[1], activity)
     planes, groups = model.build(resid, sym0, activity, nbytes, etile, float(min_gain))
     tables = model.coding_tables(planes)
     k = np.arange(ntiles)
     tiles_x = -(-cols // etile[1]) if cols else 1
     n = (np.minimum(etile[0], rows - (k // tiles_x) * etile[0])
          * np.minimum(etile[1], cols - (k % tiles_x) * etile[1])).astype(np.int64)
-    coded = (groups != _lossless.RAW_GROUP).sum(axis=1)
+    coded = (groups != _lossless_cy.RAW_GROUP).sum(axis=1)
     region = np.concatenate([[0], np.cumsum(n * (2 * coded + (nbytes - coded)))]).astype(
         np.int64)
     scratch = np.empty(int(region[-1]), np.uint8)
     first = np.zeros(ntiles, np.int64)
-    states = np.zeros((ntiles, _lossless.NUM_LANES), np.uint32)
-    if not _lossless.encode_tiles(resid, activity, etile[0], etile[1], nbytes, groups,
+    states = np.zeros((ntiles, _lossless_cy.NUM_LANES), np.uint32)
+    if not _lossless_cy.encode_tiles(resid, activity, etile[0], etile[1], nbytes, groups,
                                   tables.ctxmap, tables.tbase, tables.nctx, tables.prob_bits,
                                   tables.freq, tables.start, scratch, region, first, states):
         raise RuntimeError("cgc.lossless model left a symbol without frequency")
     sizes = region[1:] - first
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     data = np.empty(int(sizes.sum()), np.uint8)
-    _lossless.gather(scratch, first, region, offsets, data)
+    _lossless_cy.gather(scratch, first, region, offsets, data)
     meta = np.zeros(ntiles, metadata_dtype(nbytes))
     meta["offset"], meta["size"], meta["pred"] = offsets, sizes, preds
     meta["groups"], meta["states"] = groups, states
@@ -90,10 +90,10 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
 
 def _candidates(predictors):
     names = PREDICTORS if predictors is None else ("none",) + tuple(predictors)
-    unknown = [p for p in names if p not in _lossless.PREDICTORS]
+    unknown = [p for p in names if p not in _lossless_cy.PREDICTORS]
     if unknown:
         raise ValueError(f"unknown predictors {unknown}; choose from {PREDICTORS}")
-    return np.array(sorted({_lossless.PREDICTORS[p] for p in names}), np.uint8)
+    return np.array(sorted({_lossless_cy.PREDICTORS[p] for p in names}), np.uint8)
 
 
 def decode(data, device="cpu", to_host=True):
@@ -152,7 +152,7 @@ def _decode_cpu(container, matrix):
     tables = model.coding_tables(container.planes)
     meta = container.meta
     errors = np.zeros(len(meta), np.uint8)
-    failed = _lossless.decode_tiles(
+    failed = _lossless_cy.decode_tiles(
         container.data, meta.view(np.uint8).reshape(len(meta), meta.dtype.itemsize),
         tables.ctxmap, tables.tbase, tables.nctx, tables.prob_bits, tables.freq, rows, cols,
         container.tile[0], container.tile[1], container.etype.nbytes, container.etype.kind,

@@ -8,11 +8,13 @@ import numpy as np
 from cgc.errors import FormatError
 from cgc.kernels import load_module
 from cgc.lossless import model
+from cgc.lossless._lossless_cy import NUM_LANES
 from cgc.lossless.layout import LAYOUT_ARRAY, from_matrix
 
 KERNEL_MODULE = "rans"
-LANES = 32
-# One warp decodes one tile; rans.cu's launch bounds allow at most this many per block.
+LANES = NUM_LANES
+# One warp decodes one tile; rans.cu's launch bounds allow at most this many per block
+# (tests/test_kernels_compile.py checks that the two agree).
 WARPS_PER_BLOCK = 4
 
 

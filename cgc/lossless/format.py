@@ -4,7 +4,7 @@ docs/lossless-format.md is the specification; this module writes it and parses i
 validating every count and size against the bytes actually present before anything is
 allocated from it, so malformed input raises FormatError rather than crashing or
 allocating without bound.  The loops over table entries and tile records are compiled
-(cgc._lossless.read_table and check_metadata): in Python they cost more than decoding a
+(cgc.lossless._lossless_cy.read_table and check_metadata): in Python they cost more than decoding a
 small tensor."""
 import struct
 import zlib
@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from cgc._lossless import (HAVE_CLMUL, METADATA_ERRORS, NUM_LANES, TABLE_ERRORS,
+from cgc.lossless._lossless_cy import (HAVE_CLMUL, METADATA_ERRORS, NUM_LANES, TABLE_ERRORS,
                            TABLE_SYMBOL_LIST_MAX, check_metadata, crc32, read_table)
 from cgc.errors import FormatError
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, MAX_NDIM, MAX_TILE_ELEMENTS,

@@ -3,7 +3,7 @@
 Each byte plane p is coded with tables[g * nctx + ctx], where the context ctx is a bucket of
 the same element's plane p - 1 byte (for a float, the mantissa's top bits depend on the
 exponent), or for plane 0 a bucket of the activity of the row above (residuals are large
-where an image is busy; see cgc/_lossless_context.h), and the group g is picked per tile
+where an image is busy; see cgc/lossless/_lossless_context.h), and the group g is picked per tile
 (tiles of a tensor differ in scale; some rows of real checkpoints are stored at lower
 precision).  A tile may also store a plane raw.
 Everything is chosen by estimated coded size, table bytes included, so small inputs end up
@@ -13,8 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from cgc._core import normalize_frequencies
-from cgc._lossless import RAW_GROUP, byte_plane, joint_histogram, tile_histograms
+from cgc.lossless._lossless_cy import RAW_GROUP, byte_plane, joint_histogram, tile_histograms
 
 PROB_BITS = 12
 CONTEXT_CHOICES = (1, 2, 4, 8, 16)
@@ -34,6 +33,42 @@ class PlaneModel:
     ctxmap: np.ndarray  # uint8[256]: previous plane's byte (plane 0: activity) -> context
     freqs: np.ndarray  # uint32[ngroups * nctx, 256], rows summing to 2**prob_bits or empty
 
+
+
+def normalize_frequencies(counts, prob_bits):
+    """Scale symbol counts to integer frequencies summing to 2**prob_bits.
+
+    Every symbol with a non-zero count gets frequency >= 1.  Rounding is corrected greedily
+    by the smallest increase in coded size, which keeps the loss against the empirical
+    entropy to a small fraction of a percent."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total_prob = 1 << prob_bits
+    present = np.flatnonzero(counts)
+    if present.size == 0:
+        raise ValueError("no symbols to model")
+    if present.size > total_prob:
+        raise ValueError("more distinct symbols than probability slots")
+    c = counts[present].astype(np.float64)
+    freq = np.maximum(1, np.floor(c * total_prob / c.sum() + 0.5)).astype(np.int64)
+    excess = int(freq.sum()) - total_prob
+    while excess != 0:
+        if excess > 0:
+            # Cost in bits of taking one slot from each symbol that can spare one.
+            cost = np.where(freq > 1, c * np.log2(freq / np.maximum(freq - 1, 1)), np.inf)
+            step = min(excess, max(1, excess // present.size))
+            order = np.argsort(cost, kind="stable")[:step]
+            order = order[np.isfinite(cost[order])]
+            freq[order] -= 1
+            excess -= order.size
+        else:
+            gain = c * np.log2((freq + 1) / freq)
+            step = min(-excess, max(1, -excess // present.size))
+            order = np.argsort(-gain, kind="stable")[:step]
+            freq[order] += 1
+            excess += order.size
+    out = np.zeros(counts.shape[0], dtype=np.uint32)
+    out[present] = freq
+    return out
 
 def plane_symbols(resid, nbytes, p):
     """Byte p (0: most significant) of every residual, as a uint8 matrix."""
@@ -181,7 +216,7 @@ def _group_table_bytes(hist, choice, ngroups):
 def build(resid, sym0, activity, nbytes, tile, min_gain=CODED_PENALTY_BITS):
     """Plane models and the (ntiles, nbytes) uint8 group of each tile and plane; sym0 holds
     the plane-0 symbols (plane_symbols(resid, nbytes, 0)), activity their context inputs
-    (cgc._lossless.activity_map); a tile's plane is coded only where that saves more than
+    (cgc.lossless._lossless_cy.activity_map); a tile's plane is coded only where that saves more than
     min_gain bits per byte over storing it raw, and a plane has several contexts only where
     they save min_gain bits per byte."""
     rows, cols = resid.shape

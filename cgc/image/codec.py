@@ -5,16 +5,18 @@ import math
 
 import numpy as np
 
-from cgc.allocate import allocate
+from cgc.image.allocate import allocate
 from cgc.backends import get_backend
-from cgc.bitstream import SMALLEST_FILE, pack, storage_order, unpack
-from cgc.fit import DEFAULT_ITERATIONS, fit, psnr
-from cgc.gaussians import Gaussians, scaled_size
-from cgc.grow import GROW_ITERATION_SHARE, grow, prune
+from cgc.image.container import SMALLEST_FILE, pack, storage_order, unpack
+from cgc.image.fit import DEFAULT_ITERATIONS, fit
+from cgc.image.model import Gaussians, scaled_size
+from cgc.image.grow import GROW_ITERATION_SHARE, grow
+from cgc.image.prune import prune
 from cgc.imageio import to_float_image, to_uint8
-from cgc.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
-from cgc.refine import refine_codes
-from cgc.target import (JPEG2000_ERRORS, SLOPE_DB, first_budget, jpeg2000_point,
+from cgc.metrics import psnr_of_mse
+from cgc.image.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
+from cgc.image.refine import refine_codes
+from cgc.image.rate import (JPEG2000_ERRORS, SLOPE_DB, first_budget, jpeg2000_point,
                         smallest_passing)
 
 # Default density: one Gaussian per this many pixels (6,144 for a 768x512 image).
@@ -35,7 +37,7 @@ PIXELS_PER_GAUSSIAN = 64
 BITS_PER_GAUSSIAN = 44
 TABLE_BYTES = 200
 # A file from a budget-derived count that fills less than this share of the budget is made
-# again from a grown fit (cgc.grow) of grown_count Gaussians; the grown file is kept if it
+# again from a grown fit (cgc.image.grow) of grown_count Gaussians; the grown file is kept if it
 # decodes better.  MAX_GROWTH bounds the new count; GROWTH_MARGIN keeps the estimate on the
 # side of fitting (kodim15 / 23 at 0.5 bpp, before the allocation spent what pays:
 # 0.449 / 0.447 bpp, grown 0.496 / 0.492).
@@ -59,7 +61,7 @@ GROWTH_MARGIN = 0.97
 # At 0.25 bpp, 1.0 / 1.15 / 1.3 times the count: kodim01 24.68 / 24.89 / 24.10 dB, kodim05
 # 23.99 / 24.23 / 23.27, kodim15 31.86 / 31.86 / 31.54, kodim23 35.05 / 34.93 / 34.48;
 # 1.25 gave kodim01 24.82 and kodim05 under its first file (bench/results/fit_bpp.json at
-# b1b164c).  Growing the first fit to 1.2 times the count instead (cgc.grow, a third as
+# b1b164c).  Growing the first fit to 1.2 times the count instead (cgc.image.grow, a third as
 # many steps again) gave kodim01 26.58 / 29.11 dB and kodim05 26.69 (not kept) / 30.68 at
 # 0.5 / 1 bpp (fit_bpp.json at 8f0433f), for about a third of the time a new fit costs.
 DETAIL_PSNR = 32.0
@@ -87,8 +89,8 @@ MAX_BPP = 8.0
 REUSE_SHARE = 0.05
 # A file's N Gaussians come from a fit of OVERFIT_SHARE N, pruned to the N with the most
 # energy and fitted on for PRUNE_ITERATION_SHARE of the fit's full-resolution steps
-# (cgc.grow.prune).  Unquantised 8-bit PSNR, default fits (900 + 600 steps), measured
-# with the Gaussians kept by squared colour times area (grow.energy has the measure now
+# (cgc.image.prune.prune).  Unquantised 8-bit PSNR, default fits (900 + 600 steps), measured
+# with the Gaussians kept by squared colour times area (prune.energy has the measure now
 # used, 0.06 dB better on average):
 #   kodim15, 8,889 Gaussians (1 bpp): 37.02 dB; over 1.1 / 1.2 / 1.35 37.40 / 37.49 /
 #   37.53 (the same 300 steps continued without pruning 37.13);
@@ -116,7 +118,7 @@ def quantise_gaussians(gaussians, bits=DEFAULT_BITS):
 
 
 def encode_gaussians(gaussians, bits=DEFAULT_BITS):
-    """Quantise (``bits``: one code width per attribute, see cgc.quantize.ATTRIBUTES) and
+    """Quantise (``bits``: one code width per attribute, see cgc.image.quantize.ATTRIBUTES) and
     entropy-code fitted Gaussians into .cgc bytes."""
     codes, quantisers, _ = quantise_gaussians(gaussians, bits)
     return pack(gaussians.width, gaussians.height, quantisers, codes)
@@ -251,20 +253,20 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
     defaults to one per 64 pixels, or with ``max_bytes`` to as many as typically fit; they
     come from a fit of OVERFIT_SHARE times as many, pruned to the count and fitted on for
-    PRUNE_ITERATION_SHARE of ``iterations`` more steps (cgc.grow.prune).
+    PRUNE_ITERATION_SHARE of ``iterations`` more steps (cgc.image.prune.prune).
     ``iterations`` and ``coarse_iterations``: the fit's steps at full and at half
     resolution (cgc.fit; the default coarse count follows the density).
     ``bits``: one code width (1 to 16) per attribute; by default a rate-distortion search
-    picks them for this image (cgc.allocate).  ``max_bytes``: the file is at most this
+    picks them for this image (cgc.image.allocate).  ``max_bytes``: the file is at most this
     size, its widths the best the search finds within it (ValueError if the Gaussians
     cannot fit); not with ``bits``.  ``psnr``: instead of a size, a quality: the smallest
     file found whose decoded image is at least this many dB from ``image`` (as 8-bit RGB),
-    by encoding at several budgets (cgc.target: 3 to 6 encodes on Kodak, of which the
+    by encoding at several budgets (cgc.image.rate: 3 to 6 encodes on Kodak, of which the
     last reuse fits); ValueError if no budget up to MAX_BPP bits per pixel reaches it; not
     with ``n_gaussians``, ``bits`` or ``max_bytes``.  ``refine``: choose the codes that
     render best rather than the nearest ones (cgc.refine; the file keeps the nearest codes
     if the refined ones would exceed ``max_bytes``).  ``fill``: when the count came from
-    ``max_bytes`` and the file fills less than FILL_SHARE of it, grow the fit (cgc.grow);
+    ``max_bytes`` and the file fills less than FILL_SHARE of it, grow the fit (cgc.image.grow);
     when it is full but decodes below DETAIL_PSNR dB, fit again with more Gaussians
     (DETAIL_COUNT_SHARE times as many, fewer at low rates); either file is kept only if it
     decodes better."""
@@ -329,7 +331,7 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
     if len(data) < FILL_SHARE * max_bytes:
         count = grown_count(n_gaussians, len(data), max_bytes, height, width)
         candidate = fitter.grow(gaussians, count)
-    elif psnr(mse / 255 ** 2) < DETAIL_PSNR:
+    elif psnr_of_mse(mse, 255) < DETAIL_PSNR:
         count = _detail_count(n_gaussians, max_bytes, height, width)
         if count <= n_gaussians:
             return data, mse
@@ -370,7 +372,7 @@ def _clearly_detailed(image, max_bytes):
 
 
 def _encode_to_psnr(image, target, fitter, refine, fill):
-    """The smallest file found that decodes at ``target`` dB or more (cgc.target)."""
+    """The smallest file found that decodes at ``target`` dB or more (cgc.image.rate)."""
     height, width = image.shape[:2]
     pixels = height * width
     made = {}  # budget -> PSNR of its file
@@ -391,7 +393,7 @@ def _encode_to_psnr(image, target, fitter, refine, fill):
                                   detailed(budget))
         if mse is None:
             mse = _mse(data, image, fitter.device)
-        made[budget] = psnr(mse / 255 ** 2)
+        made[budget] = psnr_of_mse(mse, 255)
         return data, made[budget]
 
     high = max(SMALLEST_FILE, TABLE_BYTES + math.ceil(MAX_BPP * pixels / 8))

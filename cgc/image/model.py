@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 # A render is held to the size limits of a .cgc file's own image.
-from cgc.bitstream import MAX_PIXELS, MAX_SIDE
+from cgc.image.container import MAX_PIXELS, MAX_SIDE
 
 # Column order of the packed (N, 8) parameter array, the only one in the code base.
 COLUMNS = ("x", "y", "l11", "l21", "l22", "r", "g", "b")

@@ -2,7 +2,7 @@
 
 Read me first
 -------------
-* A choice b gives one code width (1 to 16 bits) per attribute (cgc.quantize.ATTRIBUTES).
+* A choice b gives one code width (1 to 16 bits) per attribute (cgc.image.quantize.ATTRIBUTES).
   Its cost is J(b) = 10 log10 D(b) + SLOPE ln R(b): D the mean squared error of the
   render, R the file size in bytes.  Minimising J takes a bit wherever it buys more PSNR
   than SLOPE dB per unit of ln(bytes) would: SLOPE = 3 / ln 2 is 3 dB per doubling of the
@@ -14,7 +14,7 @@ Read me first
   5,000, against 2.09 and 3.23 with version 1's fixed widths).
 * The errors of different attributes are independent, so D is modelled as the unquantised
   MSE plus one increment per attribute, each measured by rendering with only that attribute
-  quantised.  R is the fixed tables plus the coded streams (cgc.bitstream): the positions
+  quantised.  R is the fixed tables plus the coded streams (cgc.image.container): the positions
   stream, a function of the x and y widths together, and one stream per other attribute.
   Those are coded in the order of the positions and in contexts of other attributes, so
   each is measured in the order of positions at 16 bits and with its context attribute at
@@ -41,10 +41,10 @@ import math
 import numpy as np
 
 from cgc.backends import get_backend
-from cgc.bitstream import (ATTRIBUTE_STREAMS, CONTEXT_ATTRIBUTE, HEADER, QUANTISER,
+from cgc.image.container import (ATTRIBUTE_STREAMS, CONTEXT_ATTRIBUTE, HEADER, QUANTISER,
                            STREAM_LENGTH, STREAM_NAMES, X_COLUMN, Y_COLUMN, attribute_stream,
                            position_stream, storage_order)
-from cgc.quantize import (ATTRIBUTES, MAX_BITS, TRANSFORM, fit_quantiser, to_attributes,
+from cgc.image.quantize import (ATTRIBUTES, MAX_BITS, TRANSFORM, fit_quantiser, to_attributes,
                           ycocg_to_rgb)
 
 SLOPE = 3 / math.log(2)

@@ -28,32 +28,25 @@ cimport openmp
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport log2
-from libc.stdint cimport int32_t, int64_t, uint16_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 import numpy as np
 cimport numpy as np
 
 np.import_array()
 
-include "_rans_core.pxi"
+from cgc.native.crc32 cimport crc32_combine, crc32_of, have_clmul
+from cgc.native.format cimport (GROUP_RAW, KIND_FLOAT, KIND_SIGNED,
+                                KIND_UNSIGNED, LANES, PRED_AVG, PRED_COUNT, PRED_LEFT,
+                                PRED_MED, PRED_NONE, PRED_PLANAR, PRED_TOP, RANS_L,
+                                RECORD_GROUPS, RECORD_OFFSET, RECORD_PREDICTOR, RECORD_SIZE,
+                                SYMBOL_LIST_MAX)
+from cgc.native.rans cimport (TABLE_BAD_FREQUENCIES, TABLE_BAD_SYMBOLS, TABLE_BAD_VARINT,
+                              TABLE_TRUNCATED, rans_decode_advance, rans_encode_symbol,
+                              rans_read_state, rans_write_state, read_frequencies,
+                              read_varint)
 
+# check_metadata's results.
 cdef enum:
-    LANES = 32
-    PRED_NONE = 0
-    PRED_LEFT = 1
-    PRED_TOP = 2
-    PRED_AVG = 3
-    PRED_PLANAR = 4
-    PRED_MED = 5
-    GROUP_RAW = 255
-    KIND_UNSIGNED = 0
-    KIND_SIGNED = 1
-    KIND_FLOAT = 2
-    SYMBOL_LIST_MAX = 31  # tables of more symbols list them as a bitmap
-    TABLE_TRUNCATED = -1
-    TABLE_BAD_VARINT = -2
-    TABLE_BAD_SYMBOLS = -3
-    TABLE_BAD_FREQUENCIES = -4
-    PRED_COUNT = 6  # predictor ids are 0 .. PRED_MED
     META_LAYOUT = 1
     META_PREDICTOR = 2
     META_GROUP = 3
@@ -257,74 +250,17 @@ def gather(const uint8_t[::1] scratch, const int64_t[::1] first, const int64_t[:
             memcpy(&out[offsets[k]], &scratch[first[k]], region[k + 1] - first[k])
 
 
-cdef Py_ssize_t read_varint(const uint8_t *buf, Py_ssize_t n, Py_ssize_t pos,
-                            uint32_t *value) noexcept nogil:
-    """A LEB128 varint of at most 5 bytes and 32 bits at buf[pos]; returns the position after
-    it, TABLE_TRUNCATED or TABLE_BAD_VARINT."""
-    cdef uint64_t v = 0
-    cdef int shift = 0
-    cdef uint8_t byte
-    while True:
-        if pos >= n:
-            return TABLE_TRUNCATED
-        byte = buf[pos]
-        pos += 1
-        v |= <uint64_t>(byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-        if shift >= 35:
-            return TABLE_BAD_VARINT
-    if v >> 32:
-        return TABLE_BAD_VARINT
-    value[0] = <uint32_t>v
-    return pos
-
-
 def read_table(const uint8_t[::1] buf, Py_ssize_t pos, int prob_bits, uint32_t[::1] freq):
     """Parse one frequency table (docs/lossless-format.md) at buf[pos] into freq[256];
     returns the position after it or a negative TABLE_* error.  Compiled: a Python loop
     over the varints cost a quarter of the decode time of small tensors."""
-    cdef Py_ssize_t n = buf.shape[0], i
-    cdef uint32_t k, f, total = <uint32_t>1 << prob_bits, acc = 0
-    cdef int count = 0, s, last = -1
-    cdef uint8_t symbols[256]
-    for s in range(256):
-        freq[s] = 0
-    pos = read_varint(&buf[0], n, pos, &k)
+    cdef uint32_t k
+    pos = read_varint(&buf[0], buf.shape[0], pos, &k)
     if pos < 0 or k == 0:
+        for k in range(256):
+            freq[k] = 0
         return pos
-    if k > 256:
-        return TABLE_BAD_SYMBOLS
-    if k <= SYMBOL_LIST_MAX:
-        if pos + k > n:
-            return TABLE_TRUNCATED
-        for i in range(k):
-            if <int>buf[pos + i] <= last:
-                return TABLE_BAD_SYMBOLS
-            last = buf[pos + i]
-            symbols[i] = buf[pos + i]
-        pos += k
-    else:
-        if pos + 32 > n:
-            return TABLE_TRUNCATED
-        for s in range(256):
-            if (buf[pos + s // 8] >> (s % 8)) & 1:
-                symbols[count] = <uint8_t>s
-                count += 1
-        if <uint32_t>count != k:
-            return TABLE_BAD_SYMBOLS
-        pos += 32
-    for i in range(k - 1):
-        pos = read_varint(&buf[0], n, pos, &f)
-        if pos < 0:
-            return pos
-        if f < 1 or f >= total - acc:
-            return TABLE_BAD_FREQUENCIES
-        acc += f
-        freq[symbols[i]] = f
-    freq[symbols[k - 1]] = total - acc
-    return pos
+    return read_frequencies(&buf[0], buf.shape[0], pos, k, prob_bits, &freq[0])
 
 
 cdef inline uint64_t load_le(const uint8_t *p, int n) noexcept nogil:
@@ -349,24 +285,24 @@ def check_metadata(const uint8_t[:, ::1] meta, int nbytes, const uint8_t[::1] ng
     cdef uint64_t state
     for k in range(ntiles):
         rec = &meta[k, 0]
-        size = <Py_ssize_t>load_le(rec + 8, 4)
-        if load_le(rec, 8) != <uint64_t>expect:
+        size = <Py_ssize_t>load_le(rec + RECORD_SIZE, 4)
+        if load_le(rec + RECORD_OFFSET, 8) != <uint64_t>expect:
             return META_LAYOUT
         expect += size
-        if rec[12] >= PRED_COUNT:
+        if rec[RECORD_PREDICTOR] >= PRED_COUNT:
             return META_PREDICTOR
         nraw = 0
         for p in range(nbytes):
-            if rec[13 + p] == GROUP_RAW:
+            if rec[RECORD_GROUPS + p] == GROUP_RAW:
                 nraw += 1
-            elif rec[13 + p] >= ngroups[p]:
+            elif rec[RECORD_GROUPS + p] >= ngroups[p]:
                 return META_GROUP
         h = min(tile_h, rows - (k // tiles_x) * tile_h)
         w = min(tile_w, cols - (k % tiles_x) * tile_w)
         if size < nraw * h * w:
             return META_RAW_SHORT
         for j in range(LANES):
-            state = load_le(rec + 13 + nbytes + 4 * j, 4)
+            state = load_le(rec + RECORD_GROUPS + nbytes + 4 * j, 4)
             if state < RANS_L or state >= 256 * <uint64_t>RANS_L:
                 return META_STATE
     if expect != data_size:
@@ -401,7 +337,44 @@ cdef extern from "_lossless_avx2.h" nogil:
         AVX2_SLOTS "CGC_AVX2_SLOTS"
 
 
-include "_crc32.pxi"
+# CRC-32 of cgc.lossless streams (cgc/native/crc32.h).
+cdef bint clmul_present = have_clmul()
+HAVE_CLMUL = bool(clmul_present)
+# Inputs from this size on are summed in one chunk per thread, joined by crc32_combine
+# (a thread team costs microseconds; a MiB takes ~100 us on one core).
+PARALLEL_CRC_BYTES = 1 << 20
+
+
+def crc32(const uint8_t[::1] data, uint32_t value=0, bint clmul=True, int threads=0):
+    """zlib.crc32(data, value), by carry-less multiplication where the CPU has it
+    (HAVE_CLMUL; several times faster), else (or with clmul=False) by a bitwise loop, far
+    slower than zlib's tables: callers use zlib.crc32 when HAVE_CLMUL is false.  threads:
+    chunks summed in parallel by the OpenMP threads (0: one per thread for
+    PARALLEL_CRC_BYTES or more, else one)."""
+    cdef uint32_t out
+    cdef int use_clmul = clmul and clmul_present
+    cdef Py_ssize_t n = data.shape[0], k, chunk, nchunks
+    cdef int team = openmp.omp_get_max_threads()
+    cdef uint32_t[::1] sums
+    if n == 0:
+        return value
+    nchunks = threads if threads > 0 else (team if n >= PARALLEL_CRC_BYTES else 1)
+    nchunks = max(1, min(nchunks, n, 1024))
+    if nchunks == 1:
+        with nogil:
+            out = crc32_of(value, &data[0], <size_t>n, use_clmul)
+        return out
+    chunk = (n + nchunks - 1) // nchunks
+    nchunks = (n + chunk - 1) // chunk
+    sums = np.empty(nchunks, np.uint32)
+    with nogil:
+        for k in prange(nchunks, num_threads=max(1, min(team, nchunks)), schedule="static"):
+            sums[k] = crc32_of(value if k == 0 else 0, &data[k * chunk],
+                               <size_t>min(chunk, n - k * chunk), use_clmul)
+        out = sums[0]
+        for k in range(1, nchunks):
+            out = crc32_combine(out, sums[k], <size_t>min(chunk, n - k * chunk))
+    return out
 
 
 cdef bint avx2_present = have_avx2()
@@ -744,17 +717,18 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
             h = min(tile_h, rows - y0)
             w = min(tile_w, cols - x0)
             rec = &meta[k, 0]
-            code = decode_one(&data[0], <Py_ssize_t>load_le(rec, 8),
-                              <Py_ssize_t>load_le(rec + 8, 4), nbytes, h * w, w, rec + 13,
-                              rec + 13 + nbytes, &tb, scratch, planes)
+            code = decode_one(&data[0], <Py_ssize_t>load_le(rec + RECORD_OFFSET, 8),
+                              <Py_ssize_t>load_le(rec + RECORD_SIZE, 4), nbytes, h * w, w,
+                              rec + RECORD_GROUPS, rec + RECORD_GROUPS + nbytes, &tb,
+                              scratch, planes)
             errors[k] = <uint8_t>code
             if code != 0:
                 failed += 1
-            elif rec[12] == PRED_NONE:
+            elif rec[RECORD_PREDICTOR] == PRED_NONE:
                 store_planes(planes, h, w, nbytes, kind, &out[y0, x0 * nbytes], cols * nbytes)
             else:
                 assemble(planes, h * w, nbytes, res)
-                unpredict(res, h, w, rec[12], mask)
+                unpredict(res, h, w, rec[RECORD_PREDICTOR], mask)
                 store_values(res, h, w, nbytes, kind, &out[y0, x0 * nbytes], cols * nbytes)
         free(planes)
         free(scratch)

@@ -1,9 +1,24 @@
-# The streams of .cgc version 3: Python entry points of _gaussian_streams.h (its comment
-# says how positions and attributes are coded).  cgc/bitstream.py validates a file's sizes
-# before calling in; the checks here keep the C code's own preconditions (sorted keys,
-# codes within their width) whoever the caller.
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Compiled entropy coding of the .cgc container (cgc/image/container.py validates a file's
+sizes before calling in): the range-coded streams of version 3 (positions and attributes,
+cgc/image/_gaussian_streams.h) and the static rANS blocks of versions 1 and 2, read only.
+The checks here keep the C code's own preconditions (sorted keys, codes within their
+width) whoever the caller."""
 
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from cython.parallel cimport prange
 from libc.stdlib cimport free
+import numpy as np
+cimport numpy as np
+
+from cgc.errors import FormatError
+from cgc.native.format cimport RANS_L, RANS_MAX_PROB_BITS, RANS_MIN_PROB_BITS
+from cgc.native.rans cimport (TABLE_BAD_FREQUENCIES, TABLE_BAD_SYMBOLS, TABLE_BAD_VARINT,
+                              TABLE_TRUNCATED, rans_decode_advance, rans_read_state,
+                              read_frequencies)
+
+np.import_array()
 
 cdef extern from "_gaussian_streams.h" nogil:
     int STREAM_INVALID "CGC_STREAM_INVALID"
@@ -177,3 +192,92 @@ def streams_decode(positions, Py_ssize_t n, int total_bits, groups):
     for task in range(1, 3):
         _check_decoded(status[task], "attribute")
     return keys, codes
+
+
+# Versions 1 and 2: one static rANS block per stream (docs/format.md, "Versions 1 and 2"):
+#   varint n (symbol count; nothing follows when 0), u8 prob_bits (12..16; 0: the n symbols
+#   stored verbatim), u8 k - 1 (distinct symbols), the frequency table
+#   (cgc/native/rans.pxd, read_frequencies), u32le initial state, renormalisation bytes.
+TABLE_ERRORS = {TABLE_TRUNCATED: "truncated rANS table",
+                TABLE_BAD_VARINT: "varint too long in rANS table",
+                TABLE_BAD_SYMBOLS: "rANS symbols not strictly ascending or miscounted",
+                TABLE_BAD_FREQUENCIES: "rANS frequencies do not fit the table"}
+
+
+cdef unsigned long long _read_count(const uint8_t[::1] data, Py_ssize_t *pos) except? 0:
+    """The block's leading varint (up to 64 bits, as the format allows)."""
+    cdef unsigned long long value = 0
+    cdef int shift = 0
+    while True:
+        if pos[0] >= data.shape[0]:
+            raise FormatError("truncated varint in rANS block")
+        if shift > 56:
+            raise FormatError("varint too long in rANS block")
+        value |= <unsigned long long>(data[pos[0]] & 0x7F) << shift
+        pos[0] += 1
+        if data[pos[0] - 1] < 0x80:
+            return value
+        shift += 7
+
+
+def rans_decode(block, uint8_t[::1] out):
+    """Decode a version 1 / 2 rANS block into out, whose length must be the block's symbol
+    count.  Raises FormatError on any inconsistency; out may be partly written then."""
+    cdef const uint8_t[::1] data = np.frombuffer(bytes(block), dtype=np.uint8)
+    cdef Py_ssize_t pos = 0, n, i, end = data.shape[0]
+    cdef int prob_bits, s
+    cdef uint32_t freq[256]
+    cdef uint32_t start[256]
+    cdef uint32_t acc = 0, total, state, mask
+    cdef bint ok = True
+    n = <Py_ssize_t>_read_count(data, &pos)
+    if n != out.shape[0]:
+        raise FormatError(f"rANS block holds {n} symbols, expected {out.shape[0]}")
+    if n == 0:
+        if pos != end:
+            raise FormatError("trailing bytes after empty rANS block")
+        return
+    if pos >= end:
+        raise FormatError("truncated rANS table")
+    if data[pos] == 0:
+        if end - pos - 1 != n:
+            raise FormatError("stored rANS block has the wrong length")
+        out[:] = data[pos + 1:]
+        return
+    if pos + 2 > end:
+        raise FormatError("truncated rANS table")
+    prob_bits = data[pos]
+    if not RANS_MIN_PROB_BITS <= prob_bits <= RANS_MAX_PROB_BITS:
+        raise FormatError(f"rANS precision {prob_bits} bits out of range")
+    pos = read_frequencies(&data[0], end, pos + 2, <uint32_t>data[pos + 1] + 1, prob_bits,
+                           freq)
+    if pos < 0:
+        raise FormatError(TABLE_ERRORS[pos])
+    total = <uint32_t>1 << prob_bits
+    for s in range(256):
+        start[s] = acc
+        acc += freq[s]
+    slot_to_symbol = np.empty(total, dtype=np.uint8)
+    cdef uint8_t[::1] lookup = slot_to_symbol
+    for s in range(256):
+        if freq[s]:
+            lookup[start[s]:start[s] + freq[s]] = s
+    if pos + 4 > end:
+        raise FormatError("truncated rANS state")
+    state = rans_read_state(&data[pos])
+    pos += 4
+    if state < RANS_L:
+        raise FormatError("rANS state out of range")
+    mask = total - 1
+    with nogil:
+        for i in range(n):
+            s = lookup[state & mask]
+            out[i] = <uint8_t>s
+            if not rans_decode_advance(&state, start[s], freq[s], prob_bits, &data[0], &pos,
+                                       end):
+                ok = False
+                break
+    if not ok:
+        raise FormatError("rANS stream truncated")
+    if state != RANS_L or pos != end:
+        raise FormatError("rANS stream corrupt (final state or length mismatch)")

@@ -6,12 +6,12 @@ Read me first
   attribute, holding its code width), then the stream-length table, then the streams, then
   a CRC32 of all bytes before it.
 * Version 3 (written here) has seven streams, each coded by the adaptive binary range
-  coder of cgc/_gaussian_streams.h: first the positions, as a tree of counts over the
+  coder of cgc/image/_gaussian_streams.h: first the positions, as a tree of counts over the
   quantised grid, then the attributes l11, l21, l22, Y, Co, Cg one stream each.  The
   Gaussians are stored in the order of their position keys (``position_keys``), a k-d tree
   order in which neighbours in the file are neighbours in the image; l21 and l22 are
   coded in contexts of l11, Co and Cg in contexts of Y (``CONTEXT_ATTRIBUTE``).
-* Versions 1 and 2 (still read, cgc/bitstream_v2.py) used raster order and static rANS.
+* Versions 1 and 2 (still read, cgc/image/container_legacy.py) used raster order and static rANS.
 * Unpacking checks magic, version and CRC before trusting any size, and every size before
   allocating: a corrupt file raises FormatError, never allocates more than the limits below.
 """
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cgc import _core, bitstream_v2
+from cgc.image import _container_cy, container_legacy
 from cgc.errors import FormatError
-from cgc.quantize import ATTRIBUTES, Quantiser
+from cgc.image.quantize import ATTRIBUTES, Quantiser
 
 MAGIC = b"\x8bCGC"
 VERSION = 3
@@ -37,8 +37,8 @@ MAX_PIXELS = 1 << 25
 # rejected before its streams allocate anything.
 MAX_GAUSSIANS = 1 << 20
 
-VERSION_1_BITS = bitstream_v2.VERSION_1_BITS
-VERSION_1_NAMES = bitstream_v2.VERSION_1_NAMES
+VERSION_1_BITS = container_legacy.VERSION_1_BITS
+VERSION_1_NAMES = container_legacy.VERSION_1_NAMES
 COLOUR_SPACE = {1: "rgb", 2: "ycocg", 3: "ycocg"}
 X_COLUMN, Y_COLUMN = 0, 1
 # Version 3: the attribute streams after the positions, in two groups: the first of each is
@@ -51,7 +51,7 @@ ATTRIBUTE_STREAMS = tuple(col for group in ATTRIBUTE_GROUPS for col in group)
 CONTEXT_ATTRIBUTE = {col: (None if col == group[0] else group[0])
                      for group in ATTRIBUTE_GROUPS for col in group}
 # The least a modelled bit can cost: its probability is at most 4065/4096 (the models'
-# bound, cgc/_range_coder.h), so each costs at least log2(4096/4065) = 0.01096 bits, and a
+# bound, cgc/native/range_coder.h), so each costs at least log2(4096/4065) = 0.01096 bits, and a
 # stream of n codes of b bits holds at least n * b of them.  A stream shorter than that
 # (with 8 bytes to spare for the coder's start and end) cannot be valid: checked before
 # anything of size n is allocated.
@@ -125,19 +125,19 @@ def contexts(codes, col, bits):
     source = CONTEXT_ATTRIBUTE[col]
     if source is None:
         return np.zeros(codes.shape[0], dtype=np.uint8)
-    return _core.attribute_contexts(np.ascontiguousarray(codes[:, source], dtype=np.uint32),
+    return _container_cy.attribute_contexts(np.ascontiguousarray(codes[:, source], dtype=np.uint32),
                                     bits[source])
 
 
 def position_stream(x_codes, y_codes, x_bits, y_bits):
     """The positions stream of these codes (any order)."""
     keys = np.sort(position_keys(x_codes, y_codes, x_bits, y_bits))
-    return _core.positions_encode(keys, x_bits + y_bits)
+    return _container_cy.positions_encode(keys, x_bits + y_bits)
 
 
 def attribute_stream(codes, col, bits):
     """The stream of attribute ``col`` of codes (N, 8) in storage order."""
-    return _core.attribute_encode(np.ascontiguousarray(codes[:, col], dtype=np.uint32),
+    return _container_cy.attribute_encode(np.ascontiguousarray(codes[:, col], dtype=np.uint32),
                                   contexts(codes, col, bits), bits[col])
 
 
@@ -171,7 +171,7 @@ def stream_names(bits, version=VERSION):
     """Names of the streams of a file of this version whose attributes have these widths."""
     if version == 3:
         return list(STREAM_NAMES)
-    return bitstream_v2.stream_names(bits, version)
+    return container_legacy.stream_names(bits, version)
 
 
 def _check_limits(width, height, n, error):
@@ -235,7 +235,7 @@ def unpack(data):
         blocks.append(data[pos:pos + length])
         pos += length
     if version < 3:
-        codes = bitstream_v2.decode_codes(blocks, names, quantisers, n, version)
+        codes = container_legacy.decode_codes(blocks, names, quantisers, n, version)
     else:
         codes = _decode_codes(blocks, bits, n)
     sizes = dict(zip(names, lengths))
@@ -251,7 +251,7 @@ def _decode_codes(blocks, bits, n):
     attribute_blocks = iter(blocks[1:])
     groups = [[(next(attribute_blocks), bits[col]) for col in group]
               for group in ATTRIBUTE_GROUPS]
-    keys, attributes = _core.streams_decode(blocks[0], n, bits[X_COLUMN] + bits[Y_COLUMN],
+    keys, attributes = _container_cy.streams_decode(blocks[0], n, bits[X_COLUMN] + bits[Y_COLUMN],
                                             groups)
     codes[:, X_COLUMN], codes[:, Y_COLUMN] = key_positions(keys, bits[X_COLUMN],
                                                            bits[Y_COLUMN])

@@ -1,4 +1,4 @@
-# Encoder statistics of cgc.lossless (included by _lossless.pyx): the predictor search,
+# Encoder statistics of cgc.lossless (included by _lossless_cy.pyx): the predictor search,
 # the plane-0 context input, and the byte-plane histograms cgc.lossless.model chooses its
 # tables from.  Compiled because the NumPy versions (int64 keys per element, bincounts)
 # cost more than coding the tiles.

@@ -3,12 +3,12 @@
 Gaussians in raster order of their quantised (y, x); per attribute in ``STREAM_ORDER``, its
 codes (y as differences of consecutive codes) as one byte stream when at most 8 bits wide,
 else two (high bits, then the low byte); each stream one static rANS block
-(cgc._core.rans_decode).  Version 1 has fixed widths and R, G, B colour."""
+(cgc._container_cy.rans_decode).  Version 1 has fixed widths and R, G, B colour."""
 import numpy as np
 
-from cgc import _core
+from cgc.image import _container_cy
 from cgc.errors import FormatError
-from cgc.quantize import ATTRIBUTES
+from cgc.image.quantize import ATTRIBUTES
 
 # Attribute columns in stream order: y first, as differences of consecutive codes.
 STREAM_ORDER = (1, 0, 2, 3, 4, 5, 6, 7)
@@ -33,7 +33,7 @@ def decode_codes(blocks, names, quantisers, n, version):
     for name, block in zip(names, blocks):
         out = np.empty(n, dtype=np.uint8)
         try:
-            _core.rans_decode(block, out)
+            _container_cy.rans_decode(block, out)
         except FormatError as exc:
             raise FormatError(f"stream {name}: {exc}") from None
         streams.append(out)

@@ -7,7 +7,7 @@ image's red stuck at 255), and one above 1 where the image is 1 costs nothing.  
 one learning rate per parameter group, linearly warmed up then cosine-decayed, the
 covariance eigenvalues clamped and the centres kept inside the image after every step; a
 few times early on, the least active Gaussians are relocated to where the error is
-(cgc/relocate.py).  Unless the fit is dense, a first stage fits the Gaussians to the image at
+(cgc/image/relocate.py).  Unless the fit is dense, a first stage fits the Gaussians to the image at
 half resolution, where steps are cheaper and large moves easier (COARSE_PER_FINE)."""
 import logging
 import math
@@ -17,10 +17,12 @@ import time
 import numpy as np
 
 from cgc.backends import get_backend
-from cgc.gaussians import COLUMNS, Gaussians
-from cgc.init import initialise
+from cgc.image.model import COLUMNS, Gaussians
+from cgc.imageio import to_float_image
+from cgc.metrics import psnr_of_mse
+from cgc.image.init import initialise
 from cgc.progress import ProgressBar
-from cgc.relocate import relocate, relocates_by_default, relocation_steps
+from cgc.image.relocate import relocate, relocates_by_default, relocation_steps
 
 log = logging.getLogger("cgc.fit")
 
@@ -122,6 +124,11 @@ def default_lr(height, width, n_gaussians):
     return {**DEFAULT_LR, "colour": min(colour, MAX_COLOUR_LR)}
 
 
+def scaled_rates(height, width, n_gaussians, share):
+    """``default_lr`` times ``share``: the rates of a continued fit (growth, pruning)."""
+    return {group: share * rate for group, rate in default_lr(height, width, n_gaussians).items()}
+
+
 def _lr_per_column(lr, height, width, n_gaussians):
     defaults = default_lr(height, width, n_gaussians)
     unknown = set(lr) - set(defaults)
@@ -155,27 +162,6 @@ def _starting_params(init, target, n_gaussians, seed):
     if not np.isfinite(params).all():
         raise ValueError("init parameters must be finite")
     return params
-
-
-def psnr(mse):
-    return float("inf") if mse <= 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def as_float_image(image):
-    """Validate an (H, W, 3) image: uint8 is scaled from [0, 255], floats must be in [0, 1]."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3), got {image.shape}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError("image is empty")
-    if image.dtype == np.uint8:
-        return np.ascontiguousarray(image, dtype=np.float32) / np.float32(255)
-    if not np.issubdtype(image.dtype, np.floating):
-        raise ValueError(f"image dtype must be uint8 or floating, got {image.dtype}")
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
-        raise ValueError("float images must be finite and within [0, 1]")
-    return image
 
 
 def half_resolution(image):
@@ -224,10 +210,10 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``max_variance``: the largest covariance eigenvalue in square pixels (default
     (max(H, W) / 3)^2; a quarter of it at half resolution).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
-    steps of each stage (:mod:`cgc.relocate`); each move is logged too, unless
+    steps of each stage (:mod:`cgc.image.relocate`); each move is logged too, unless
     ``log_every`` is 0.  By default (None) fits with at least 16 pixels per Gaussian at
     full resolution relocate in both stages, denser ones do not; True or False decides."""
-    target_np = as_float_image(image)
+    target_np = to_float_image(image)
     height, width = target_np.shape[:2]
     n_gaussians = int(n_gaussians)
     if n_gaussians < 1:
@@ -341,7 +327,7 @@ class _Stage:
             if not (self.bar.enabled or want_diag):
                 continue
             mse = float((diff * diff).mean())
-            self.bar.update(self.done + step, f"PSNR {psnr(mse):5.2f} dB")
+            self.bar.update(self.done + step, f"PSNR {psnr_of_mse(mse):5.2f} dB")
             if want_diag:
                 _log_diagnostics(backend, label, step, mse, coverage, params, bounds,
                                  time.perf_counter() - start)
@@ -357,4 +343,4 @@ def _log_diagnostics(backend, label, step, mse, coverage, params, bounds, elapse
     collapsed = int(np.count_nonzero(eig_min <= bounds[0] * 1.001))
     uncovered = float(np.mean(cov < 0.05))
     log.info("%s %d  loss %.6g  PSNR %.2f dB  uncovered %.2f%%  collapsed %d/%d  %.1f s",
-             label, step, mse, psnr(mse), 100 * uncovered, collapsed, len(gaussians), elapsed)
+             label, step, mse, psnr_of_mse(mse), 100 * uncovered, collapsed, len(gaussians), elapsed)

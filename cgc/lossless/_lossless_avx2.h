@@ -2,7 +2,7 @@
 
 Read me first
 -------------
-* Same symbol order as the scalar decoder in _lossless.pyx: for each step, for each coded
+* Same symbol order as the scalar decoder in _lossless_cy.pyx: for each step, for each coded
   plane, lanes 0..31 in order, all reading refill bytes from one shared stream.  The 32 lane
   states live in four 8-lane vectors; each vector decodes its 8 symbols at once and finds
   each lane's refill bytes at pos + (exclusive prefix sum of the lanes' byte needs), which

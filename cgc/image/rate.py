@@ -27,9 +27,9 @@ import math
 import numpy as np
 from PIL import Image
 
-from cgc.fit import psnr
+from cgc.metrics import psnr_of_mse
 
-log = logging.getLogger("cgc.target")
+log = logging.getLogger("cgc.image.rate")
 
 # Where the search starts: the rate at which JPEG 2000 (Pillow's OpenJPEG, irreversible
 # wavelet, colour transform) reaches the target on the same image, linear in log(bpp)
@@ -78,7 +78,7 @@ def jpeg2000_point(image, bpp):
     buffer.seek(0)
     decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float64)
     mse = float(np.mean((decoded - image) ** 2))
-    return 8.0 * size / (image.shape[0] * image.shape[1]), psnr(mse / 255.0 ** 2)
+    return 8.0 * size / (image.shape[0] * image.shape[1]), psnr_of_mse(mse, 255.0)
 
 
 def smallest_passing(encode_at, target, first, low, high, max_encodes=MAX_ENCODES):

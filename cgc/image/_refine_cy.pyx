@@ -1,3 +1,15 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Compiled refinement of quantised codes (cgc/image/refine.py validates and calls in)."""
+
+from libc.math cimport floor
+import numpy as np
+cimport numpy as np
+
+from cgc.native.render_tile cimport _gaussian_box, _render_init
+
+np.import_array()
+
 # refine_codes: coordinate descent on quantised Gaussians against the image.
 #
 # Read me first
@@ -11,16 +23,16 @@
 #   turn (one code down, one up, or unchanged).  A move is taken only when it lowers the
 #   error, so the error never rises and the loop ends after ``sweeps`` passes.
 # * Codes only ever take values in [0, levels[k]], and a code's value is read from
-#   ``values[k, code]``, the table cgc/refine.py builds with the decoder's own dequantiser:
+#   ``values[k, code]``, the table cgc/image/refine.py builds with the decoder's own dequantiser:
 #   the parameters kept here are bit for bit those a decoder will see.  RGB comes from
-#   YCoCg with the decoder's float32 arithmetic (cgc.quantize.ycocg_to_rgb).
+#   YCoCg with the decoder's float32 arithmetic (cgc.image.quantize.ycocg_to_rgb).
 # * ``render`` holds the unclipped image of all Gaussians in float64, updated by each move,
 #   as three planes (3, H, W) like the copy of the target, so that rows of each channel
 #   are contiguous for the vectorised loops.
 #   Weights are the renderer's float64 exp(-q / 2) of q computed in float64, where the
 #   decoder evaluates q in float32: the two can differ on pixels at the q = 9 edge, where
 #   the weight is 0.011, so the error seen here is the decoder's to about 1e-6;
-#   cgc/refine.py keeps the result only if the renderer agrees that the error fell.
+#   cgc/image/refine.py keeps the result only if the renderer agrees that the error fell.
 # * The weights and the cost of a move are C (_refine_cost.h), vectorised like the
 #   renderer's loops; the buffers they read carry slack past the image's end for that.
 # * Work is bounded: each visit costs a few passes over the Gaussian's box (the image at
@@ -33,6 +45,9 @@ cdef extern from "_refine_cost.h" nogil:
     double _move_cost "cgc_move_cost"(const double *render, const float *target,
                                       const double *weights, const float *old,
                                       const float *new, int height, int width)
+
+# The cost loops pick AVX2 where the CPU has it, as the renderer does (render_tile.h).
+_render_init(1)
 
 
 def _with_slack(shape, dtype, values=None):
@@ -54,7 +69,7 @@ cdef inline double _squared(double v) noexcept nogil:
 
 
 cdef inline void _ycocg_to_rgb(float yy, float co, float cg, float *rgb) noexcept nogil:
-    """The decoder's float32 arithmetic (cgc.quantize.ycocg_to_rgb)."""
+    """The decoder's float32 arithmetic (cgc.image.quantize.ycocg_to_rgb)."""
     rgb[0] = (yy + co) - cg
     rgb[1] = yy + cg
     rgb[2] = (yy - co) - cg
@@ -135,7 +150,7 @@ cdef bint _refine_colour(np.uint32_t[::1] codes, float[::1] g, float[::1] trial,
         return False
     for ch in range(3):
         target_rgb[ch] = g[5 + ch] - grad[ch] / norm
-    # The least-squares colour in YCoCg (cgc.quantize.RGB_TO_YCOCG), then its code cell.
+    # The least-squares colour in YCoCg (cgc.image.quantize.RGB_TO_YCOCG), then its code cell.
     ycocg[0] = 0.25 * target_rgb[0] + 0.5 * target_rgb[1] + 0.25 * target_rgb[2]
     ycocg[1] = 0.5 * target_rgb[0] - 0.5 * target_rgb[2]
     ycocg[2] = -0.25 * target_rgb[0] + 0.5 * target_rgb[1] - 0.25 * target_rgb[2]
@@ -228,7 +243,7 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
     dequantised values, kept in step.  Returns the number of moves made.
 
     Shapes and code ranges are checked here (codes[:, k] <= levels[k] < values.shape[1]);
-    the caller (cgc/refine.py) guarantees the rest: values holds each attribute's
+    the caller (cgc/image/refine.py) guarantees the rest: values holds each attribute's
     dequantised value per code (colour columns in YCoCg), params the decoder's parameters
     for codes, lo and step the quantisers' ends and steps."""
     cdef Py_ssize_t n = codes.shape[0], g

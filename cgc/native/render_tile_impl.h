@@ -1,7 +1,7 @@
-/* The tile loops of _render_tile.h for one precision and instruction set: included by
-_render_tile_isa.h once per (CGC_REAL, CGC_WEIGHT, CGC_CLAMP_Q, CGC_KEEP, CGC_MASK), which
+/* The tile loops of render_tile.h for one precision and instruction set: included by
+render_tile_isa.h once per (CGC_REAL, CGC_WEIGHT, CGC_CLAMP_Q, CGC_KEEP, CGC_MASK), which
 it defines before and this file undefines after; CGC_ISA and CGC_TARGET (or CGC_NO_TARGET)
-come from _render_tile.h.  Read the "read me first" note of _render_tile.h. */
+come from render_tile.h.  Read the "read me first" note of render_tile.h. */
 
 #define CGC_PASTE4(a, b, c, d) a##_##b##_##c##_##d
 #define CGC_NAME4(a, b, c, d) CGC_PASTE4(a, b, c, d)

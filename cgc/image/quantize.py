@@ -2,7 +2,7 @@
 
 The eight coded attributes are x, y, l11, l21, l22 and the colour in YCoCg (Y, Co, Cg):
 most of a Gaussian's colour is in Y, and the small Co and Cg take fewer bits than R, G and B
-would at the same error (a rate-distortion search picks the widths: cgc/allocate.py).  Each
+would at the same error (a rate-distortion search picks the widths: cgc/image/allocate.py).  Each
 attribute gets a uniform scalar quantiser with 1 to 16 bits over [lo, hi], applied either to
 the value itself ("linear") or to its logarithm ("log", for the positive diagonal Cholesky
 entries, whose useful range spans two decades: a linear step over that range would be

@@ -230,11 +230,11 @@ static inline double cgc_weight_d(double q) {
     return p * cgc_pow2_neg_d(n);
 }
 
-/* The tile loops, once per instruction set (_render_tile_isa.h instantiates both
-   precisions of _render_tile_impl.h). */
+/* The tile loops, once per instruction set (render_tile_isa.h instantiates both
+   precisions of render_tile_impl.h). */
 #define CGC_NO_TARGET
 #define CGC_ISA baseline
-#include "_render_tile_isa.h"
+#include "render_tile_isa.h"
 #undef CGC_NO_TARGET
 #undef CGC_ISA
 
@@ -242,7 +242,7 @@ static inline double cgc_weight_d(double q) {
 #define CGC_HAVE_AVX2_BUILD 1
 #define CGC_TARGET __attribute__((target("avx2")))
 #define CGC_ISA avx2
-#include "_render_tile_isa.h"
+#include "render_tile_isa.h"
 #undef CGC_TARGET
 #undef CGC_ISA
 #endif

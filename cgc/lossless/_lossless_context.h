@@ -18,7 +18,7 @@ Read me first
 #include <stddef.h>
 #include <stdint.h>
 
-#define CGC_ACTIVITY_MIN_WIDTH 33
+#include "format.h"
 
 /* s: the tile's plane-0 symbols, row-major with rows `stride` apart; (y, x) an element of
    a tile w wide.  Returns 0..255. */

@@ -25,7 +25,7 @@ Read me first
 #ifndef CGC_GAUSSIAN_STREAMS_H
 #define CGC_GAUSSIAN_STREAMS_H
 
-#include "_range_coder.h"
+#include "range_coder.h"
 
 #define CGC_STREAM_INVALID (-1)
 #define CGC_STREAM_NO_MEMORY (-2)
