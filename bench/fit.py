@@ -27,9 +27,9 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 import classical  # noqa: E402
 
 import cgc  # noqa: E402
-from cgc.bitstream import unpack  # noqa: E402
-from cgc.codec import n_gaussians_for_bytes  # noqa: E402
-from cgc.fit import DEFAULT_ITERATIONS, default_coarse_iterations  # noqa: E402
+from cgc.image.container import unpack  # noqa: E402
+from cgc.image.codec import n_gaussians_for_bytes  # noqa: E402
+from cgc.image.fit import DEFAULT_ITERATIONS, default_coarse_iterations  # noqa: E402
 from kodak_fit import KODAK, kodak_paths  # noqa: E402  (beside this script)
 from report import revision, write_report  # noqa: E402
 

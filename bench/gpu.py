@@ -36,8 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import cgc  # noqa: E402
-from cgc.codec import encode_gaussians  # noqa: E402
-from cgc.gaussians import Gaussians  # noqa: E402
+from cgc.image.codec import encode_gaussians  # noqa: E402
+from cgc.image.model import Gaussians  # noqa: E402
 from cgc.kernels import has_gpu  # noqa: E402
 # beside this script
 from kodak_fit import KODAK, fit_image, kodak_paths, mean_by_iterations  # noqa: E402

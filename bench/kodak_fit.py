@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 import classical  # noqa: E402  (bench/classical.py, beside this script)
 import cgc  # noqa: E402
-from cgc.fit import default_coarse_iterations  # noqa: E402
+from cgc.image.fit import default_coarse_iterations  # noqa: E402
 from report import revision, write_report  # noqa: E402
 
 KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")

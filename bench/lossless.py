@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cgc.lossless as lossless  # noqa: E402
-from cgc import _lossless  # noqa: E402
+from cgc.lossless import _lossless_cy  # noqa: E402
 from report import revision, write_report  # noqa: E402  (beside this script)
 
 REPEATS = 5
@@ -77,12 +77,12 @@ def cgc_codec(tile, simd, min_gain):
         bf16 = variant == "bf16"
 
         def decode(data, like):
-            previous = _lossless.simd_decoder()
-            _lossless.simd_decoder(simd)
+            previous = _lossless_cy.simd_decoder()
+            _lossless_cy.simd_decoder(simd)
             try:
                 return lossless.decode(data)
             finally:
-                _lossless.simd_decoder(previous)
+                _lossless_cy.simd_decoder(previous)
 
         return lambda a: lossless.encode(a, tile=tile, bfloat16=bf16, **options), decode
     return make
@@ -280,7 +280,7 @@ def main():
     ZIPNN_THREADS = args.zipnn_threads
     report = {**revision(), "repeats": REPEATS,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-              "zipnn_threads": ZIPNN_THREADS, "cgc_simd_decoder": _lossless.simd_decoder(),
+              "zipnn_threads": ZIPNN_THREADS, "cgc_simd_decoder": _lossless_cy.simd_decoder(),
               "weights": bench_weights(), "checkpoint": bench_checkpoint(),
               "kodak": bench_kodak(args.kodak_dir, args.kodak)}
     write_report(args.out, report)

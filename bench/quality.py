@@ -3,7 +3,7 @@ JPEG 2000 and WebP need for the same PSNR, in the same run.
 
 Targets: fixed PSNRs (--psnr), or per image the PSNR JPEG 2000 reaches at given rates
 (--match-jpeg2000 BPP...: how many bits cgc needs where JPEG 2000 spends BPP).  For each
-image and target: encode once (timed), the encodes the search made (cgc.target), bpp and
+image and target: encode once (timed), the encodes the search made (cgc.image.rate), bpp and
 PSNR of the file, and each classical codec's bpp at the file's PSNR from a quality sweep of
 the same image, log(bpp) interpolated.  Ratios below 1 mean cgc is smaller.  Results:
 bench/results/quality.json with the git revision.
@@ -26,7 +26,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 import classical  # noqa: E402
 
 import cgc  # noqa: E402
-from cgc.bitstream import unpack  # noqa: E402
+from cgc.image.container import unpack  # noqa: E402
 from kodak_fit import KODAK, kodak_paths  # noqa: E402  (beside this script)
 from report import revision, write_report  # noqa: E402
 
@@ -34,7 +34,7 @@ CODECS = ("jpeg", "jpeg2000", "webp")
 
 
 class EncodeCounter(logging.Handler):
-    """Counts the encodes of a quality-target search (one cgc.target log record each)."""
+    """Counts the encodes of a quality-target search (one cgc.image.rate log record each)."""
 
     def __init__(self):
         super().__init__(logging.INFO)
@@ -55,7 +55,7 @@ def main():
     args = parser.parse_args()
     info = revision()  # at the start: the code that the whole run measured
     counter = EncodeCounter()
-    search_log = logging.getLogger("cgc.target")
+    search_log = logging.getLogger("cgc.image.rate")
     search_log.addHandler(counter)
     search_log.setLevel(logging.INFO)
     settings = args.psnr or args.match_jpeg2000

@@ -37,8 +37,8 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 import classical  # noqa: E402
 
 import cgc  # noqa: E402
-from cgc.codec import decode_gaussians  # noqa: E402
-from cgc.gaussians import Gaussians  # noqa: E402
+from cgc.image.codec import decode_gaussians  # noqa: E402
+from cgc.image.model import Gaussians  # noqa: E402
 from cgc.imageio import to_uint8  # noqa: E402
 from kodak_fit import KODAK, kodak_paths  # noqa: E402  (beside this script)
 from report import revision, write_report  # noqa: E402
