@@ -6,11 +6,13 @@ HEADER (20 bytes) | 8 quantisers (10 bytes each) | 7 stream lengths (u32) | stre
 Older versions: tests/test_bitstream_v2.py; the streams' coder: tests/test_gaussian_streams.py.
 """
 import os
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import cgc
+from cgc.image import container
 from cgc.image._container_cy import rans_decode
 from cgc.image.container import (HEADER, MAGIC, MAX_GAUSSIANS, MAX_PIXELS, MAX_SIDE, QUANTISER,
                            STREAM_NAMES, VERSION, key_positions, pack, position_keys,
@@ -21,7 +23,7 @@ from cgc.image.model import Gaussians
 from cgc.image.quantize import ATTRIBUTES, DEFAULT_BITS, LINEAR, LOG, Quantiser
 from rans_blocks import rans_encode
 from cgc_files import (QUANT_OFFSET, assert_all_format_errors, golden_gaussians, outcome,
-                       peak_allocation, replace_stream, stream_lengths, stream_span,
+                       replace_stream, stream_lengths, stream_span,
                        streams_offset, with_crc, with_header, with_lengths)
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "small.cgc")
@@ -130,20 +132,28 @@ def test_pack_rejects_invalid_arguments():
         pack(4, 4, q[:7], np.zeros((1, 8), dtype=np.uint32))
 
 
-@pytest.mark.parametrize("height, width", [(1, MAX_SIDE), (1, MAX_SIDE + 1),
-                                           (MAX_SIDE + 1, 1), (8193, 8192)])
-def test_encoder_never_writes_a_file_its_decoder_rejects(height, width):
+def test_encoder_writes_the_largest_side_the_format_allows():
+    # 1 x MAX_SIDE is within every limit (MAX_SIDE a side, MAX_PIXELS in all): the encoder
+    # must write it, and its decoder read it back.
+    params = np.array([[0.5, 0.5, 1, 0, 1, 0.5, 0.5, 0.5],
+                       [MAX_SIDE - 3.5, 0.5, 2, 0.5, 1, 0.1, 0.9, 0.4]], dtype=np.float32)
+    gaussians = Gaussians(params, 1, MAX_SIDE)
+    data = encode_gaussians(gaussians)
+    decoded = decode_gaussians(data)
+    assert (decoded.height, decoded.width) == (1, MAX_SIDE)
+    _, _, expected = quantise_gaussians(gaussians)
+    assert np.array_equal(decoded.params, expected.params)
+
+
+@pytest.mark.parametrize("height, width", [(1, MAX_SIDE + 1), (MAX_SIDE + 1, 1),
+                                           (8193, 8192)])
+def test_encoder_refuses_sizes_its_decoder_rejects(height, width):
     # An image may legitimately exceed the container limits (a 40000 x 2 panorama); the
     # encoder must then refuse with ValueError instead of writing an undecodable file.
     params = np.array([[0.5, 0.5, 1, 0, 1, 0.5, 0.5, 0.5],
                        [3.5, 0.5, 2, 0.5, 1, 0.1, 0.9, 0.4]], dtype=np.float32)
-    gaussians = Gaussians(params, height, width)
-    try:
-        data = encode_gaussians(gaussians)
-    except ValueError:
-        return
-    decoded = decode_gaussians(data)  # FormatError here is the bug
-    assert (decoded.height, decoded.width) == (height, width)
+    with pytest.raises(ValueError, match="out of range"):
+        encode_gaussians(Gaussians(params, height, width))
 
 
 # ----------------------------------------------------------------------------- golden file
@@ -242,19 +252,49 @@ def test_trailing_garbage(small_file):
                               ("extra byte, crc fixed", with_crc(small_file[:-4] + b"\0" * 5))])
 
 
-@pytest.mark.parametrize("width, height, n", [
-    (2**31, 16, 1), (16, 2**31, 1), (2**32 - 1, 2**32 - 1, 2**32 - 1),
-    (0, 16, 1), (16, 0, 1), (MAX_SIDE + 1, 1, 1), (1, MAX_SIDE + 1, 1),
-    (8192, MAX_PIXELS // 8192 + 1, 1),           # both sides legal, the product is not
-    (16, 16, 0), (16, 16, 2**31), (16, 16, 257),  # 257 Gaussians for 256 pixels
-    (8192, 8192, MAX_GAUSSIANS + 1),
-    (4096, 4096, MAX_GAUSSIANS),  # header legal: the streams (40 symbols each) disagree
+@pytest.mark.parametrize("width, height, n, match", [
+    (2**31, 16, 1, "image size"), (16, 2**31, 1, "image size"),
+    (2**32 - 1, 2**32 - 1, 2**32 - 1, "image size"),
+    (0, 16, 1, "image size"), (16, 0, 1, "image size"),
+    (MAX_SIDE + 1, 1, 1, "image size"), (1, MAX_SIDE + 1, 1, "image size"),
+    (8192, MAX_PIXELS // 8192 + 1, 1, "image size"),  # both sides legal, the product is not
+    (16, 16, 0, "Gaussian count"), (16, 16, 2**31, "Gaussian count"),
+    (16, 16, 257, "Gaussian count"),  # 257 Gaussians for 256 pixels
+    (8192, MAX_PIXELS // 8192, MAX_GAUSSIANS + 1, "Gaussian count"),  # size legal
+    # Header legal: the streams (40 symbols each) are far too short for the count.
+    (4096, 4096, MAX_GAUSSIANS, "too short"),
 ])
-def test_absurd_header_sizes_fail_fast_and_small(small_file, width, height, n):
+def test_absurd_header_sizes_are_refused_before_decoding(small_file, monkeypatch, width,
+                                                          height, n, match):
+    # The sizes are checked before any stream is decoded or anything of their size is
+    # allocated: the stream decoders must never be called, and the traced peak stays small.
+    calls = []
+
+    def spy(name, original):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(container._container_cy, "streams_decode",
+                        spy("streams_decode", container._container_cy.streams_decode))
+    monkeypatch.setattr(container.container_legacy, "decode_codes",
+                        spy("decode_codes", container.container_legacy.decode_codes))
     data = with_header(small_file, width=width, height=height, n=n)
-    peak, elapsed = peak_allocation(lambda: decode_gaussians(data))
-    assert peak < 50e6, f"{peak / 1e6:.0f} MB allocated before rejecting the header"
-    assert elapsed < 2.0
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match=match):
+            decode_gaussians(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert calls == []
+    # A refusal traces a few KiB (the file's few hundred bytes, the exception); 1 MiB is far above
+    # that and far below the codes of 2**20 Gaussians (32 MiB) or a row of 2**31 pixels.
+    assert peak < 1 << 20, f"{peak / 1e6:.1f} MB allocated before rejecting the header"
+    # The spies see a real decode: the unedited file goes through the stream decoder.
+    decode_gaussians(small_file)
+    assert calls == ["streams_decode"]
 
 
 def test_stream_lengths_disagreeing_with_file_size(small_file):
