@@ -4,13 +4,9 @@ import numpy as np
 from cgc import _core
 from cgc.backends.bins import Bins
 
-# The CPU renderer's tile side.  Its row setup (span, loop start) is paid per row piece
-# inside a tile, so wider tiles cut that work; the image does not depend on it, the
-# gradients only through rounding.  kodim23's 4,169 fitted Gaussians (0.5 bpp), best of 7:
-# 16 / 32 / 64 gave forward 13.6 / 11.1 / 9.9 ms and backward 18.8 / 14.4 / 12.5 ms on 2
-# threads (24.1 / 20.1 / 18.2 and 32.4 / 26.2 / 23.0 ms on one).  64 is kept for another
-# day: a 768x512 image has only 96 such tiles, and the coarse stage's 384x256 image 24,
-# too few to balance across many cores.
+# The CPU renderer's tile side: row setup is paid per row piece inside a tile, so wider tiles
+# cut that work, but 64 leaves too few tiles to balance across many cores; the image does
+# not depend on it (measurements: docs/tuning.md, "backends/cpu.py: CPU tile size").
 TILE = 32
 
 

@@ -9,7 +9,8 @@ from cgc.backends.bins import Bins
 from cgc.backends.cpu import centre_limits, check_image_size
 
 TILE = 16
-# Threads per block of the one-thread-per-item kernels.
+# Threads per block of the one-thread-per-item kernels
+# (docs/tuning.md, "kernels/common.cuh: GPU tile and exp").
 BLOCK = 256
 
 

@@ -1,27 +1,8 @@
 /* The streams of a .cgc version 3 file: positions as a tree of counts, attributes as
-adaptive bit trees (docs/format.md, "Positions stream" and "Attribute streams").
-
-Read me first
--------------
-* Positions.  A quantised position (x, y) with widths (bx, by) is one key of bx + by bits:
-  from the top, each bit is the next bit of x while x has at least as many bits left as y,
-  else the next bit of y.  A key prefix is a rectangle of the grid, and a bit more halves it
-  across its longer side, so sorted keys are a k-d tree's leaf order.
-* The position stream walks that tree depth first, 0 half first.  A node holding cnt >= 2
-  Gaussians codes how many lie in its 0 half (cgc_count_*); a node holding one codes the
-  rest of its key as direct bits; a leaf (all key bits fixed) holding several has nothing
-  left to code, as its Gaussians share one position.  Clustered Gaussians make lopsided
-  counts, which the adaptive models learn: this is what the tree gains over coding
-  positions one by one.
-* Work is bounded by the input: a node's children split its count, so each level of the
-  tree visits at most n nodes with a Gaussian, and the depth is bx + by <= 32.  A decoded
-  count larger than its node's makes the stream invalid.
-* Attributes are coded in key order, each code on its own: its top min(bits, 8) bits as a
-  bit tree, then its lower bits with one model per bit position.  Models are chosen by a
-  context in 0..3, the top two bits of another attribute's code of the same Gaussian
-  (cgc_context), which the decoder has by then.
-* All functions return 0 on success, CGC_STREAM_INVALID on input a valid stream cannot
-  hold, CGC_STREAM_NO_MEMORY when an allocation fails. */
+adaptive bit trees (docs/format.md, "Positions stream" and "Attribute streams").  Read me
+first: this note and those under "counts", "positions" and "attributes" below.  All
+functions return 0 on success, CGC_STREAM_INVALID on input a valid stream cannot hold,
+CGC_STREAM_NO_MEMORY when an allocation fails. */
 #ifndef CGC_GAUSSIAN_STREAMS_H
 #define CGC_GAUSSIAN_STREAMS_H
 
@@ -69,6 +50,9 @@ static inline int cgc_bit_length(uint64_t v)
 }
 
 /* ---- counts: k of cnt Gaussians (cnt >= 2, 0 <= k <= cnt) in a node's 0 half -------- */
+
+/* Clustered Gaussians make lopsided counts, which the adaptive models learn: this is what
+   the position tree gains over coding positions one by one. */
 
 static inline void cgc_count_encode(cgc_rc_encoder *e, cgc_count_models *m, uint32_t k,
                                     uint32_t cnt)
@@ -134,6 +118,18 @@ static inline int cgc_count_decode(cgc_rc_decoder *d, cgc_count_models *m, uint3
 }
 
 /* ---- positions ---------------------------------------------------------------------- */
+
+/* A quantised position (x, y) with widths (bx, by) is one key of bx + by bits: from the
+   top, each bit is the next bit of x while x has at least as many bits left as y, else the
+   next bit of y.  A key prefix is a rectangle of the grid, and a bit more halves it across
+   its longer side, so sorted keys are a k-d tree's leaf order.  The stream walks that tree
+   depth first, 0 half first: a node holding cnt >= 2 Gaussians codes how many lie in its
+   0 half (cgc_count_*), a node holding one codes the rest of its key as direct bits, and a
+   leaf (all key bits fixed) holding several codes nothing: they share one position. */
+
+/* Work is bounded by the input: a node's children split its count, so each level of the
+   tree visits at most n nodes with a Gaussian, and the depth is bx + by <= 32.  A decoded
+   count larger than its node's makes the stream invalid. */
 
 /* The `count` (0..32) low bits of `key`, most significant first, as direct bits. */
 static inline void cgc_key_encode_direct(cgc_rc_encoder *e, uint64_t key, int count)
@@ -263,6 +259,11 @@ static int cgc_positions_decode(const uint8_t *in, size_t size, size_t n, int to
 }
 
 /* ---- attributes --------------------------------------------------------------------- */
+
+/* Attributes are coded in key order, each code on its own: its top min(bits, 8) bits as a
+   bit tree, then its lower bits with one model per bit position.  Models are chosen by a
+   context in 0..3, the top two bits of another attribute's code of the same Gaussian
+   (cgc_context), which the decoder has by then. */
 
 /* The model context of a Gaussian: the top two bits of a code of `bits` (1..16) bits. */
 static inline unsigned cgc_context(uint32_t code, int bits)

@@ -1,17 +1,15 @@
-/* The refinement's inner loops (cgc/image/_refine_cy.pyx): a Gaussian's weights, and the change in
-the clipped squared error when one Gaussian is replaced by another.
+/* The refinement's inner loops (cgc/image/_refine_cy.pyx): a Gaussian's weights, and the
+change in the clipped squared error when one Gaussian is replaced by another.  Everything
+here is float64 (the refinement's working precision) and follows the conventions of
+cgc/native/render_tile.h: the box, the cut-off q <= CGC_CUTOFF_Q, the weight polynomial
+cgc_weight_d, and the pixel loops in chunks of CGC_LANES masked lanes, built for the
+baseline and for AVX2 and picked by cgc_render_init(). */
 
-Read me first
--------------
-* Everything here is float64 (the refinement's working precision) and follows the
-  conventions of render_tile.h: the box, the cut-off q <= CGC_CUTOFF_Q, the weight
-  polynomial cgc_weight_d, and the pixel loops in chunks of CGC_LANES masked lanes, built
-  for the baseline and for AVX2 and picked by cgc_render_init().
-* render (3, H, W) float64 and target (3, H, W) float32, both as planes of channels, and
-  weights (H, W) float64 are read up to CGC_LANES pixels past a box's right edge, so their
-  buffers carry that much slack after their end (cgc/image/_refine_cy.pyx allocates them so).
-  Masked lanes add exactly 0: their weights are zeroed, so their old and new values are
-  equal. */
+/* render (3, H, W) float64 and target (3, H, W) float32, both as planes of channels, and
+weights (H, W) float64 are read up to CGC_LANES pixels past a box's right edge, so their
+buffers carry that much slack after their end (cgc/image/_refine_cy.pyx allocates them so).
+Masked lanes add exactly 0: their weights are zeroed, so their old and new values are
+equal. */
 #ifndef CGC_REFINE_COST_H
 #define CGC_REFINE_COST_H
 

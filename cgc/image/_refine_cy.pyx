@@ -1,6 +1,36 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, nonecheck=False
-"""Compiled refinement of quantised codes (cgc/image/refine.py validates and calls in)."""
+"""Compiled refinement of quantised codes (cgc/image/refine.py validates and calls in).
+
+refine_codes: coordinate descent on quantised Gaussians against the image.
+
+Read me first
+-------------
+* Rounding each attribute to its nearest code is not the best choice of codes: every
+  Gaussian's error can be partly undone by its own other attributes, and by its
+  neighbours.  This pass visits the Gaussians in order and, for each, moves codes to the
+  choice that lowers the squared error of the clipped image the decoder will show, with
+  every other Gaussian held: first the colour (the best of the 2 x 2 x 2 YCoCg codes
+  around the least-squares colour, or the current one), then x, y, l11, l21 and l22 in
+  turn (one code down, one up, or unchanged).  A move is taken only when it lowers the
+  error, so the error never rises and the loop ends after ``sweeps`` passes.
+* Codes only ever take values in [0, levels[k]], and a code's value is read from
+  ``values[k, code]``, the table cgc/image/refine.py builds with the decoder's own
+  dequantiser: the parameters kept here are bit for bit those a decoder will see.  RGB
+  comes from YCoCg with the decoder's float32 arithmetic (cgc.image.quantize.ycocg_to_rgb).
+* ``render`` holds the unclipped image of all Gaussians in float64, updated by each move,
+  as three planes (3, H, W) like the copy of the target, so that rows of each channel are
+  contiguous for the vectorised loops.
+* Weights are the renderer's float64 exp(-q / 2) of q computed in float64, where the
+  decoder evaluates q in float32: they can differ at the q = 9 edge, so the error seen here
+  is the decoder's to about 1e-6, and cgc/image/refine.py keeps the result only if the
+  renderer agrees that the error fell
+  (docs/tuning.md, "image/_refine_cy.pyx: weights of the descent").
+* The weights and the cost of a move are C (_refine_cost.h), vectorised like the
+  renderer's loops; the buffers they read carry slack past the image's end for that.
+* Work is bounded: each visit costs a few passes over the Gaussian's box (the image at
+  most), and there are N x sweeps visits.
+"""
 
 from libc.math cimport floor
 import numpy as np
@@ -9,34 +39,6 @@ cimport numpy as np
 from cgc.native.render_tile cimport _gaussian_box, _render_init
 
 np.import_array()
-
-# refine_codes: coordinate descent on quantised Gaussians against the image.
-#
-# Read me first
-# -------------
-# * Rounding each attribute to its nearest code is not the best choice of codes: every
-#   Gaussian's error can be partly undone by its own other attributes, and by its
-#   neighbours.  This pass visits the Gaussians in order and, for each, moves codes to the
-#   choice that lowers the squared error of the clipped image the decoder will show, with
-#   every other Gaussian held: first the colour (the best of the 2 x 2 x 2 YCoCg codes
-#   around the least-squares colour, or the current one), then x, y, l11, l21 and l22 in
-#   turn (one code down, one up, or unchanged).  A move is taken only when it lowers the
-#   error, so the error never rises and the loop ends after ``sweeps`` passes.
-# * Codes only ever take values in [0, levels[k]], and a code's value is read from
-#   ``values[k, code]``, the table cgc/image/refine.py builds with the decoder's own dequantiser:
-#   the parameters kept here are bit for bit those a decoder will see.  RGB comes from
-#   YCoCg with the decoder's float32 arithmetic (cgc.image.quantize.ycocg_to_rgb).
-# * ``render`` holds the unclipped image of all Gaussians in float64, updated by each move,
-#   as three planes (3, H, W) like the copy of the target, so that rows of each channel
-#   are contiguous for the vectorised loops.
-#   Weights are the renderer's float64 exp(-q / 2) of q computed in float64, where the
-#   decoder evaluates q in float32: the two can differ on pixels at the q = 9 edge, where
-#   the weight is 0.011, so the error seen here is the decoder's to about 1e-6;
-#   cgc/image/refine.py keeps the result only if the renderer agrees that the error fell.
-# * The weights and the cost of a move are C (_refine_cost.h), vectorised like the
-#   renderer's loops; the buffers they read carry slack past the image's end for that.
-# * Work is bounded: each visit costs a few passes over the Gaussian's box (the image at
-#   most), and there are N x sweeps visits.
 
 cdef extern from "_refine_cost.h" nogil:
     int LANES "CGC_LANES"

@@ -2,34 +2,30 @@
 
 Read me first
 -------------
-* A choice b gives one code width (1 to 16 bits) per attribute (cgc.image.quantize.ATTRIBUTES).
-  Its cost is J(b) = 10 log10 D(b) + SLOPE ln R(b): D the mean squared error of the
-  render, R the file size in bytes.  Minimising J takes a bit wherever it buys more PSNR
-  than SLOPE dB per unit of ln(bytes) would: SLOPE = 3 / ln 2 is 3 dB per doubling of the
-  file, about what classical codecs gain on Kodak between 0.25 and 1 bpp (JPEG 2000:
-  29.3, 32.2, 36.0 dB), so a width is cut where the bytes it saves are worth more than the
-  PSNR it costs.  Not critical: on the fits of bench/fit.py (kodim01 / 05 / 15 / 23, N =
-  2,000 and 5,000) 2.1, 3 and 4.2 dB per doubling all left cgc within 0.15 dB of the same
-  distance to JPEG 2000 at equal bpp (1.03 to 1.15 dB behind at N = 2,000, 1.98 to 2.02 at
-  5,000, against 2.09 and 3.23 with version 1's fixed widths).
+* A choice b gives one code width (1 to 16 bits) per attribute
+  (cgc.image.quantize.ATTRIBUTES).  Its cost is J(b) = 10 log10 D(b) + SLOPE ln R(b): D the
+  mean squared error of the render, R the file size in bytes.  Minimising J takes a bit
+  wherever it buys more PSNR than SLOPE dB per unit of ln(bytes) would: SLOPE = 3 / ln 2 is
+  3 dB per doubling of the file, about what classical codecs gain on Kodak between 0.25 and
+  1 bpp, so a width is cut where the bytes it saves are worth more than the PSNR it costs.
+  The exact slope is not critical
+  (docs/tuning.md, "image/allocate.py: rate-distortion slope").
 * The errors of different attributes are independent, so D is modelled as the unquantised
   MSE plus one increment per attribute, each measured by rendering with only that attribute
-  quantised.  R is the fixed tables plus the coded streams (cgc.image.container): the positions
-  stream, a function of the x and y widths together, and one stream per other attribute.
-  Those are coded in the order of the positions and in contexts of other attributes, so
-  each is measured in the order of positions at 16 bits and with its context attribute at
-  its START_BITS width: within 0.1 % of the file written at the chosen widths (kodim15 /
-  kodim01 at 0.5 bpp: 14 bytes over of 24,487, 1 under), and cgc.codec allocates again
-  for a smaller budget when a file overshoots.
+  quantised.  R is the fixed tables plus the coded streams (cgc.image.container): the
+  positions stream, a function of the x and y widths together, and one stream per other
+  attribute.  Those are coded in the order of the positions and in contexts of other
+  attributes, so each is measured in the order of positions at ORDER_BITS bits and with its
+  context attribute at its START_BITS width, which predicts the file written at the chosen
+  widths to within 0.1 % (docs/tuning.md, "image/allocate.py: size model"); cgc.image.codec
+  allocates again for a smaller budget when a file overshoots.
 * Coordinate descent: each width moves to the best of the widths within SEARCH_REACH bits
-  of it while J falls, as J is not convex in one width (one-bit steps kept 12-bit y codes
-  on a 48x64 crop where 8 bits gave J 0.25 lower, its two neighbours within 0.01), and
-  across a plateau of equal coded sizes in one move (else a search stops at its edge: a
-  78-Gaussian file meant for 600 bytes was stuck at 788 and fell back to 1-bit codes,
-  6 dB).  Increments and sizes are cached per (attribute, width), the positions' size per
-  (x width, y width), separately (a size needs no render), so a render happens only for a
-  width the search weighs and has not seen before; passes repeat until no width moves, at
-  most MAX_PASSES times.
+  of it while J falls, as J is not convex in one width, and across a plateau of equal coded
+  sizes in one move (else a search stops at its edge).  Increments and sizes are cached
+  per (attribute, width), the positions' size per (x width, y width), separately (a size
+  needs no render), so a render happens only for a width the search weighs and has not
+  seen before; passes repeat until no width moves, at most MAX_PASSES times
+  (docs/tuning.md, "image/allocate.py: search").
 * Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
   on SLOPE, each step a search that costs at most a few new renders.  The searches can
   still stop at a local optimum short of the budget, so the choice is then widened one
@@ -48,22 +44,23 @@ from cgc.image.quantize import (ATTRIBUTES, MAX_BITS, TRANSFORM, fit_quantiser, 
                           ycocg_to_rgb)
 
 SLOPE = 3 / math.log(2)
-# Where the search starts: within a bit or two of where it settles on bench/fit.py's Kodak
-# fits (N = 2,000 to 10,000), so that few widths need a render.
+# Where the search starts: within a bit or two of where it settles on Kodak fits, so that
+# few widths need a render (measurements: docs/tuning.md, "image/allocate.py: search").
 START_BITS = (12, 12, 8, 8, 8, 8, 6, 6)
 MAX_PASSES = 4
-# A move weighs every width within this many bits of the current one (see above).
+# A move weighs every width within this many bits of the current one, as J is not convex
+# in one width (measurements: docs/tuning.md, "image/allocate.py: search").
 SEARCH_REACH = 3
-# Rate control (max_bytes): slopes go down to SLOPE / 64 (finer widths than that buy almost
-# nothing) and up to SLOPE * 64**2, where J is all rate and the 1-bit choice, which the
-# budget was checked to hold, is taken.  12 bisection steps on log(slope) narrow the first
-# bracket (a factor of 64 at most) to 0.1 %.
+# Rate control (max_bytes) bisects log(slope) between SLOPE / 64 (finer widths buy almost
+# nothing) and SLOPE * 64**2 (J all rate: the 1-bit choice); 12 steps narrow a factor of 64
+# to 0.1 % (docs/tuning.md, "image/allocate.py: rate control").
 MAX_SLOPE_RATIO = 64.0
 BISECTION_STEPS = 12
 # Header, quantisers, stream lengths and CRC.
 FIXED_BYTES = (HEADER.size + QUANTISER.size * len(ATTRIBUTES)
                + STREAM_LENGTH.size * len(STREAM_NAMES) + 4)
-# Width of the position codes whose order the attribute streams are measured in.
+# Width of the position codes whose order the attribute streams are measured in
+# (measurements: docs/tuning.md, "image/allocate.py: size model").
 ORDER_BITS = 16
 
 

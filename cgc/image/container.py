@@ -11,7 +11,8 @@ Read me first
   Gaussians are stored in the order of their position keys (``position_keys``), a k-d tree
   order in which neighbours in the file are neighbours in the image; l21 and l22 are
   coded in contexts of l11, Co and Cg in contexts of Y (``CONTEXT_ATTRIBUTE``).
-* Versions 1 and 2 (still read, cgc/image/container_legacy.py) used raster order and static rANS.
+* Versions 1 and 2 (still read, cgc/image/container_legacy.py) used raster order and static
+  rANS.
 * Unpacking checks magic, version and CRC before trusting any size, and every size before
   allocating: a corrupt file raises FormatError, never allocates more than the limits below.
 """
@@ -41,20 +42,18 @@ VERSION_1_BITS = container_legacy.VERSION_1_BITS
 VERSION_1_NAMES = container_legacy.VERSION_1_NAMES
 COLOUR_SPACE = {1: "rgb", 2: "ycocg", 3: "ycocg"}
 X_COLUMN, Y_COLUMN = 0, 1
-# Version 3: the attribute streams after the positions, in two groups: the first of each is
-# coded in one context, the other two in contexts of its code (CONTEXT_ATTRIBUTE; None: one
-# context).  Measured on kodim15's 4,169 Gaussians at 0.5 bpp: the contexts save 0.3 bits
-# per Gaussian of 31.5 for these six attributes.  The positions and the two groups decode
-# independently, in parallel.
+# Version 3: the attribute streams after the positions, in two groups that decode in
+# parallel with the positions: the first of each is coded in one context, the other two in
+# contexts of its code (CONTEXT_ATTRIBUTE; None: one context), which saves a little rate
+# (measurements: docs/tuning.md, "image/container.py: attribute contexts").
 ATTRIBUTE_GROUPS = ((2, 3, 4), (5, 6, 7))
 ATTRIBUTE_STREAMS = tuple(col for group in ATTRIBUTE_GROUPS for col in group)
 CONTEXT_ATTRIBUTE = {col: (None if col == group[0] else group[0])
                      for group in ATTRIBUTE_GROUPS for col in group}
-# The least a modelled bit can cost: its probability is at most 4065/4096 (the models'
-# bound, cgc/native/range_coder.h), so each costs at least log2(4096/4065) = 0.01096 bits, and a
-# stream of n codes of b bits holds at least n * b of them.  A stream shorter than that
-# (with 8 bytes to spare for the coder's start and end) cannot be valid: checked before
-# anything of size n is allocated.
+# The least a modelled bit costs, log2(4096/4065) bits (cgc/native/range_coder.h caps its
+# probability at 4065/4096): a stream of n b-bit codes whose bytes + 8 hold less than n * b
+# such costs is invalid, checked before anything of size n is allocated (docs/tuning.md,
+# "image/container.py: limits").
 MIN_MODELLED_BIT_COST = 0.0109
 STREAM_NAMES = ("positions",) + tuple(ATTRIBUTES[col] for col in ATTRIBUTE_STREAMS)
 # Every range-coded stream is at least 5 bytes (its leading 0 and the 4 bytes its end

@@ -7,8 +7,9 @@ image's red stuck at 255), and one above 1 where the image is 1 costs nothing.  
 one learning rate per parameter group, linearly warmed up then cosine-decayed, the
 covariance eigenvalues clamped and the centres kept inside the image after every step; a
 few times early on, the least active Gaussians are relocated to where the error is
-(cgc/image/relocate.py).  Unless the fit is dense, a first stage fits the Gaussians to the image at
-half resolution, where steps are cheaper and large moves easier (COARSE_PER_FINE)."""
+(cgc/image/relocate.py).  Unless the fit is dense, a first stage fits the Gaussians to the
+image at half resolution, where steps are cheaper and large moves easier (COARSE_PER_FINE).
+Measurements behind the constants: docs/tuning.md."""
 import logging
 import math
 import sys
@@ -26,87 +27,39 @@ from cgc.image.relocate import relocate, relocates_by_default, relocation_steps
 
 log = logging.getLogger("cgc.fit")
 
-# Full-resolution steps (and COARSE_PER_FINE times as many at half resolution before).
-# 384x256 centre crops of kodim01 / 05 / 15 / 23, 1,045 Gaussians (about 0.5 bpp),
-# unquantised fits, 2-core CPU, after the renderer's loops were vectorised: 600 + 400
-# steps 28.66 dB mean in 17.0 s, 900 + 600 28.80 dB in 24.5 s, 1,200 + 800 28.86 dB in
-# 35.8 s, 1,500 + 1,000 28.92 dB in 45.4 s.  The middle of the curve: each further
-# doubling of the time buys about 0.1 dB.
+# Full-resolution steps (COARSE_PER_FINE times as many at half resolution come first): the
+# middle of the quality-time curve, where a further doubling of the time buys little
+# (measurements: docs/tuning.md, "image/fit.py: iterations").
 DEFAULT_ITERATIONS = 600
-# Coarse to fine: before the full-resolution steps, COARSE_PER_FINE times as many fit the
-# same Gaussians to the image at half resolution (half_resolution), where a step costs
-# about 0.4 of a full-resolution one (a quarter of the pixels; binning and Adam do not
-# shrink).  Timed back to back on 2 cores, kodim01 / kodim23 at 0.5 bpp: 600
-# full-resolution steps 25.91 / 37.68 dB in 65 / 82 s, 600 coarse + 400 full 26.26 /
-# 38.08 dB in 72 / 97 s (the scalar renderer of the time).  Kodak, count from the byte
-# budget (cgc.codec), 8-bit PSNR of the unquantised fit (the 2-core CPU shared with other
-# jobs, so the times below are rough):
-#   kodim01 / kodim23 at 0.5 bpp (4,169 Gaussians), started from the gradient
-#   initialisation at half resolution: 600 full-resolution steps alone 25.90 / 37.50 dB
-#   (66 s for kodim01); 600 coarse + 400 full 26.25 / 38.04; 1,000 + 400 26.30 / 38.27;
-#   600 + 600 26.31 / 38.21; 1,000 + 250 26.17 / 38.02 (70 s).  At 1 bpp (8,443 Gaussians)
-#   600 + 400 against the 600-step fit: kodim23 40.44 -> 40.93 dB (104 -> 93 s), kodim01
-#   28.05 -> 28.37; at 0.25 bpp (2,032) kodim01 24.26 -> 24.53, kodim23 34.61 -> 34.87.
-#   kodim23 at 1 bpp: a third level first (600 steps at quarter resolution) 40.48 dB; no
-#   relocation at full resolution 40.23.  The coarse stage relocates when the full fit
-#   does (relocate.MIN_PIXELS_PER_GAUSSIAN at full resolution): 384x256 crops as below, with
-#   2,137 / 6,144 Gaussians (46 / 16 pixels each, as at 1 bpp / denser), relocating in the
-#   coarse stage too gave 29.30 / 35.48 dB mean against 29.13 / 35.23 without (every image
-#   gained).  Spending the time on full-resolution steps pays
-#   less: 384x256 centre crops of kodim01 / 05 / 13 / 23 at 0.5 bpp, 600 steps 25.92 dB
-#   mean, 1,200 steps 26.10 dB in 2.6 times the time.  On those crops (1,045 Gaussians,
-#   unquantised) this default gave 26.39 dB mean in 18.3 s; 900 + 300 steps 26.38 dB in
-#   17.0 s; 400 + 400 26.33 dB in 15.3 s; half the learning rates at full resolution 26.33.
+# Coarse to fine: half-resolution steps (half_resolution) per full-resolution step, fitted
+# first.  A step there costs about 0.4 of a full one and buys more than the same time spent
+# at full resolution (measurements: docs/tuning.md, "image/fit.py: coarse stage").
 COARSE_PER_FINE = 1.5
-# Denser fits skip the coarse stage.  384x256 centre crops of kodim01 / 05 / 13 / 23, 600
-# full-resolution steps against 600 coarse + 400: at 4 pixels per Gaussian at half
-# resolution (6,144 Gaussians) 32.65 / 36.24 / 29.41 / 41.73 -> 32.88 / 36.40 / 29.48 /
-# 42.17 dB; at 2 (12,288) 39.42 / 42.91 / 35.30 / 44.72 -> 37.71 / 41.45 / 34.57 / 43.87.
+# Fits with fewer pixels per Gaussian at half resolution skip the coarse stage, which lost
+# PSNR on them (measurements: docs/tuning.md, "image/fit.py: coarse stage").
 MIN_COARSE_PIXELS_PER_GAUSSIAN = 4
 # Learning rates in parameter units per step: pixels for position and Cholesky factor,
-# linear RGB for colour. Position and Cholesky rates are the same at every density:
-# kodim05, N=5000, 600 iterations gives 25.65 dB against 25.54 dB at half of them and about
-# 23 dB at a tenth; at Kodak's N=70,000 density (crops below, beta2 0.999) halving them
-# loses 1.8-2.1 dB and doubling them 1.6 dB on kodim05.
+# linear RGB for colour.  Position and Cholesky rates hold at every density
+# (measurements: docs/tuning.md, "image/fit.py: learning rates").
 DEFAULT_LR = {"position": 2.0, "cholesky": 0.6}
-# The colour rate is proportional to the density N / (H * W): COLOUR_LR at the reference of
-# 5000 Gaussians on a 768x512 Kodak image (spacing sqrt(H * W / N) = 8.9 px; 0.005 and 0.03
-# both give 25.56 dB there, 0.01 gives 25.65), 14 times that at N=70,000 (spacing 2.4 px),
-# where a fixed 0.01 left most Gaussians shrunk to the variance floor and the fit stalled.
-# 256x256 crops of kodim05 / kodim23 with N=11,700 (the N=70,000 density), 1,000
-# iterations, beta2 0.999: colour rate 0.01 -> 31.5 / 27.1 dB, 0.03 -> 34.4 / 31.8, 0.1 ->
-# 36.8 / 34.9, 0.14 -> 36.6 / 35.4, 0.3 -> 33.6 / 33.0; with N=3,333 (spacing 4.4 px) 0.01
-# -> 28.4 / 29.9 dB and this rule's 0.04 -> 30.4 / 32.6. With beta2 0.95 (below) kodim23
-# still needs it: 0.01 -> 31.8 dB, 0.14 -> 41.4. These rates were chosen with the SLIC
-# initialisation of the time; checked again with the gradient one (mean of the kodim05 / 23
-# / 20 N=11,700 crops, 500 iterations, 45.67 dB as set): position 1.0 -> 45.11 dB, 3.0 ->
-# 45.27; colour 0.07 instead of 0.14 -> 45.84 (+0.17 dB on three crops: the rule stays).
+# The colour rate is proportional to the density N / (H * W), COLOUR_LR at 5,000 Gaussians
+# on a 768x512 image: a fixed rate left dense fits shrunk to the variance floor and stalled
+# (measurements: docs/tuning.md, "image/fit.py: learning rates").
 COLOUR_LR = 0.01
 REFERENCE_PIXELS_PER_GAUSSIAN = 768 * 512 / 5000
 # Denser fits than N=70,000 on Kodak are untested, and 0.3 was already worse there.
 MAX_COLOUR_LR = 0.15
 # Adam's beta2 of 0.95 rather than the usual 0.999: the gradients shrink by orders of
 # magnitude as the fit converges, and a long second-moment memory keeps the steps small
-# long after. kodim05, N=5000, 600 iterations: 25.65 dB (0.999), 25.80 (0.99), 25.93 (0.95);
-# the N=70,000-density crops above at 1,000 iterations with the density-scaled colour rate:
-# kodim05 36.6 (0.999) / 38.6 (0.99) / 42.4 dB (0.95), kodim23 35.4 / 37.8 / 41.4, 41.1 (0.9).
+# long after (measurements: docs/tuning.md, "image/fit.py: Adam betas").
 ADAM_BETAS = (0.9, 0.95)
 # Covariance eigenvalue bounds in squared pixels: below ~0.1 a Gaussian falls between pixel
 # centres and stops receiving gradient; the upper bound keeps footprints within reason.
 MIN_VARIANCE = 0.09
 FINAL_LR_FRACTION = 0.05
-# Every rate ramps up linearly over the first WARMUP_STEPS steps (then the cosine decay):
-# Adam's first steps are about one full learning rate for every parameter whatever its
-# gradient, and at full rate they scramble the initialisation (at the N=70,000 density the
-# colour rate is 0.14). 256x256 crops of kodim05 / kodim23 / kodim20, N=11,700, 1,000
-# iterations: no warm-up 42.1 / 40.6 / 32.1 dB (mean 38.3), 50 steps 44.2 / 42.6 / 39.3 (42.0),
-# 100 steps 44.1 / 42.4 / 38.1 (41.5); at 500 iterations none 36.1 dB mean, 20 steps 38.3,
-# 50 steps 39.8, 100 39.5, 200 39.3. At the default density (384x256 crops, N=1,250, 600
-# iterations) it is neutral: kodim05 / kodim23 / kodim20 24.70 / 29.41 / 29.66 dB
-# without, 24.55 / 30.03 / 29.29 with 50 steps. Tried without a warm-up at 500 iterations
-# (mean of the three N=11,700 crops, 36.1 dB as is): final fraction 0.01 36.1, 0.2 35.9;
-# beta1 0.8 36.1; position rate x0.5 35.6, x1.5 37.0, x2 36.8; Cholesky x0.5 36.2, x1.5
-# 36.4. Position x1.5 with a 100-step warm-up gave 39.7 dB against 39.5, so it is not kept.
+# Every rate ramps up linearly over this many steps, then decays by a cosine to
+# FINAL_LR_FRACTION: Adam's first steps, at full rate, scramble the initialisation
+# (measurements: docs/tuning.md, "image/fit.py: warm-up, decay and bounds").
 WARMUP_STEPS = 50
 # Steps between checks for non-finite gradients and parameters (and the last step): each
 # check reads a result back from the device, which on a GPU stalls the queue of launches.

@@ -20,7 +20,7 @@ log = logging.getLogger("cgc.fit")
 
 # The continued fit: this share of the first fit's full-resolution iterations, at this
 # share of the learning rates, without relocation (the new Gaussians are already where
-# the error is).
+# the error is; measurements: docs/tuning.md, "image/grow.py: continued fit after growth").
 GROW_ITERATION_SHARE = 1 / 3
 GROW_LR_SHARE = 0.3
 

@@ -9,18 +9,11 @@ from cgc.backends.cpu import CPUBackend
 
 METHODS = ("gradient", "random")
 # Share of the placement probability spread evenly over the image; the rest follows the
-# gradient magnitude. Mean 8-bit PSNR of kodim05 / 23 / 20 crops after fitting, by share
-# (sigma factor 0.6): 256x256 with N=11,700 (Kodak's N=70,000 density), 500 iterations:
-# 0.1 45.69, 0.2 45.67, 0.3 45.78, 0.5 45.35, 0.7 45.03 dB; 384x256 with N=1,250 (the
-# N=5,000 density), 600 iterations: 0.1 31.03, 0.2 30.84, 0.3 30.70, 0.5 30.21, 0.7 29.54.
-# SLIC superpixels (one Gaussian per segment), the default before, gave 39.80 and 27.93 dB
-# there, and random positions 43.99 dB at the higher density: at every density the fit
-# gains from starting with more Gaussians at the edges than a segmentation puts there.
-# Exponents of the magnitude of 0.5 and 1.5 instead of 1 were no better (45.28 / 45.36 and
-# 29.52 / 30.97 dB with share 0.3), nor sigma factors of 0.4 and 0.9 (share 0.5: 44.07 /
-# 45.41 and 30.15 / 29.84 dB).
+# gradient magnitude, as fits gain from starting with more Gaussians at the edges
+# (measurements: docs/tuning.md, "image/init.py: placement").
 UNIFORM_SHARE = 0.2
-# Side of a Gaussian as a fraction of the spacing between samples at its local density.
+# Side of a Gaussian as a fraction of the spacing between samples at its local density
+# (measurements: docs/tuning.md, "image/init.py: placement").
 SIGMA_FACTOR = 0.6
 
 

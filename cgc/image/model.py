@@ -81,7 +81,8 @@ class Gaussians:
         the 1 / s x 1 / s block of pixels it covers rather than one sample of them (which
         aliases, and drops Gaussians smaller than the new pixels).  The variance is that of
         the mean of 1 / s points spaced one input pixel apart, (1 / s**2 - 1) / 12 input
-        pixels**2, in output pixels: a Gaussian of the box filter's variance in its place."""
+        pixels**2, in output pixels: a Gaussian of the box filter's variance in its place
+        (measurements: docs/tuning.md, "image/model.py: widening on reduction")."""
         height, width = _output_size(height, width)
         if (height, width) == (self.height, self.width):
             return self.copy()

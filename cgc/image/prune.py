@@ -14,7 +14,8 @@ from cgc.image.fit import fit, scaled_rates
 
 log = logging.getLogger("cgc.fit")
 
-# The continued fit after pruning runs at this share of the learning rates.
+# The continued fit after pruning runs at this share of the learning rates
+# (measurements: docs/tuning.md, "image/prune.py: energy and continued fit").
 PRUNE_LR_SHARE = 0.5
 
 

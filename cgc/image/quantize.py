@@ -2,12 +2,14 @@
 
 The eight coded attributes are x, y, l11, l21, l22 and the colour in YCoCg (Y, Co, Cg):
 most of a Gaussian's colour is in Y, and the small Co and Cg take fewer bits than R, G and B
-would at the same error (a rate-distortion search picks the widths: cgc/image/allocate.py).  Each
-attribute gets a uniform scalar quantiser with 1 to 16 bits over [lo, hi], applied either to
-the value itself ("linear") or to its logarithm ("log", for the positive diagonal Cholesky
-entries, whose useful range spans two decades: a linear step over that range would be
-coarser than the smallest Gaussians).  lo and hi are stored in the file as float32 and the
-inverse colour transform runs in float32, so dequantisation is reproducible bit for bit.
+would at the same error (a rate-distortion search picks the widths:
+cgc/image/allocate.py).  Each attribute gets a uniform scalar quantiser with 1 to 16 bits
+over [lo, hi], applied either to the value itself ("linear") or to its logarithm ("log", for
+the positive diagonal Cholesky entries, whose useful range spans two decades: a linear step
+over that range would be coarser than the smallest Gaussians).  lo and hi are stored in the
+file as float32 and the inverse colour transform runs in float32, so dequantisation is
+reproducible bit for bit.
+Background: docs/tuning.md, "image/quantize.py: widths and colour space".
 
 Files of format version 1 hold R, G, B instead of Y, Co, Cg (``colour_space="rgb"``)."""
 from dataclasses import dataclass

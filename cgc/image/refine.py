@@ -2,16 +2,11 @@
 
 Rounding every attribute to its nearest code throws away what the other attributes, and the
 neighbouring Gaussians, could make up for.  ``refine_codes`` runs a coordinate descent on the
-codes themselves against the image (``cgc._refine_cy.refine_codes``, read-me comment in
-cgc/image/_refine_cy.pyx): each Gaussian in turn takes the colour codes and the one-code-down or -up
-moves of x, y, l11, l21, l22 that lower the squared error of the clipped render, with the
-quantisers and code widths unchanged.  It runs on the CPU whatever the fit's device.
-
-Measured on 384x256 centre crops of kodim01 / 05 / 13 / 23 at 0.5 bpp (N = 964, widths from
-cgc.image.allocate): nearest codes lose 0.50 dB against the unquantised fit (25.92 -> 25.42 dB
-mean; kodim23 1.48 dB); one, two and four sweeps win back 0.25, 0.30 and 0.33 dB (kodim23
-0.88 with two); colour moves alone (a NumPy prototype) 0.19 dB.  At 0.25 bpp two sweeps
-give 23.25 -> 23.40 dB.
+codes themselves against the image (``cgc.image._refine_cy.refine_codes``, read-me note in
+cgc/image/_refine_cy.pyx): each Gaussian in turn takes the colour codes and the one-code-down
+or -up moves of x, y, l11, l21, l22 that lower the squared error of the clipped render, with
+the quantisers and code widths unchanged.  It runs on the CPU whatever the fit's device.
+Measurements: docs/tuning.md, "image/refine.py: sweeps".
 """
 import numpy as np
 
@@ -19,8 +14,8 @@ from cgc.image import _refine_cy
 from cgc.backends import get_backend
 from cgc.image.quantize import ATTRIBUTES, dequantise
 
-# Passes over all Gaussians: on the crops above the second adds a fifth of the first's gain
-# (0.05 dB), two more 0.03 dB at twice the time.
+# Passes over all Gaussians: the second adds a fifth of the first's gain, two more little
+# at twice the time (measurements: docs/tuning.md, "image/refine.py: sweeps").
 REFINE_SWEEPS = 2
 
 

@@ -14,27 +14,18 @@ Read me first
 * The draws come from the fit's seed, and everything is decided on the host from arrays
   copied off the device, so CPU and CUDA fits relocate by the same rule.
 
-Centre crops of kodim01 / 05 / 13 / 23, 8-bit PSNR after the fit (2 cores, CPU):
-384x256 with N=1,250 (the density of N=5,000 on a Kodak image), 600 iterations: 26.54 dB
-mean without relocation, 26.85 with it (+0.19 / +0.32 / +0.32 / +0.45 dB); moving 10 %
-four times, or 3 % eight times, gave 26.78; choosing by removal cost (energy minus the
-colour gradient's share) 26.78, by colour energy alone worse than by activity; new sides of
-0.2 / 0.3 / 0.5 spacings 26.86 / 26.85 / 26.80; a zero colour instead of the residual 26.83.
+Measurements: docs/tuning.md, "image/relocate.py: relocation schedule and size".
 """
 import numpy as np
 
 # Fractions of the fit's iterations after which relocation happens: early enough that the
 # moved Gaussians have most of the schedule left to settle, at a still-high learning rate.
 RELOCATE_AT = (1 / 6, 2 / 6, 3 / 6)
-# Fits at least this sparse relocate by default.  Measured gains at 39 to 197 pixels per
-# Gaussian (N = 10,000 to 2,000 on a Kodak image, bench/results/fit.json at 45657ef) and
-# at 79 (the crops above); at 5.6 (N = 70,000) it did not pay: all 24 Kodak images at 500
-# iterations averaged 45.93 dB with it (bench/results/kodak_fit_cpu_500_relocated.json)
-# against 46.08 without (kodak_fit_cpu_500.json); 8 images gained (at most 0.57 dB,
-# kodim24), kodim15 / 18 / 20 / 19 lost 1.19 / 0.95 / 0.76 / 0.58 dB.  The 256x256 crops
-# at that density had gained 0.08 dB on average.  Between 5.6 and 39 pixels per Gaussian
-# it is untested.
+# Fits at least this sparse relocate by default: it gained at 39 to 197 pixels per Gaussian
+# and lost at 5.6 (measurements: docs/tuning.md, "image/relocate.py: density threshold").
 MIN_PIXELS_PER_GAUSSIAN = 16
+# Share of the Gaussians moved at each relocation, and their side in mean spacings
+# (measurements: docs/tuning.md, "image/relocate.py: relocation schedule and size").
 RELOCATE_FRACTION = 0.05
 RELOCATE_SIGMA_FACTOR = 0.3
 

@@ -1,19 +1,17 @@
-// Per-Gaussian and per-pixel maths shared by every kernel, written once.
-//
-// The CPU reference is cgc/native/render_tile.h (binned by cgc/_core.pyx) and cgc/_core.pyx;
-// read their "read me first" notes.
-// Conventions repeated here because the kernels depend on them:
+// Per-Gaussian and per-pixel maths shared by every kernel, written once.  The CPU reference
+// is cgc/native/render_tile.h (binned by cgc/_core.pyx) and cgc/_core.pyx; read their "read
+// me first" notes.  Conventions repeated here because the kernels depend on them:
 //   * params is the packed (N, 8) float32 array x, y, l11, l21, l22, r, g, b, in pixels.
 //   * Pixel (row i, column j) has its centre at (j + 0.5, i + 0.5).
 //   * u = dx / l11, v = (dy - l21 u) / l22, q = u^2 + v^2; a Gaussian adds colour * exp(-q/2)
 //     to a pixel exactly when the pixel lies in the Gaussian's box and q <= CUTOFF_Q.
-//
+
 // The box and q are evaluated with the same operation order as the reference.  The
 // __f*_rn intrinsics forbid the compiler from fusing a multiply and an add into an FMA, so
 // the GPU and the CPU emulation of these kernels round each step identically and agree on
 // every q <= CUTOFF_Q decision.  The Cython reference evaluates float32 inputs in float32
 // with the same single-rounding steps, so it agrees with both on those decisions too.
-//
+
 // This file must compile under NVRTC, which has no host headers: include nothing.
 
 #ifndef CGC_KERNELS_COMMON_CUH
@@ -21,6 +19,7 @@
 
 namespace cgc {
 
+// Tile side in pixels (docs/tuning.md, "kernels/common.cuh: GPU tile and exp").
 constexpr int TILE = 16;
 // Gaussians staged in shared memory per batch: one per thread of a TILE x TILE block.
 constexpr int BATCH = TILE * TILE;
@@ -115,8 +114,8 @@ __device__ __forceinline__ bool pixel_q(const Staged& s, int i, int j, float* u,
 }
 
 // Weight exp(-q / 2) of a pixel with q <= CUTOFF_Q.  The hardware exponential is within a
-// few ulps (about 5e-7 relative for q in [0, 9]), far below the renderer's tolerance against
-// the float64 reference, and several times faster than the IEEE-accurate expf.
+// few ulps, far below the renderer's tolerance against the float64 reference, and several
+// times faster than the IEEE-accurate expf.
 __device__ __forceinline__ float gaussian_weight(float q) { return __expf(-0.5f * q); }
 
 // Gradient of one pixel's loss with respect to the 8 parameters of one Gaussian that covers

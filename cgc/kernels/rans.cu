@@ -1,33 +1,35 @@
 // GPU decoder of cgc.lossless tiles: one warp (32 threads) per tile, several warps per block.
-//
-// Read me first (docs/lossless-format.md is the specification; cgc/lossless/_lossless_cy.pyx holds the
-// CPU decoder this kernel must match bit for bit)
-// -----------------------------------------------------------------------------------------
-// * Warp threadIdx.y of block b decodes tile b * blockDim.y + threadIdx.y; warps never share
-//   data, so every barrier is a __syncwarp and a warp past the last tile simply returns.
-// * Element e of a tile (row-major inside the tile, tile-local width w) belongs to lane
-//   e % 32 and is decoded at step e / 32.  Lane j owns rANS state x_j, a uint32 kept in
-//   [2^23, 2^31) between symbols.
-// * All coded symbols of a tile share one byte stream, consumed in the order
-//   (step, plane, lane).  After decoding its symbol every lane knows how many refill bytes
-//   it needs (0, 1 or 2: x >= 2^7 after any decode with at most 16 probability bits); an
-//   exclusive prefix sum of those counts over the lanes gives each lane its bytes, and the
-//   stream advances by the total.  The sum is two ballots ("needs >= 1", "needs 2") and
-//   popcounts of the lanes below.  The encoder wrote the exact reverse order.
-// * The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous
-//   plane's byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
-//   (activity() below); freq_start packs a symbol's start and frequency - 1 in one word.
-//   Group 255 means the plane is stored raw after the stream, plane after plane, each in
-//   element order.
-// * Phases of a warp, separated by barriers: residuals (written into out), then either the
-//   inverse predictor as a wavefront (lane j owns row j of each band of 32 rows, one column
-//   behind lane j - 1), which also undoes the integer transform, or, for a tile without
-//   predictor, the inverse transform alone.  A tile without predictor or activity contexts
-//   needs nothing of its neighbours, so its values are finished as they are decoded.
-// * Elements are 1, 2 or 4 bytes and out is aligned to its element size, so each element
-//   is one load or store of its own width.
-// * errors[tile * 32 + lane] is set non-zero where that lane saw a truncated or
-//   inconsistent stream; every read is bounded by the tile's own bytes.
+// Read me first: this note and the four after it.  docs/lossless-format.md is the
+// specification; cgc/lossless/_lossless_cy.pyx holds the CPU decoder this kernel must match
+// bit for bit.  Warp threadIdx.y of block b decodes tile b * blockDim.y + threadIdx.y; warps
+// never share data, so every barrier is a __syncwarp and a warp past the last tile simply
+// returns.
+
+// Element e of a tile (row-major inside the tile, tile-local width w) belongs to lane e % 32
+// and is decoded at step e / 32.  Lane j owns rANS state x_j, a uint32 kept in [2^23, 2^31)
+// between symbols.  Elements are 1, 2 or 4 bytes and out is aligned to its element size, so
+// each element is one load or store of its own width.  errors[tile * 32 + lane] is set
+// non-zero where that lane saw a truncated or inconsistent stream; every read is bounded by
+// the tile's own bytes.
+
+// All coded symbols of a tile share one byte stream, consumed in the order (step, plane,
+// lane).  After decoding its symbol every lane knows how many refill bytes it needs (0, 1 or
+// 2: x >= 2^7 after any decode with at most 16 probability bits); an exclusive prefix sum of
+// those counts over the lanes gives each lane its bytes, and the stream advances by the
+// total.  The sum is two ballots ("needs >= 1", "needs 2") and popcounts of the lanes below.
+// The encoder wrote the exact reverse order.
+
+// The table of a symbol is plane_info[p].tbase + group * nctx + ctx_map[p][previous plane's
+// byte of the same element]; for plane 0, ctx_map[0][activity of the row above]
+// (activity() below); freq_start packs a symbol's start and frequency - 1 in one word.
+// Group 255 means the plane is stored raw after the stream, plane after plane, each in
+// element order.
+
+// Phases of a warp, separated by barriers: residuals (written into out), then either the
+// inverse predictor as a wavefront (lane j owns row j of each band of 32 rows, one column
+// behind lane j - 1), which also undoes the integer transform, or, for a tile without
+// predictor, the inverse transform alone.  A tile without predictor or activity contexts
+// needs nothing of its neighbours, so its values are finished as they are decoded.
 
 #include "../native/format.h"
 
@@ -98,9 +100,8 @@ __device__ __forceinline__ unsigned activity(const unsigned char* out, long long
 // Bytes ahead of its positions in the coded stream and in each raw plane that a warp asks
 // the L1 cache for at each step (0: none), per element size.  A tile's bytes are read front
 // to back, and the first read of each cache line otherwise stalls the warp for a whole trip
-// to memory.  On an H100 and an H200 (bench/results/rans_launch*.json) 256 bytes made 4-byte
-// elements decode 4 to 13 % faster and 2-byte ones up to 5 % slower; 1-byte ones were not
-// timed.  bench/rans_launch.py sweeps it.
+// to memory; bench/rans_launch.py sweeps it
+// (measurements: docs/tuning.md, "kernels/rans.cu: prefetch and launch shape").
 #ifndef RANS_PREFETCH_BYTES_1
 #define RANS_PREFETCH_BYTES_1 0
 #endif
@@ -277,10 +278,10 @@ __device__ __forceinline__ void decode_tiles(DECODE_PARAMETERS) {
 
 // Launch bounds: blocks of WARPS_PER_BLOCK warps, and as many resident blocks per SM as the
 // registers allow without spills (ptxas: 48 registers for 4-byte elements, 40 otherwise);
-// one warp's decode is a chain of dependent loads, so more resident warps hide more latency.
-// One entry point per element size.
-// bench/rans_launch.py compiles other values through -D to compare them; cgc/lossless/cuda.py
-// launches with WARPS_PER_BLOCK warps per block.
+// one warp's decode is a chain of dependent loads, so more resident warps hide more latency
+// (measurements: docs/tuning.md, "kernels/rans.cu: prefetch and launch shape").  One entry
+// point per element size.  bench/rans_launch.py compiles other values through -D to compare
+// them; cgc/lossless/cuda.py launches with WARPS_PER_BLOCK warps per block.
 #ifndef WARPS_PER_BLOCK
 #define WARPS_PER_BLOCK 4
 #endif

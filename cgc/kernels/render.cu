@@ -1,19 +1,18 @@
 // Tiled renderer on the GPU: binning, render_forward, render_backward, reduce_pair_gradients.
-//
 // Mirrors the CPU renderer, cgc/native/render_tile.h (read its "read me first" note), with
 // float32 arithmetic and 16-pixel tiles; the per-Gaussian and per-pixel maths live in
-// common.cuh.  Launch configuration, set by cgc/backends/cuda.py:
+// common.cuh.  Binning produces the same lists as the reference: Python sorts the keys
+// tile * n + gaussian written by expand_pairs, which orders pairs by tile and, within a
+// tile, by increasing Gaussian index.
+
+// Launch configuration, set by cgc/backends/cuda.py:
 //   * prepare_gaussians, expand_pairs, reduce_pair_gradients: one thread per Gaussian,
 //     1-D blocks.
 //   * tile_ranges: one thread per (tile, Gaussian) pair, 1-D blocks.
 //   * render_forward, render_backward: grid (tiles_x, tiles_y), block (TILE, TILE); every
 //     thread of a block must reach the barriers, so threads outside the image stay in the
 //     loop and only skip their writes.
-//
-// Binning produces the same lists as the reference: Python sorts the keys
-// tile * n + gaussian written by expand_pairs, which orders pairs by tile and, within a
-// tile, by increasing Gaussian index.
-//
+
 // Gradients are deterministic: like the reference, render_backward writes one row per
 // (tile, Gaussian) pair and reduce_pair_gradients sums each Gaussian's rows in tile order.
 // Every sum has a fixed order and there are no atomics, so a run repeats bit for bit.

@@ -29,8 +29,9 @@ def encode(array, tile=None, *, bfloat16=False, predictors=None, image=False,
     """Compress array losslessly.
 
     tile: requested (rows, cols) of a tile, at most 2**18 elements; None asks for
-    DEFAULT_TILE, 128 x 512 (see cgc.lossless.layout for the measurements behind it).  The
-    tile is shrunk to the array, and thin arrays get tiles stretched along their long axis.
+    DEFAULT_TILE, 128 x 512 (measurements: docs/tuning.md,
+    "lossless/layout.py: default tile").  The tile is shrunk to the array, and thin arrays
+    get tiles stretched along their long axis.
     Smaller tiles such as (64, 64) adapt predictors and tables more locally but pay 1.8 %
     of a 16-bit tensor in per-tile metadata.  bfloat16: the uint16 array holds bfloat16 bit
     patterns.  predictors: names from PREDICTORS to try per tile (default all; "none" is

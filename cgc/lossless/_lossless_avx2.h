@@ -1,27 +1,15 @@
-/* AVX2 decoder for the full steps of a cgc.lossless tile (docs/lossless-format.md).
+/* AVX2 decoder for the full steps of a cgc.lossless tile (docs/lossless-format.md).  Read me
+first: this note, the next, and those on CGC_AVX2_PROB_BITS, CGC_AVX2_STEP_BYTES and
+cgc_avx2_one_byte.  Same symbol order as the scalar decoder in _lossless_cy.pyx: for each
+step, for each coded plane, lanes 0..31 in order, all reading refill bytes from one shared
+stream.  The 32 lane states live in four 8-lane vectors; each vector decodes its 8 symbols
+at once and finds each lane's refill bytes at pos + (exclusive prefix sum of the lanes'
+byte needs), which a 256-entry table gives from the 8-bit masks "needs >= 1 byte" and
+"needs 2 bytes". */
 
-Read me first
--------------
-* Same symbol order as the scalar decoder in _lossless_cy.pyx: for each step, for each coded
-  plane, lanes 0..31 in order, all reading refill bytes from one shared stream.  The 32 lane
-  states live in four 8-lane vectors; each vector decodes its 8 symbols at once and finds
-  each lane's refill bytes at pos + (exclusive prefix sum of the lanes' byte needs), which
-  a 256-entry table gives from the 8-bit masks "needs >= 1 byte" and "needs 2 bytes".
-* A group of 8 lanes consumes at most 16 bytes, so it loads the 16 at its position once
-  and hands each lane its bytes with a shuffle.  When no lane needs two bytes (all but a
-  few per cent of groups) the shuffle comes from a 256-entry table indexed by the mask of
-  lanes needing one: on a bfloat16 tensor that decoded 7 % faster than the general path.
-  A step of P coded planes may thus read up to 64 * P bytes past pos: the loop stops at the
-  first step for which fewer than that remain, and the scalar decoder, which checks each
-  byte, finishes the tile.
-* Tables are arrays of 2**12 packed slot entries (cgc_avx2_entry), one load per symbol;
-  the decoder builds them only when every coded plane uses 12-bit probabilities, which is
-  what the encoder writes.  A lane's table is its plane's first table for the tile's group
-  plus the context number, which the context map gives for the byte of plane p - 1 (or
-  the plane-0 activity): looked up 32 at a time with byte shuffles, not gathers.
-* The build needs no -mavx2: the functions carry a target attribute and are only called
-  when cgc_have_avx2() found the instructions at run time.  Elsewhere (other CPUs, other
-  compilers) cgc_have_avx2() is 0 and the scalar decoder runs alone. */
+/* The build needs no -mavx2: the functions carry a target attribute and are only called
+when cgc_have_avx2() found the instructions at run time.  Elsewhere (other CPUs, other
+compilers) cgc_have_avx2() is 0 and the scalar decoder runs alone. */
 #ifndef CGC_LOSSLESS_AVX2_H
 #define CGC_LOSSLESS_AVX2_H
 
@@ -32,11 +20,18 @@ Read me first
 
 #define CGC_AVX2_LANES 32
 #define CGC_AVX2_RANS_L (1u << 23)
-/* Tables of 2**12 slots, the precision the encoder writes; others take the scalar path. */
+/* Tables are arrays of 2**12 packed slot entries (cgc_avx2_entry), one load per symbol,
+   built only when every coded plane uses 12-bit probabilities, the precision the encoder
+   writes; others take the scalar path.  A lane's table is its plane's first table for the
+   tile's group plus the context number, which the context map gives for the byte of plane
+   p - 1 (or the plane-0 activity): looked up 32 at a time with byte shuffles, not gathers. */
 #define CGC_AVX2_PROB_BITS 12
 #define CGC_AVX2_SLOTS (1 << CGC_AVX2_PROB_BITS)
-/* Bytes one plane's step may touch past pos: each 8-lane group reads 16 bytes at its
-   start, after at most 3 * 16 bytes consumed by the groups before it. */
+/* Bytes one plane's step may touch past pos: an 8-lane group consumes at most 16 bytes, so
+   it loads the 16 at its start once (after at most 3 * 16 consumed by the groups before
+   it) and hands each lane its bytes with a shuffle.  A step of P coded planes may thus read
+   up to 64 * P bytes past pos: the loop stops at the first step for which fewer remain,
+   and the scalar decoder, which checks each byte, finishes the tile. */
 #define CGC_AVX2_STEP_BYTES (4 * 16)
 
 /* The entry of a table slot: symbol | (freq - 1) << 8 | (slot - start) << 20, where the
@@ -52,9 +47,10 @@ static inline uint32_t cgc_avx2_entry(uint32_t symbol, uint32_t freq, uint32_t o
 
 /* prefix8[m] holds, for lane j = 0..7, the number of bits of m below bit j. */
 static uint8_t cgc_avx2_prefix8[256][8];
-/* one_byte[m]: when the lanes in mask m need one refill byte each and no lane needs two,
-   the shuffle that moves lane j's byte (stream byte prefix8[m][j]) into the low byte of
-   lane j's dword, zeroing every other byte. */
+/* one_byte[m]: when the lanes in mask m need one refill byte each and no lane needs two
+   (all but a few per cent of groups), the shuffle that moves lane j's byte (stream byte
+   prefix8[m][j]) into the low byte of lane j's dword, zeroing every other byte: faster
+   than the general path (docs/tuning.md, "lossless/_lossless_avx2.h: AVX2 decoder"). */
 static uint8_t cgc_avx2_one_byte[256][32] __attribute__((aligned(32)));
 
 static int cgc_have_avx2(void) {
@@ -84,8 +80,8 @@ CGC_AVX2_TARGET static inline int cgc_avx2_group(
                                             0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
     const __m256i big_endian = _mm256_set1_epi32(0x00010203);
     /* The 8 table entries loaded one by one (gcc turns the index array into lane
-       extracts): AVX2's gather was slower on the AMD Zen 3 CPU this was measured on (a
-       bfloat16 tensor decoded 5-10 % faster without it). */
+       extracts): AVX2's gather was slower on the AMD Zen 3 CPU this was measured on
+       (docs/tuning.md, "lossless/_lossless_avx2.h: AVX2 decoder"). */
     uint32_t index[8] __attribute__((aligned(32))), entry[8] __attribute__((aligned(32)));
     __m256i e;
     int j;
@@ -192,14 +188,12 @@ CGC_AVX2_TARGET static inline __m256i cgc_avx2_step_activity(const uint8_t *s, p
 
 /* Decode steps t = 0, 1, ... of a tile while each is full (32 elements, t < full_steps)
    and its planes cannot read past end; returns the number of steps done, with x (the 32
-   lane states) and *pos advanced past them.
-
-   planes: the nplanes coded planes in order; out[i] receives plane i's bytes (element e at
-   out[i][e]).  Symbol e of plane i uses the table whose first entry is
-   base[i] + CGC_AVX2_SLOTS * map[i][c], where c is ctx[i][e] (the previous plane's byte),
-   or, when ctx[i] is NULL, 0, or, for i = 0 when activity_w > 0, the activity of element e
-   computed from out[0], a tile activity_w wide; rows[i] is cgc_avx2_map_rows(map[i]).
-   Tables hold CGC_AVX2_SLOTS entries (see cgc_avx2_entry). */
+   lane states) and *pos advanced past them.  planes: the nplanes coded planes in order;
+   out[i] receives plane i's bytes (element e at out[i][e]).  Symbol e of plane i uses the
+   table at base[i] + CGC_AVX2_SLOTS * map[i][c], where c is ctx[i][e] (the previous plane's
+   byte), or, when ctx[i] is NULL, 0, or, for i = 0 when activity_w > 0, the activity of
+   element e computed from out[0], a tile activity_w wide; rows[i] is
+   cgc_avx2_map_rows(map[i]).  Tables hold CGC_AVX2_SLOTS entries (see cgc_avx2_entry). */
 CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
         uint32_t *x_lanes, int nplanes, uint8_t **out, const uint8_t **ctx,
         const int32_t *base, const uint8_t **map, const unsigned *rows,
@@ -233,8 +227,8 @@ CGC_AVX2_TARGET static ptrdiff_t cgc_avx2_decode_steps(
                                                        : half[g >> 1]),
                             CGC_AVX2_PROB_BITS));
             }
-            /* Unrolled, so that x[] stays in registers (14 % faster than a loop that gcc
-               kept in memory). */
+            /* Unrolled, so that x[] stays in registers (a loop that gcc kept in memory was
+               slower). */
 #pragma GCC unroll 4
             for (g = 0; g < 4; g++)
                 p += cgc_avx2_group(&x[g], &sym[g], first[g], entries, data + p);

@@ -340,8 +340,8 @@ cdef extern from "_lossless_avx2.h" nogil:
 # CRC-32 of cgc.lossless streams (cgc/native/crc32.h).
 cdef bint clmul_present = have_clmul()
 HAVE_CLMUL = bool(clmul_present)
-# Inputs from this size on are summed in one chunk per thread, joined by crc32_combine
-# (a thread team costs microseconds; a MiB takes ~100 us on one core).
+# Inputs from this size on are summed in one chunk per thread, joined by crc32_combine: a
+# thread team costs microseconds, a MiB far more (docs/tuning.md, "native/crc32.h: CRC-32").
 PARALLEL_CRC_BYTES = 1 << 20
 
 
@@ -381,10 +381,9 @@ cdef bint avx2_present = have_avx2()
 cdef bint use_avx2 = avx2_present
 
 
-# Filling a table's AVX2_SLOTS packed entries costs a few microseconds, which the AVX2
-# decoder earns back only over a few thousand symbols (it saved 1.3 ns per symbol on a
-# 65,536-element bfloat16 tensor, one thread): streams with fewer symbols per table take
-# the scalar decoder alone.
+# Filling a table's AVX2_SLOTS packed entries costs what the AVX2 decoder earns back only
+# over a few thousand symbols: streams with fewer symbols per table take the scalar decoder
+# alone (measurements: docs/tuning.md, "lossless/_lossless_cy.pyx: tile decoder").
 AVX2_MIN_SYMBOLS_PER_TABLE = AVX2_SLOTS // 4
 cdef Py_ssize_t avx2_min_symbols = AVX2_MIN_SYMBOLS_PER_TABLE
 
@@ -445,8 +444,8 @@ cdef inline Py_ssize_t decode_plane_pb(uint32_t *x, uint8_t *cur, const uint8_t 
                                        int pb, int lookup_shift,
                                        const uint8_t *data, Py_ssize_t pos) noexcept nogil:
     # Inlined with constant pb and lookup_shift, so that shifts and masks are immediates,
-    # and for full steps a constant jmax (about 5 % faster than a loaded bound); a plane 0
-    # without activity contexts (prev NULL) skips a dependent load per lane.
+    # and for full steps a constant jmax (faster than a loaded bound); a plane 0 without
+    # activity contexts (prev NULL) skips a dependent load per lane.
     cdef Py_ssize_t j
     if prev == NULL:
         for j in range(jmax):

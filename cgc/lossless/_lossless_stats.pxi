@@ -27,9 +27,8 @@ def choose_residuals(const uint32_t[:, ::1] values, int tile_h, int tile_w, int 
     unlike libpng's sum of absolute residuals it stays meaningful for float bit patterns,
     where NONE must win against differences of random mantissas.  Tiles of 32 rows or more
     are estimated from every SEARCH_ROW_STEP-th row (a residual needs only the values, so
-    any row stands alone): the search was a fifth of the encode time.  Measured: encode
-    10-25 % faster; all-MiniLM-L6-v2 sizes unchanged to 0.01 %, Kodak 0.2 % larger
-    (10.04 -> 10.06 bits per pixel)."""
+    any row stands alone): the search was a fifth of the encode time, and sizes barely move
+    (measurements: docs/tuning.md, "lossless/_lossless_stats.pxi: predictor search")."""
     cdef Py_ssize_t rows = values.shape[0], cols = values.shape[1]
     cdef Py_ssize_t tiles_x = (cols + tile_w - 1) // tile_w
     cdef Py_ssize_t ntiles = ((rows + tile_h - 1) // tile_h) * tiles_x

@@ -118,7 +118,8 @@ def compress(file_bytes, tile=None, min_gain=None):
 
     ``tile`` and ``min_gain`` (None: its default) as for cgc.lossless.encode; for the
     fastest GPU decoding, 64 x 64 tiles and min_gain=0.1, at about 2 points of size on
-    bfloat16 weights.  ValueError if the bytes are not a safetensors file."""
+    bfloat16 weights (docs/tuning.md, "lossless/checkpoint.py: GPU-fast setting").
+    ValueError if the bytes are not a safetensors file."""
     from cgc.lossless import encode
 
     options = {} if min_gain is None else {"min_gain": min_gain}

@@ -13,8 +13,9 @@ from cgc.lossless.layout import LAYOUT_ARRAY, from_matrix
 
 KERNEL_MODULE = "rans"
 LANES = NUM_LANES
-# One warp decodes one tile; rans.cu's launch bounds allow at most this many per block
-# (tests/test_kernels_compile.py checks that the two agree).
+# One warp decodes one tile; rans.cu's launch bounds allow at most this many per block, and
+# tests/test_kernels_compile.py checks that the two agree
+# (measurements: docs/tuning.md, "kernels/rans.cu: prefetch and launch shape").
 WARPS_PER_BLOCK = 4
 
 

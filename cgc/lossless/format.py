@@ -26,7 +26,7 @@ _PREFIX = struct.Struct("<4sBBBBI")  # magic, version, dtype code, ndim, lanes, 
 MIN_PROB_BITS, MAX_PROB_BITS = 12, 14
 MAX_CONTEXTS, MAX_GROUPS = 16, 16
 # zlib.crc32's value, computed by carry-less multiplication where the CPU has it (several
-# times faster than zlib's tables, which took a sixth of a checkpoint's decode time).
+# times faster than zlib's tables; measurements: docs/tuning.md, "native/crc32.h: CRC-32").
 checksum = crc32 if HAVE_CLMUL else zlib.crc32
 
 

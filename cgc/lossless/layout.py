@@ -15,13 +15,9 @@ KIND_UNSIGNED, KIND_SIGNED, KIND_FLOAT = 0, 1, 2
 # Tiles hold at most this many elements: it bounds the decoder's per-thread scratch and the
 # output a few bytes of metadata can claim (see docs/lossless-format.md, "Limits").
 MAX_TILE_ELEMENTS = 1 << 18
-# The tile encode() asks for by default, 2**16 elements.  Every tile carries 141 + P bytes
-# of metadata, mostly its 32 lanes' final rANS states: at 64 x 64 that is 1.8 % of a
-# bfloat16 tensor, at 128 x 512 0.1 %.  Measured on all-MiniLM-L6-v2 (bench/lossless.py):
-# bfloat16 67.80 % of the original size with 64 x 64 tiles, 65.98 % with 128 x 512 (and
-# decoding as fast); 256 x 256 gave 66.01 %, 64 x 1024 65.98 %, 256 x 512 65.93 % (but
-# twice the per-thread decoder scratch), 256 x 1024 66.30 % (fewer tiles to adapt the
-# table groups to).
+# The tile encode() asks for by default, 2**16 elements: each tile carries 141 + P bytes of
+# metadata, 0.1 % of a bfloat16 tensor at this size; larger tiles gained little or lost
+# (measurements: docs/tuning.md, "lossless/layout.py: default tile").
 DEFAULT_TILE = (128, 512)
 MAX_NDIM = 32
 
@@ -72,8 +68,8 @@ def element_type(dtype, bfloat16=False):
 LAYOUT_ARRAY = 0  # the last axis gives the columns
 LAYOUT_PLANAR = 1  # (H, W, C) image coded as C planes of H x W: a (C*H) x W matrix
 # As LAYOUT_PLANAR, channels 0 and 2 (red, blue) coded as their difference from channel 1
-# (green) modulo 2**bits: on Kodak this saves about 3.6 of 13.7 bits per pixel, as the
-# three colour planes share most of their edges and texture.
+# (green) modulo 2**bits, as the three colour planes share most of their edges and texture
+# (measurements: docs/tuning.md, "lossless/layout.py: colour layout").
 LAYOUT_PLANAR_RGB = 2
 LAYOUTS = (LAYOUT_ARRAY, LAYOUT_PLANAR, LAYOUT_PLANAR_RGB)
 

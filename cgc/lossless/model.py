@@ -3,9 +3,9 @@
 Each byte plane p is coded with tables[g * nctx + ctx], where the context ctx is a bucket of
 the same element's plane p - 1 byte (for a float, the mantissa's top bits depend on the
 exponent), or for plane 0 a bucket of the activity of the row above (residuals are large
-where an image is busy; see cgc/lossless/_lossless_context.h), and the group g is picked per tile
-(tiles of a tensor differ in scale; some rows of real checkpoints are stored at lower
-precision).  A tile may also store a plane raw.
+where an image is busy; see cgc/lossless/_lossless_context.h), and the group g is picked
+per tile (tiles of a tensor differ in scale; some rows of real checkpoints are stored at
+lower precision).  A tile may also store a plane raw.
 Everything is chosen by estimated coded size, table bytes included, so small inputs end up
 with one table per plane and incompressible planes stay raw (which also decodes fastest)."""
 from dataclasses import dataclass
@@ -15,12 +15,15 @@ import numpy as np
 
 from cgc.lossless._lossless_cy import RAW_GROUP, byte_plane, joint_histogram, tile_histograms
 
+# Table precision, and the context and group counts the choice weighs
+# (docs/tuning.md, "lossless/model.py: min_gain and contexts").
 PROB_BITS = 12
 CONTEXT_CHOICES = (1, 2, 4, 8, 16)
 GROUP_CHOICES = (1, 2, 4, 8, 16)
 KMEANS_ROUNDS = 6
 # Bits per symbol charged to coding over storing raw: the rANS and table quantisation loss
-# plus a margin that keeps near-uniform planes raw, where decoding is a copy.
+# plus a margin that keeps near-uniform planes raw, where decoding is a copy
+# (measurements: docs/tuning.md, "lossless/model.py: min_gain and contexts").
 CODED_PENALTY_BITS = 0.01
 _EPS = 0.02  # pseudo-count for symbols a candidate table has not seen
 

@@ -1,26 +1,10 @@
 /* CRC-32 of the zlib and PNG formats (reflected polynomial 0xEDB88320), the checksum of
-cgc.lossless streams, by carry-less multiplication.
-
-Read me first
--------------
-* zlib.crc32 (a table method) ran at ~3 GB/s here, a sixth of a bfloat16 checkpoint's
-  decode time spent on one core while the other waited.  Folding 64 bytes at a time with
-  PCLMULQDQ is several times faster; the result is bit-identical (tests compare with
-  zlib.crc32 on every length and alignment class).
-* The method: the message is a polynomial over GF(2) in reflected bit order.  Four
-  128-bit accumulators each absorb every fourth 16-byte block: acc = acc.lo * k1 ^
-  acc.hi * k2 ^ next block, where k1, k2 = x^(512+32), x^(512-32) mod P (bit-reflected,
-  shifted left by one) move a block 512 bits further.  The four are then folded into one
-  (k3, k4: 128 bits), the single remaining 16-byte blocks likewise, the 128 bits reduced
-  to 64 (k4) and 32 (k5 = x^64 mod P), and a Barrett reduction (mu = x^64 / P, and P
-  itself) leaves the 32-bit remainder.
-* The state passed around is zlib's internal one (the inverted CRC); cgc_crc32 takes and
-  returns the external value, like zlib.crc32(data, value).
-* Bytes that do not fill a 16-byte block, and whole inputs under 64 bytes or on CPUs
-  without PCLMULQDQ and SSE4.1, go through the bitwise loop.
-* Chunks of a long input may be summed apart (in parallel) and joined by
-  cgc_crc32_combine: the CRC of A followed by B is the CRC of A times x^(8 len B) mod P,
-  plus the CRC of B (the initial and final inversions cancel between the two). */
+cgc.lossless streams, by carry-less multiplication: folding 64 bytes at a time with
+PCLMULQDQ is several times faster than zlib.crc32's tables and bit-identical (tests compare
+with zlib.crc32 on every length and alignment class; docs/tuning.md, "native/crc32.h: CRC-32").
+Bytes that do not fill a 16-byte block, and whole inputs under 64 bytes or on CPUs without
+PCLMULQDQ and SSE4.1, go through the bitwise loop.  The state passed around is zlib's
+internal one (the inverted CRC); cgc_crc32 takes and returns the external value. */
 #ifndef CGC_CRC32_H
 #define CGC_CRC32_H
 
@@ -39,7 +23,13 @@ static uint32_t cgc_crc32_bitwise(uint32_t state, const uint8_t *p, size_t n) {
     return state;
 }
 
-/* The reflected constants, in the order k1, k2, k3, k4, k5, mu, P (see the top). */
+/* The method: the message is a polynomial over GF(2) in reflected bit order.  Four 128-bit
+   accumulators each absorb every fourth 16-byte block: acc = acc.lo * k1 ^ acc.hi * k2 ^
+   next block, where k1, k2 = x^(512+32), x^(512-32) mod P (bit-reflected, shifted left by
+   one) move a block 512 bits further.  The four are then folded into one (k3, k4: 128
+   bits), the single remaining 16-byte blocks likewise, the 128 bits reduced to 64 (k4) and
+   32 (k5 = x^64 mod P), and a Barrett reduction (mu = x^64 / P, and P itself) leaves the
+   32-bit remainder.  The reflected constants, in order: k1, k2, k3, k4, k5, mu, P. */
 static const uint64_t cgc_crc32_constants[7] = {
     0x154442bd4ull, 0x1c6e41596ull, 0x1751997d0ull, 0x0ccaa009eull, 0x163cd6124ull,
     0x1f7011641ull, 0x1db710641ull};
@@ -133,7 +123,10 @@ static uint32_t cgc_crc32_mulmod(uint32_t a, uint32_t b) {
     return product;
 }
 
-/* zlib.crc32(A + B) from crc_a = zlib.crc32(A), crc_b = zlib.crc32(B) and len(B). */
+/* zlib.crc32(A + B) from crc_a = zlib.crc32(A), crc_b = zlib.crc32(B) and len(B), so that
+   chunks of a long input may be summed apart (in parallel): the CRC of A followed by B is
+   the CRC of A times x^(8 len B) mod P, plus the CRC of B (the initial and final
+   inversions cancel between the two). */
 static uint32_t cgc_crc32_combine(uint32_t crc_a, uint32_t crc_b, size_t len_b) {
     uint32_t shift = 0x80000000u, power = 0x80000000u >> 8; /* x^0, x^8 */
     for (; len_b != 0; len_b >>= 1) {

@@ -1,19 +1,10 @@
 /* Adaptive binary range coder of .cgc version 3 streams (docs/format.md, "Range coder").
 
-Read me first
--------------
-* The coder of LZMA: a 32-bit range and a 64-bit low with a carry cache on the encoder
-  side; a 32-bit range and code on the decoder side.  Each binary decision has a
-  probability `p` of a 0, in units of 2^-CGC_RC_PROB_BITS, split off the top of the range
-  as bound = (range >> CGC_RC_PROB_BITS) * p.
-* Models adapt after every decision by 1/32 of the distance to the outcome
-  (CGC_RC_ADAPT_SHIFT); p starts at one half and stays within [31, 4065] of 4096, so it is
-  never 0 or 1 and bound is never 0 or the whole range.
-* Direct bits (probability one half, no model) halve the range.
-* Invariant after every step: range >= 2^24 (CGC_RC_TOP), renormalised one byte at a time.
-  The decoder consumes exactly the bytes the encoder wrote, its first byte always 0.  A
-  decoder that runs past its input reads zeros and counts them in `overrun`; callers turn
-  any overrun, and any byte left unread, into a format error. */
+Read me first: the coder of LZMA, a 32-bit range and a 64-bit low with a carry cache on the
+encoder side, a 32-bit range and code on the decoder side.  Each binary decision has a
+probability `p` of a 0, in units of 2^-CGC_RC_PROB_BITS, split off the top of the range as
+bound = (range >> CGC_RC_PROB_BITS) * p.  Direct bits (probability one half, no model)
+halve the range. */
 #ifndef CGC_RANGE_CODER_H
 #define CGC_RANGE_CODER_H
 
@@ -21,6 +12,10 @@ Read me first
 #include <stdlib.h>
 #include <string.h>
 
+/* Models adapt after every decision by 1/32 of the distance to the outcome
+   (CGC_RC_ADAPT_SHIFT); p starts at one half and stays within [31, 4065] of 4096, so it is
+   never 0 or 1 and bound is never 0 or the whole range.  Invariant after every step:
+   range >= 2^24 (CGC_RC_TOP), renormalised one byte at a time. */
 #define CGC_RC_PROB_BITS 12
 #define CGC_RC_PROB_HALF (1u << (CGC_RC_PROB_BITS - 1))
 #define CGC_RC_ADAPT_SHIFT 5
@@ -127,6 +122,10 @@ static inline void cgc_rc_encoder_flush(cgc_rc_encoder *e)
 }
 
 /* ---- decoder ------------------------------------------------------------------------ */
+
+/* The decoder consumes exactly the bytes the encoder wrote, its first byte always 0.  A
+   decoder that runs past its input reads zeros and counts them in `overrun`; callers turn
+   any overrun, and any byte left unread, into a format error. */
 
 typedef struct {
     uint32_t range, code;

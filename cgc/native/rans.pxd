@@ -2,18 +2,15 @@
 # rANS primitives and the frequency-table parser shared by every rANS coder in cgc (the
 # .cgc version 1 / 2 streams and the cgc.lossless tiles).  Inline functions of a .pxd:
 # each extension that cimports them compiles its own copy, so the calls inline.
-#
+
 # Read me first
-# -------------
-# * State x is a uint32 kept in [RANS_L, 256 * RANS_L) between symbols; renormalisation moves
-#   one byte at a time.  RANS_L = 2**23, so probabilities may use up to 16 bits.
-# * rANS is last-in first-out: the encoder consumes symbols from the last to the first and
-#   writes bytes backwards from the end of its buffer; the decoder reads the state (4 bytes,
-#   little-endian) and then the bytes forwards, producing symbols first to last.
+# * State x is a uint32 kept in [RANS_L, 256 * RANS_L) between symbols; renormalisation
+#   moves one byte at a time.  RANS_L = 2**23, so probabilities may use up to 16 bits.
+# * rANS is last-in first-out: the encoder consumes symbols last to first and writes bytes
+#   backwards from the end of its buffer; the decoder reads the state (4 bytes, little-endian)
+#   and then the bytes forwards, producing symbols first to last.
 # * The encoder starts from x = RANS_L, so a decoder that consumed a valid stream ends with
 #   x == RANS_L and no bytes left: decoders check both to catch corruption.
-# * A frequency table with prob_bits bits sums to exactly 2**prob_bits, every coded symbol
-#   has frequency >= 1, and cumulative starts are the exclusive prefix sums in symbol order.
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
@@ -106,7 +103,10 @@ cdef inline Py_ssize_t read_frequencies(const uint8_t *buf, Py_ssize_t n, Py_ssi
     formats: k ascending bytes when k <= SYMBOL_LIST_MAX, else a 32-byte bitmap, LSB first;
     then varint frequencies of all but the last symbol, which takes the rest of
     2**prob_bits and must be >= 1) into freq[256], zeroed first.  Returns the position
-    after the table or a negative TABLE_* error."""
+    after the table or a negative TABLE_* error.
+
+    A valid table sums to exactly 2**prob_bits, every coded symbol has frequency >= 1, and
+    the coders take a symbol's start as the exclusive prefix sum in symbol order."""
     cdef Py_ssize_t i
     cdef uint32_t f, total = <uint32_t>1 << prob_bits, acc = 0
     cdef int count = 0, s, last = -1

@@ -1,35 +1,32 @@
 /* The CPU renderer's loops: Gaussian boxes, row spans, per-pixel weights, and the forward
-and backward passes over tiles, called by _render.pxi.
+and backward passes over tiles, called by cgc/_core.pyx.  Read me first: this note, the
+four after it, and the one on the public entry points.
 
-Read me first
--------------
-* A Gaussian is a row of the packed (N, 8) array: x, y, l11, l21, l22, r, g, b, in pixels.
-  L = [[l11, 0], [l21, l22]] is the Cholesky factor of its covariance, so
-  q = u^2 + v^2 with u = dx / l11, v = (dy - l21 u) / l22.  Pixel (row i, column j) has its
-  centre at (j + 0.5, i + 0.5).
-* A Gaussian adds colour * exp(-q / 2) to a pixel exactly when the pixel is in its box and
-  q <= CGC_CUTOFF_Q.  The box, the tiles and the per-row spans only find those pixels
-  conservatively, so the image does not depend on the tiling at all: each pixel's terms
-  are added in pair order, which is increasing Gaussian index in every tiling.
-* Tiles are tile x tile pixels in row-major order, of the size the caller's binning chose
-  (bin_gaussians in _render.pxi; the CPU backend's 32, the CUDA kernels' 16).  A tile's
-  pair list holds the indices of the Gaussians whose box touches it, in increasing index,
-  with no cap on its length.
-* u, v and q are evaluated in the parameters' precision, one rounded operation at a time
-  in the order of the CUDA helpers (kernels/common.cuh), so float32 renders agree with the
-  kernels on which pixels pass q <= 9.  The build turns off FMA contraction for that.
-* The pixel loops run over a row piece of a tile in chunks of CGC_LANES columns with no
-  branches: q is evaluated for every lane, the weight of the clamped q computed, and a
-  lane's terms masked to 0 where q > 9 or the lane is past the piece's end.  Buffers
-  have CGC_LANES values of slack for the last chunk.  The compiler vectorises the chunks
-  (`omp simd`); on x86-64 they are built twice, for the baseline and for AVX2, and
-  cgc_render_init() picks one at import.  Each lane's arithmetic is the same in both, so
-  they give the same bits.
-* Colours accumulate in a tile-local planar buffer (r, g, b, weight planes) that stays in
-  the L1 cache, and are written to the (H, W, 3) image once per tile.  Backward reads
-  dL/dimage through the same planar layout, sums a pair's terms per lane in the
-  parameters' precision, adds the lanes' sums in float64, and writes one float64 row of
-  eight gradients per (tile, Gaussian) pair, which the caller reduces in pair order. */
+A Gaussian is a row of the packed (N, 8) array: x, y, l11, l21, l22, r, g, b, in pixels.
+L = [[l11, 0], [l21, l22]] is the Cholesky factor of its covariance, so q = u^2 + v^2 with
+u = dx / l11, v = (dy - l21 u) / l22.  Pixel (row i, column j) has its centre at
+(j + 0.5, i + 0.5). */
+
+/* A Gaussian adds colour * exp(-q / 2) to a pixel exactly when the pixel is in its box and
+q <= CGC_CUTOFF_Q.  The box, the tiles and the per-row spans only find those pixels
+conservatively, so the image does not depend on the tiling at all: each pixel's terms are
+added in pair order, which is increasing Gaussian index in every tiling. */
+
+/* Tiles are tile x tile pixels in row-major order, of the size the caller's binning chose
+(bin_gaussians in cgc/_core.pyx; the CPU backend's 32, the CUDA kernels' 16).  A tile's
+pair list holds the indices of the Gaussians whose box touches it, in increasing index,
+with no cap on its length. */
+
+/* u, v and q are evaluated in the parameters' precision, one rounded operation at a time
+in the order of the CUDA helpers (kernels/common.cuh), so float32 renders agree with the
+kernels on which pixels pass q <= 9.  The build turns off FMA contraction for that. */
+
+/* The pixel loops run over a row piece of a tile in chunks of CGC_LANES columns with no
+branches: q is evaluated for every lane, the weight of the clamped q computed, and a lane's
+terms masked to 0 where q > 9 or the lane is past the piece's end.  Buffers have CGC_LANES
+values of slack for the last chunk.  The compiler vectorises the chunks (`omp simd`); on
+x86-64 they are built twice, for the baseline and for AVX2, and cgc_render_init() picks one
+at import.  Each lane's arithmetic is the same in both, so they give the same bits. */
 #ifndef CGC_RENDER_TILE_H
 #define CGC_RENDER_TILE_H
 
@@ -38,6 +35,8 @@ Read me first
 #include <stdlib.h>
 #include <string.h>
 
+/* Pixels with q beyond this (3 sigma) get nothing; the footprint, lanes and weight were
+   measured (docs/tuning.md, "native/render_tile.h: footprint, lanes and exp"). */
 #define CGC_CUTOFF_Q 9.0
 /* Pixels per chunk of a row piece: the pixel loops run over whole chunks, lanes past the
    piece's end masked, so that no scalar remainder loop is left (row pieces are short). */
@@ -190,9 +189,8 @@ static inline double cgc_pow2_neg_d(int n) {
    q > CGC_CUTOFF_Q).  exp(-q / 2) = 2^-t with t = q log2(e) / 2 in [0, 6.5]: with n = t
    rounded and f = n - t in [-1/2, 1/2], it is 2^f times 2^-n.  2^f is the Taylor series
    of exp(f ln 2), truncated where the next term falls below the precision's rounding
-   (|f ln 2| <= 0.35: degree 7 for float, 5e-9 relative; 12 for double, 2e-16).  Measured
-   against exp over [0, 9]: float within 3.6e-7 relative (5 ulps, the class of the GPU's
-   __expf), double within 6.7e-16. */
+   (|f ln 2| <= 0.35: degree 7 for float, 5e-9 relative; 12 for double, 2e-16): within a
+   few ulps of exp (docs/tuning.md, "native/render_tile.h: footprint, lanes and exp"). */
 #define CGC_LN2 0.69314718055994530942
 #define CGC_HALF_LOG2E 0.72134752044448170368
 
@@ -272,7 +270,12 @@ static int cgc_render_init(int use_avx2) {
 #endif
 
 /* Public entry points: the whole image, tiles in parallel.  Return 0, or -1 when a
-   thread's scratch buffer could not be allocated. */
+   thread's scratch buffer could not be allocated.  Colours accumulate in a tile-local
+   planar buffer (r, g, b, weight planes) that stays in the L1 cache, written to the
+   (H, W, 3) image once per tile.  Backward reads dL/dimage through the same planar layout,
+   sums a pair's terms per lane in the parameters' precision, adds the lanes' sums in
+   float64, and writes one float64 row of eight gradients per (tile, Gaussian) pair, which
+   the caller reduces in pair order. */
 static int cgc_render_forward_f(const float *params, int height, int width, int tile,
                                 const int64_t *tile_start, int64_t n_tiles,
                                 const int32_t *pairs, float *out, float *weight) {
