@@ -1,12 +1,9 @@
 """Helpers of the .cgc container tests: the golden Gaussians, and edits of a file's
 header, stream-length table and streams that keep its CRC valid (docs/format.md)."""
 import struct
-import time
-import tracemalloc
 import zlib
 
 import numpy as np
-import pytest
 
 from cgc.image.container import HEADER, QUANTISER, STREAM_LENGTH, stream_names
 from cgc.image.codec import decode_gaussians
@@ -136,17 +133,3 @@ def assert_all_format_errors(cases):
     """cases: iterable of (label, bytes).  Collects every failure so one run shows them all."""
     bad = [(label, what) for label, data in cases if (what := outcome(data)) is not None]
     assert not bad, f"{len(bad)} malformed inputs not rejected with FormatError: {bad[:10]}"
-
-
-def peak_allocation(func):
-    """Run func (expected to raise FormatError); return (peak traced bytes, seconds)."""
-    tracemalloc.start()
-    start = time.perf_counter()
-    try:
-        with pytest.raises(FormatError):
-            func()
-        elapsed = time.perf_counter() - start
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return peak, elapsed

@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 
 from cuda_emu.providers import PROVIDERS, route_cuda
-from cgc.image.allocate import SLOPE, _Measurements, allocate_bits
+from cgc.image.allocate import SLOPE, _Measurements, allocate
 from cgc.image.container import unpack
 from cgc.image.codec import decode_gaussians, encode_gaussians
 from cgc.image.fit import fit
@@ -30,6 +30,11 @@ def image():
 def fitted(image):
     return fit(image, 200, iterations=150, seed=0, progress=False)
 
+
+
+def allocate_bits(*args, **kwargs):
+    """The widths alone of ``allocate``."""
+    return allocate(*args, **kwargs)[0]
 
 def measured_cost(gaussians, image, bits, slope=SLOPE):
     """The search's objective evaluated on the real file: its bytes and the decoded MSE."""

@@ -1,5 +1,5 @@
 """cgc.encode / cgc.decode end to end on a tiny crop, against the pieces they are built from
-(fit, allocate_bits, quantise_gaussians, refine_codes, render, to_uint8)."""
+(fit, allocate, quantise_gaussians, refine_codes, render, to_uint8)."""
 import numpy as np
 import pytest
 import skimage.data
@@ -7,7 +7,7 @@ from PIL import features
 
 import cgc
 from cgc.image import codec as codec_module
-from cgc.image.allocate import _Measurements, allocate, allocate_bits
+from cgc.image.allocate import _Measurements, allocate
 from cgc.image.container import SMALLEST_FILE, STREAM_NAMES, pack, storage_order, unpack
 from cgc.image.codec import (BITS_PER_GAUSSIAN, REUSE_SHARE, TABLE_BYTES, decode_gaussians,
                        encode_gaussians, n_gaussians_for_bytes, quantise_gaussians)
@@ -37,6 +37,11 @@ def encoded(crop):
     return cgc.encode(crop, n_gaussians=N_GAUSSIANS, iterations=ITERATIONS, seed=0,
                       progress=False)
 
+
+
+def allocate_bits(*args, **kwargs):
+    """The widths alone of ``allocate``."""
+    return allocate(*args, **kwargs)[0]
 
 def encoder_fit(image, n_gaussians, iterations=ITERATIONS, seed=0):
     """The fit cgc.encode makes for a count: an over-fit, pruned (codec._Fitter)."""

@@ -241,15 +241,10 @@ def _with(bits, col, width):
     return changed
 
 
-def allocate_bits(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
-    """Code widths (a tuple, one per attribute) minimising the cost J above for these
-    Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1]); see ``allocate``."""
-    return allocate(gaussians, image, device, slope, max_bytes)[0]
-
-
 def allocate(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
-    """(widths, the size model's bytes for them): ``allocate_bits`` with the size it
-    predicts, from which a caller learns the model's error on the written file.
+    """(code widths, a tuple with one per attribute, minimising the cost J above for these
+    Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1]); the size model's bytes
+    for them, from which a caller learns the model's error on the written file).
 
     With ``max_bytes`` the file must fit in that many bytes: the widths are those of the
     smallest slope (down to ``slope / MAX_SLOPE_RATIO``) whose choice fits, found by
