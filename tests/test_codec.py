@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import skimage.data
-from PIL import features
 
 import cgc
 from cgc.image import codec as codec_module
@@ -17,8 +16,6 @@ from cgc.image.quantize import dequantise
 from cgc.image.refine import refine_codes
 from cgc.image.rate import MAX_ENCODES, TOLERANCE
 
-JPEG2000 = pytest.mark.skipif(not features.check_codec("jpg_2000"),
-                              reason="Pillow built without JPEG 2000 (OpenJPEG)")
 
 N_GAUSSIANS = 60
 ITERATIONS = 50  # the end of the learning-rate warm-up
@@ -543,7 +540,6 @@ def spy_on_fits(monkeypatch):
 PROBE_BUDGET = 2457  # 0.3 bpp on 256 x 256
 
 
-@JPEG2000
 def test_a_clearly_detailed_image_is_fitted_at_the_detail_count_at_once(textured,
                                                                           monkeypatch):
     counts = spy_on_fits(monkeypatch)
@@ -556,11 +552,10 @@ def test_a_clearly_detailed_image_is_fitted_at_the_detail_count_at_once(textured
                                                PROBE_BUDGET, True, "cpu")
 
 
-def test_without_jpeg2000_the_budget_count_is_fitted_first(textured, monkeypatch):
-    def unavailable(image, bpp):
-        raise OSError("encoder jpeg2k not available")
-
-    monkeypatch.setattr(codec_module, "jpeg2000_point", unavailable)
+def test_where_the_estimate_says_smooth_the_budget_count_is_fitted_first(textured,
+                                                                          monkeypatch):
+    # An estimate that reaches any PSNR at no rate: the image is judged smooth.
+    monkeypatch.setattr(codec_module.rd_estimate, "bpp_at", lambda image, psnr: 0.0)
     counts = spy_on_fits(monkeypatch)
     cgc.encode(textured, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
     n = n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
@@ -570,20 +565,31 @@ def test_without_jpeg2000_the_budget_count_is_fitted_first(textured, monkeypatch
 
 def test_a_smooth_image_is_fitted_at_the_budget_count(monkeypatch):
     y, x = np.mgrid[0:256, 0:256]
-    ramp = np.stack([x, y, (x + y) // 2], axis=-1).astype(np.uint8)  # JPEG 2000: 72 dB
+    ramp = np.stack([x, y, (x + y) // 2], axis=-1).astype(np.uint8)  # a wavelet coder's ~70 dB
     counts = spy_on_fits(monkeypatch)
     cgc.encode(ramp, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
     assert counts[0] == n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
 
 
 def test_images_below_the_probe_size_are_not_probed(crop, monkeypatch):
-    def probe(image, bpp):
+    def probe(image, psnr):
         raise AssertionError("probed a small image")
 
-    monkeypatch.setattr(codec_module, "jpeg2000_point", probe)
+    monkeypatch.setattr(codec_module.rd_estimate, "bpp_at", probe)
     counts = spy_on_fits(monkeypatch)
     cgc.encode(crop, iterations=ITERATIONS, progress=False, max_bytes=300)
     assert counts[0] == n_gaussians_for_bytes(300, 36, 40)
+
+
+def test_images_above_the_estimates_size_are_not_probed(textured, monkeypatch):
+    def probe(image, psnr):
+        raise AssertionError("probed an image too large to estimate")
+
+    monkeypatch.setattr(codec_module.rd_estimate, "bpp_at", probe)
+    monkeypatch.setattr(codec_module.rd_estimate, "MAX_PIXELS", 256 * 256 - 1)
+    counts = spy_on_fits(monkeypatch)
+    cgc.encode(textured, iterations=ITERATIONS, progress=False, max_bytes=PROBE_BUDGET)
+    assert counts[0] == n_gaussians_for_bytes(PROBE_BUDGET, 256, 256)
 
 
 def test_a_fit_too_short_to_grow_is_not_made_again(textured, monkeypatch):
@@ -596,10 +602,10 @@ def test_a_fit_too_short_to_grow_is_not_made_again(textured, monkeypatch):
 
 @pytest.mark.parametrize("detailed", [True, False])
 def test_a_caller_that_knows_overrides_the_probe(textured, monkeypatch, detailed):
-    def probe(image, bpp):
+    def probe(image, psnr):
         raise AssertionError("probed although the caller knew")
 
-    monkeypatch.setattr(codec_module, "jpeg2000_point", probe)
+    monkeypatch.setattr(codec_module.rd_estimate, "bpp_at", probe)
     counts = spy_on_fits(monkeypatch)
     fitter = codec_module._Fitter(to_float_image(textured), ITERATIONS, 0, "cpu", False,
                                   "gradient", None)

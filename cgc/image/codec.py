@@ -16,89 +16,46 @@ from cgc.imageio import to_float_image, to_uint8
 from cgc.metrics import psnr_of_mse
 from cgc.image.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
 from cgc.image.refine import refine_codes
-from cgc.image.rate import (JPEG2000_ERRORS, SLOPE_DB, first_budget, jpeg2000_point,
-                        smallest_passing)
+from cgc.image import rd_estimate
+from cgc.image.rate import SLOPE_DB, first_budget, smallest_passing
 
 # Default density: one Gaussian per this many pixels (6,144 for a 768x512 image).
 PIXELS_PER_GAUSSIAN = 64
-# What a byte budget pays for, to choose the Gaussian count when none is given: about
-# BITS_PER_GAUSSIAN bits of codes per Gaussian, plus TABLE_BYTES for the header, quantisers,
-# stream lengths and CRC (132 bytes) and the start and end of each of the 7 range-coded
-# streams (about 5 bytes each); a budget below TABLE_BYTES gets one Gaussian (the smallest
-# file holds one in about 170 bytes).  Format version 2 spent 36 to 55 bits per Gaussian
-# on the files of bench/fit.py and 440 to 1,030 bytes on its tables; this rule then had 46
-# and 600, which filled those budgets to 99 %.  Version 3 codes the same codes in 4 to 7 %
-# fewer bits (docs/format.md), hence 44.  Checked with version 3, fits of other counts at
-# the same budgets: smooth Kodak images are best at this count (kodim15 / 23 at 1 bpp
-# 36.69 / 41.18 dB; 0.9x 36.38 / 40.98, 1.1x 36.59 / 40.87; DETAIL_COUNT_SHARE below has
-# the rest of that sweep), textured ones with more (DETAIL_PSNR below).  On 384x256 centre
-# crops of kodim01 / 05 / 13 / 23 at 0.25 bpp (3,072 bytes) the rule's 522 Gaussians gave
-# 24.18 dB mean; 430 gave 23.77, 480 24.01, 580 24.31, 640 24.22.
+# What a byte budget pays for when no count is given: about BITS_PER_GAUSSIAN bits of codes
+# per Gaussian plus TABLE_BYTES of header, quantisers, stream lengths and coder ends
+# (measurements: docs/tuning.md, "image/codec.py: budget and Gaussian count").
 BITS_PER_GAUSSIAN = 44
 TABLE_BYTES = 200
-# A file from a budget-derived count that fills less than this share of the budget is made
-# again from a grown fit (cgc.image.grow) of grown_count Gaussians; the grown file is kept if it
-# decodes better.  MAX_GROWTH bounds the new count; GROWTH_MARGIN keeps the estimate on the
-# side of fitting (kodim15 / 23 at 0.5 bpp, before the allocation spent what pays:
-# 0.449 / 0.447 bpp, grown 0.496 / 0.492).
+# A budget-count file that fills less than FILL_SHARE of its budget is made again from a
+# grown fit of at most MAX_GROWTH times the count, kept if it decodes better
+# (docs/tuning.md, "image/codec.py: growth of short files").
 FILL_SHARE = 0.95
 MAX_GROWTH = 1.5
 GROWTH_MARGIN = 0.97
-# Where a full file from a budget-derived count still decodes below DETAIL_PSNR dB (much
-# detail left: texture), it is made again from a new fit of more Gaussians, kept if it
-# decodes better: DETAIL_COUNT_SHARE times the count, or LOW_RATE_DETAIL_COUNT_SHARE times
-# it for budgets below LOW_RATE_BPP bits per pixel.  Such images gain more from more
-# Gaussians at coarser widths than from finer widths, smooth ones the other way round; at
-# low rates the widths are already coarse, and past a point more Gaussians only cost
-# position bits.  Kodak, format version 3, same budgets, fits of 0.9 / 1.0 / 1.1 / 1.25
-# times the count without growth:
-#   kodim01 at 0.5 bpp 26.16 / 26.40 / 26.60 / 26.67 dB, at 1 bpp 28.49 / 28.80 / 29.10 /
-#   29.24; kodim05 at 0.5 bpp 26.29 / 26.69 / 26.99 / 27.07, at 1 bpp 29.81 / 30.28 /
-#   30.56 / 30.80;
-#   kodim15 (33.94 dB at 0.5 bpp, 36.69 at 1 bpp) 33.71 / 33.94 / 33.96 / 33.74 and
-#   36.38 / 36.69 / 36.59 / 36.27; kodim23 (38.03, 41.18) 37.97 / 38.03 / 37.95 at 0.5 bpp
-#   and 40.98 / 41.18 / 40.87 / 40.41 at 1 bpp.
-# At 0.25 bpp, 1.0 / 1.15 / 1.3 times the count: kodim01 24.68 / 24.89 / 24.10 dB, kodim05
-# 23.99 / 24.23 / 23.27, kodim15 31.86 / 31.86 / 31.54, kodim23 35.05 / 34.93 / 34.48;
-# 1.25 gave kodim01 24.82 and kodim05 under its first file (bench/results/fit_bpp.json at
-# b1b164c).  Growing the first fit to 1.2 times the count instead (cgc.image.grow, a third as
-# many steps again) gave kodim01 26.58 / 29.11 dB and kodim05 26.69 (not kept) / 30.68 at
-# 0.5 / 1 bpp (fit_bpp.json at 8f0433f), for about a third of the time a new fit costs.
+# A full budget-count file decoding below DETAIL_PSNR dB (texture left) is made again from
+# a fit of DETAIL_COUNT_SHARE times the count (LOW_RATE_DETAIL_COUNT_SHARE below
+# LOW_RATE_BPP): such images gain more from more Gaussians than from finer widths
+# (docs/tuning.md, "image/codec.py: detail count").
 DETAIL_PSNR = 32.0
 DETAIL_COUNT_SHARE = 1.25
 LOW_RATE_DETAIL_COUNT_SHARE = 1.15
 LOW_RATE_BPP = 0.4
-# Where JPEG 2000 decodes the image below DETAIL_PSNR - DETAIL_MARGIN dB at the budget's
-# rate, the file is made from the detail count's fit at once, without the budget count's
-# fit first: cgc was at most 0.82 dB above JPEG 2000 on the Kodak bench (kodim05 at 0.5
-# bpp; 12 files, bench/results/fit_bpp.json at 16b5097), so such a file would decode below
-# DETAIL_PSNR and be made again anyway.  The bench's six files that qualify (kodim01 and
-# kodim05 at every rate, JPEG 2000 at 23.6 to 30.7 dB) all kept the new fit's file: their
-# files come out the same, a fit sooner.  Images below PROBE_MIN_PIXELS are not probed
-# (JPEG 2000's headers weigh on their rates), nor are budgets beyond PROBE_MAX_BPP.
+# Where the image is predicted to decode below DETAIL_PSNR - DETAIL_MARGIN dB at the
+# budget's rate, the detail count is fitted at once, skipping the budget count's fit whose
+# file would be made again anyway (docs/tuning.md, "image/codec.py: detail probe").
 DETAIL_MARGIN = 1.0
 PROBE_MIN_PIXELS = 256 * 256
 PROBE_MAX_BPP = 8.0
 # Allocations tried for files that overshoot a byte budget (_encode_fitted).
 ALLOCATION_TRIES = 4
-# A quality target (encode's psnr) is searched for up to this many bits per pixel: at 44
-# bits each, 70,000 Gaussians on a Kodak image, whose fits average 46 dB before quantisation
-# (bench/results/kodak_fit_cpu_500.json).
+# A quality target is searched up to this rate (70,000 Gaussians on a Kodak image at 44
+# bits each; docs/tuning.md, "image/codec.py: quality-target range").
 MAX_BPP = 8.0
 # Counts this close share fits in a quality-target search (_Fitter).
 REUSE_SHARE = 0.05
-# A file's N Gaussians come from a fit of OVERFIT_SHARE N, pruned to the N with the most
-# energy and fitted on for PRUNE_ITERATION_SHARE of the fit's full-resolution steps
-# (cgc.image.prune.prune).  Unquantised 8-bit PSNR, default fits (900 + 600 steps), measured
-# with the Gaussians kept by squared colour times area (prune.energy has the measure now
-# used, 0.06 dB better on average):
-#   kodim15, 8,889 Gaussians (1 bpp): 37.02 dB; over 1.1 / 1.2 / 1.35 37.40 / 37.49 /
-#   37.53 (the same 300 steps continued without pruning 37.13);
-#   kodim01, 11,125: 29.95; over 1.1 / 1.2 30.19 / 30.22;
-#   kodim23, 4,432 (0.5 bpp): 38.68; over 1.1 38.83 (continued only: 38.81);
-#   kodim15, 13,003: 38.85; pruned from 14,070 (1.08) 39.32.
-# A fit of 1.2 N costs about as much as one of N; the 300 further steps add a third.  In a
-# quality-target search, an earlier over-fit of up to PRUNE_REACH N serves as well.
+# A file's N Gaussians come from a fit of OVERFIT_SHARE N, pruned to N and fitted on for
+# PRUNE_ITERATION_SHARE of the full-resolution steps; an earlier over-fit of up to
+# PRUNE_REACH N serves as well (docs/tuning.md, "image/codec.py: over-fit and pruning").
 OVERFIT_SHARE = 1.2
 PRUNE_ITERATION_SHARE = 0.5
 PRUNE_REACH = 1.35
@@ -310,7 +267,7 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
     """``encode`` once the count is known; ``fill``: the count came from ``max_bytes``, and
     a short or poor file may be made again (see ``encode``).  ``detailed``: whether the
     budget count's file would decode below DETAIL_PSNR - DETAIL_MARGIN dB, where the caller
-    knows better than the JPEG 2000 probe.  Returns (file, its decoded MSE in 8-bit units,
+    knows better than the estimate.  Returns (file, its decoded MSE in 8-bit units,
     or None where no decision needed it)."""
     height, width = image.shape[:2]
     device = fitter.device
@@ -358,17 +315,16 @@ def _detail_count(n_gaussians, max_bytes, height, width):
 
 
 def _clearly_detailed(image, max_bytes):
-    """Whether JPEG 2000 decodes ``image`` below DETAIL_PSNR - DETAIL_MARGIN dB at the rate
-    of ``max_bytes`` (False for images too small to probe, or without JPEG 2000)."""
+    """Whether a wavelet coder is estimated to decode ``image`` below DETAIL_PSNR -
+    DETAIL_MARGIN dB at the rate of ``max_bytes`` (cgc.image.rd_estimate; False, the slower
+    path to the same file, for images too small or too large to judge and for rates beyond
+    PROBE_MAX_BPP)."""
     pixels = image.shape[0] * image.shape[1]
     bpp = 8 * max_bytes / pixels
-    if pixels < PROBE_MIN_PIXELS or bpp > PROBE_MAX_BPP:
+    if not PROBE_MIN_PIXELS <= pixels <= rd_estimate.MAX_PIXELS or bpp > PROBE_MAX_BPP:
         return False
-    try:
-        _, quality = jpeg2000_point(to_uint8(image), bpp)
-    except JPEG2000_ERRORS:
-        return False
-    return quality < DETAIL_PSNR - DETAIL_MARGIN
+    # The same decision as psnr_at(image, bpp) < the threshold, at a cost independent of bpp.
+    return rd_estimate.bpp_at(to_uint8(image), DETAIL_PSNR - DETAIL_MARGIN) > bpp
 
 
 def _encode_to_psnr(image, target, fitter, refine, fill):
@@ -379,8 +335,8 @@ def _encode_to_psnr(image, target, fitter, refine, fill):
 
     def detailed(budget):
         """From the nearest budget's file, SLOPE_DB per doubling: whether this budget's file
-        decodes below DETAIL_PSNR - DETAIL_MARGIN (kodim01 at 30.8 dB: the second and third
-        budgets, where JPEG 2000 reaches 31 to 32 dB, skipped a fit each, 133 -> 85 s)."""
+        decodes below DETAIL_PSNR - DETAIL_MARGIN (docs/tuning.md, "image/codec.py: detail
+        probe")."""
         if not made:
             return None
         nearest = min(made, key=lambda b: abs(math.log(b / budget)))

@@ -7,8 +7,8 @@ Read me first
   budget, by about SLOPE_DB dB per doubling on Kodak, but not strictly (fits of nearby
   counts differ by a tenth of a dB either way): the search keeps every file it made and
   returns the smallest one that reaches the target, whatever the order it was made in.
-* Each step encodes at a new budget.  The first is where JPEG 2000 reaches the target on
-  the same image (first_budget).  While every file lies on one side of the target, the
+* Each step encodes at a new budget.  The first is where a wavelet coder is estimated to
+  reach the target on the same image (first_budget, cgc.image.rd_estimate).  While every file lies on one side of the target, the
   next budget is extrapolated from the nearest file (with SLOPE_DB, or the slope through
   the two nearest files), by a factor of at least 1 + TOLERANCE and at most STEP_LIMIT.
   Once budgets bracket it (a failing budget below the smallest passing file), the next is
@@ -20,27 +20,18 @@ Read me first
   when the smallest budget passes, when the largest fails, when a budget repeats, or
   after MAX_ENCODES encodes; the encode function is never called more often.
 """
-import io
 import logging
 import math
 
-import numpy as np
-from PIL import Image
-
-from cgc.metrics import psnr_of_mse
+from cgc.image import rd_estimate
 
 log = logging.getLogger("cgc.image.rate")
 
-# Where the search starts: the rate at which JPEG 2000 (Pillow's OpenJPEG, irreversible
-# wavelet, colour transform) reaches the target on the same image, linear in log(bpp)
-# between PROBE_BPP rates (about 0.8 s for a 768x512 image).  On Kodak at 0.25 to 1 bpp cgc
-# lies within 1.8 dB of JPEG 2000 at equal rates (kodim15 to 1.72 dB below, kodim05 to
-# 0.82 above: bench/results/fit_bpp.json at 16b5097), so that start is within about a
-# factor 1.5 of the answer, where the mean curve below misses single images by up to 7 dB
-# (kodim01 29.2, kodim23 41.2 dB at 1 bpp).  Without JPEG 2000 in Pillow, the Kodak mean
-# curve: FIRST_PSNR dB at 1 bpp.  Either way SLOPE_DB per doubling extrapolates (Kodak:
-# 29.01 / 31.43 / 34.48 dB at 0.248 / 0.495 / 0.991 bpp).
-PROBE_BPP = np.geomspace(0.05, 8.0, 12)
+# Where the search starts: the rate at which a JPEG 2000-like wavelet coder is estimated to
+# reach the target on the same image (cgc.image.rd_estimate); cgc lies within about 1.8 dB
+# of JPEG 2000 on Kodak, so that start is within about a factor 1.5 of the answer.  For
+# images too large to estimate, the Kodak mean curve: FIRST_PSNR dB at 1 bpp; SLOPE_DB per
+# doubling extrapolates (docs/tuning.md, "image/rate.py: first budget").
 FIRST_PSNR = 34.5
 SLOPE_DB = 2.7
 STEP_LIMIT = 4.0
@@ -48,37 +39,19 @@ TOLERANCE = 0.03
 GUARD = 0.1
 AIM_DB = 0.05
 # One-sided steps use the slope through the two nearest files once there are two, within
-# SLOPE_RANGE (Kodak images span 2.2 to 3.3 dB per doubling between 0.25 and 1 bpp).
+# SLOPE_RANGE (docs/tuning.md, "image/rate.py: steps and stopping").
 SLOPE_RANGE = (1.0, 6.0)
 MAX_ENCODES = 8
-# What Pillow raises without a JPEG 2000 codec, or for an image it cannot code.
-JPEG2000_ERRORS = (OSError, ValueError, KeyError)
 
 
 def first_budget(image, target):
     """The budget in bytes to try first for ``image`` ((H, W, 3) uint8) at ``target`` dB."""
     pixels = image.shape[0] * image.shape[1]
-    try:
-        rates, qualities = zip(*(jpeg2000_point(image, bpp) for bpp in PROBE_BPP))
-    except JPEG2000_ERRORS:  # no JPEG 2000 codec, or an odd image for it
+    if pixels <= rd_estimate.MAX_PIXELS:
+        bpp = rd_estimate.bpp_at(image, target)
+    else:  # too large to estimate in bounded memory
         bpp = 2.0 ** ((target - FIRST_PSNR) / SLOPE_DB)
-    else:
-        # np.interp needs increasing qualities: keep the running maximum.
-        qualities = np.maximum.accumulate(qualities)
-        bpp = math.exp(float(np.interp(target, qualities, np.log(rates))))
     return int(math.ceil(bpp * pixels / 8))
-
-
-def jpeg2000_point(image, bpp):
-    """(bpp, PSNR) of ``image`` coded by JPEG 2000 at about ``bpp``."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG2000", quality_mode="rates",
-                                quality_layers=[24.0 / bpp], irreversible=True, mct=1)
-    size = buffer.tell()
-    buffer.seek(0)
-    decoded = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float64)
-    mse = float(np.mean((decoded - image) ** 2))
-    return 8.0 * size / (image.shape[0] * image.shape[1]), psnr_of_mse(mse, 255.0)
 
 
 def smallest_passing(encode_at, target, first, low, high, max_encodes=MAX_ENCODES):
