@@ -112,12 +112,8 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
     smaller budget, up to ALLOCATION_TRIES times; then the nearest codes of the first
     widths that fitted are kept.  The smaller budget is the size the allocation predicted
     for the widths less the file's overshoot, so that the model's error on those widths,
-    and what refinement adds, are both made room for.  (A smaller budget by the overshoot
-    alone can keep the widths: kodim15 with 7,991 Gaussians at 44,155 bytes, nearest codes
-    of 44,103 bytes refined to 44,172; budgets 17, 17 and 7 bytes smaller kept the widths,
-    and the nearest codes gave 35.44 dB, 43,157 bytes at 36.16 dB with this rule.  kodim23
-    with 5,087 Gaussians at 28,183 bytes: nearest codes 14, then 5 bytes over, three times
-    the same widths, and no file at all.)"""
+    and what refinement adds, are both made room for (a smaller budget by the overshoot
+    alone can keep the widths: docs/tuning.md, "image/codec.py: budget overshoot")."""
     fallback = None
     budget = max_bytes
     for _ in range(ALLOCATION_TRIES):
