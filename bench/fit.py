@@ -4,12 +4,13 @@ For each image and Gaussian count (--n), or each size budget in bits per pixel (
 cgc.encode with max_bytes, the Gaussian count following from it): encode with the default
 iterations (and the default steps at half resolution before them; timed once: it is seconds
 long), decode from the file bytes (1 warm-up, median of 5), PSNR and SSIM of the decoded
-file, bpp; JPEG, JPEG 2000 and WebP PSNR at cgc's bpp from a quality sweep of the same image
-in the same run.  Results: bench/results/fit.json
-(--bpp: fit_bpp.json) with the git revision.
+file, bpp; JPEG, JPEG 2000, WebP, AVIF and JPEG XL PSNR at cgc's bpp from a quality sweep
+of the same image in the same run (bench/classical.py; a codec this installation lacks has
+null columns).  --images all: the 24 Kodak images.  Results: bench/results/fit.json
+(--bpp: fit_bpp.json) with the git revision and the codec libraries' versions.
 
-    python bench/fit.py [--images 01 05 15 23] [--n 2000 5000 | --bpp 0.25 0.5 1]
-                        [--iterations K]
+    python bench/fit.py [--images 01 05 15 23 | --images all]
+                        [--n 2000 5000 | --bpp 0.25 0.5 1] [--iterations K]
 """
 import argparse
 import os
@@ -36,7 +37,8 @@ from report import revision, write_report  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--images", nargs="+", default=["01", "05", "15", "23"])
+    parser.add_argument("--images", nargs="+", default=["01", "05", "15", "23"],
+                        help="Kodak numbers (01..24), or all")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--n", nargs="+", type=int, default=[2000, 5000])
     budget.add_argument("--bpp", nargs="+", type=float)
@@ -48,13 +50,17 @@ def main():
     settings = args.bpp or args.n
     out = args.out or os.path.join(ROOT, "bench", "results",
                                    "fit_bpp.json" if args.bpp else "fit.json")
+    names = [f"{i:02d}" for i in range(1, 25)] if args.images == ["all"] else args.images
     info = revision()  # at the start: the code that the whole run measured
+    codecs = [c for c in classical.CODECS if classical.available(c)]
+    run_start = time.perf_counter()
 
     rows = []
-    for name, path in zip(args.images, kodak_paths(args.kodak, args.images)):
+    for name, path in zip(names, kodak_paths(args.kodak, names)):
         image = np.asarray(Image.open(path).convert("RGB"))
         pixels = image.shape[0] * image.shape[1]
-        curves = {c: classical.sweep(image, c) for c in ("jpeg", "jpeg2000", "webp")}
+        curves = {c: classical.sweep(image, c) if c in codecs else None
+                  for c in classical.CODECS}
         for setting in settings:
             kwargs = ({"max_bytes": int(setting * pixels / 8)} if args.bpp
                       else {"n_gaussians": setting})
@@ -83,30 +89,37 @@ def main():
                 "encode_s": encode_s, "decode_ms": 1000 * statistics.median(times),
             }
             for codec, points in curves.items():
-                row[f"{codec}_psnr_at_bpp"] = classical.psnr_at(points, bpp)
+                row[f"{codec}_psnr_at_bpp"] = (None if points is None
+                                               else classical.psnr_at(points, bpp))
             rows.append(row)
             print(f"{row['image']} N={n:5d}  {bpp:.3f} bpp  PSNR {row['psnr']:.2f} dB  "
                   f"SSIM {row['ssim']:.4f}  encode {encode_s:.1f} s  decode "
-                  f"{row['decode_ms']:.1f} ms  | JPEG {row['jpeg_psnr_at_bpp']}  "
-                  f"JPEG2000 {row['jpeg2000_psnr_at_bpp']}  WebP {row['webp_psnr_at_bpp']}",
-                  flush=True)
+                  f"{row['decode_ms']:.1f} ms  | {others(row)}", flush=True)
     summary = {}
     for setting in settings:
         sel = [r for r in rows if r[by] == setting]
         summary[str(setting)] = {k: statistics.mean(r[k] for r in sel)
                                  for k in ("psnr", "ssim", "bpp", "encode_s", "decode_ms")}
-        for codec in ("jpeg", "jpeg2000", "webp"):
-            # None where the codec's sweep cannot reach cgc's bpp on some image.
+        for codec in classical.CODECS:
+            # None where the codec is absent or its sweep cannot reach cgc's bpp on some
+            # image.
             values = [r[f"{codec}_psnr_at_bpp"] for r in sel]
             summary[str(setting)][f"{codec}_psnr_at_bpp"] = (
                 None if None in values else statistics.mean(values))
     key = "mean_by_bpp" if args.bpp else "mean_by_n"
-    write_report(out, {**info, "rows": rows, key: summary})
+    write_report(out, {**info, "codec_versions": classical.versions(),
+                       "run_s": time.perf_counter() - run_start, "rows": rows, key: summary})
     for setting, s in summary.items():
         print(f"mean {by}={setting}: PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
               f"{s['bpp']:.3f} bpp  encode {s['encode_s']:.1f} s  decode {s['decode_ms']:.1f} ms"
-              f"  | JPEG {s['jpeg_psnr_at_bpp']}  JPEG2000 {s['jpeg2000_psnr_at_bpp']}  "
-              f"WebP {s['webp_psnr_at_bpp']}")
+              f"  | {others(s)}")
+
+
+def others(row):
+    """The classical codecs' PSNRs at cgc's bpp, for the log ("-" where there is none)."""
+    return "  ".join(f"{classical.NAMES[c]} " + ("-" if row[f"{c}_psnr_at_bpp"] is None
+                                                   else f"{row[f'{c}_psnr_at_bpp']:.2f}")
+                     for c in classical.CODECS)
 
 
 if __name__ == "__main__":
