@@ -8,8 +8,8 @@ Read me first
   counts differ by a tenth of a dB either way): the search keeps every file it made and
   returns the smallest one that reaches the target, whatever the order it was made in.
 * Each step encodes at a new budget.  The first is where a wavelet coder is estimated to
-  reach the target on the same image (first_budget, cgc.image.rd_estimate).  While every file lies on one side of the target, the
-  next budget is extrapolated from the nearest file (with SLOPE_DB, or the slope through
+  reach the target on the same image (first_budget, cgc.image.rd_estimate).  While every
+  file lies on one side of the target, the next budget is extrapolated from the nearest file (with SLOPE_DB, or the slope through
   the two nearest files), by a factor of at least 1 + TOLERANCE and at most STEP_LIMIT.
   Once budgets bracket it (a failing budget below the smallest passing file), the next is
   the secant in (log budget, PSNR) through the two, kept GUARD of the bracket's width from
