@@ -13,6 +13,7 @@ import pytest
 
 import cgc.lossless as lossless
 import lossless_spec as spec
+from test_lossless_image import golden_inputs
 from cgc import FormatError
 from cgc.lossless import checkpoint
 
@@ -57,27 +58,9 @@ def both_reject(data, reason=None):
 
 # ----------------------------------------------------------------------------- golden
 
-def _lcg_bytes(seed, n):
-    out, state = bytearray(), seed
-    for _ in range(n):
-        state = (state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
-        out.append(state >> 56)
-    return np.frombuffer(bytes(out), np.uint8)
-
-
 def golden_originals():
-    """The arrays the golden streams were encoded from: the inputs that
-    tests/test_lossless_image.py's golden_inputs() builds, written out again here so that
-    this file uses nothing but cgc's public API."""
-    y, x = np.mgrid[0:24, 0:80]
-    noise = _lcg_bytes(7, 24 * 80 * 3).reshape(24, 80, 3).astype(np.int64)
-    amplitude = np.where((x // 12) % 2 == 0, 2, 128)[..., None]
-    rgb = ((x[..., None] * 3 + y[..., None] * 2 + np.array([40, 10, 70]) + noise % amplitude)
-           % 256).astype(np.uint8)
-    k = (_lcg_bytes(11, 30 * 50).reshape(30, 50) % 17).astype(np.float32) - 8
-    low = _lcg_bytes(12, 2 * 30 * 50).view("<u2").reshape(30, 50).astype(np.uint32)
-    weights = ((k * np.float32(0.013)).view(np.uint32) ^ low).view(np.float32)
-    return {"lossless_rgb.cgcl": rgb, "lossless_weights.cgcl": weights}
+    """The arrays the golden streams were encoded from (tests/test_lossless_image.py)."""
+    return {name: array for name, (array, _) in golden_inputs().items()}
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
