@@ -49,10 +49,20 @@ if sys.platform != "win32":
     extra_compile = extra_compile + ["-O3", "-ffp-contract=off"]
     if not compile_omp and compiles(["-fopenmp-simd"], "int main(void){return 0;}\n"):
         extra_compile.append("-fopenmp-simd")
+link = list(link_omp)
+if os.environ.get("CGC_SANITIZE"):
+    # AddressSanitizer and UndefinedBehaviorSanitizer for the fuzz campaigns (bench/fuzz.py):
+    # any report aborts, so a finding cannot scroll by unnoticed.  Python itself is not
+    # instrumented; the runtime is preloaded (bench/fuzz.py says how).
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                "-fno-omit-frame-pointer", "-g"]
+    extra_compile = extra_compile + sanitize
+    link = link + sanitize
 
 # One extension per compiled domain, beside the Python that validates for it; shared native
 # code (format constants, rANS, range coder, CRC-32, the tile renderer) lives in cgc/native.
 EXTENSIONS = {
+    "cgc.native.threads": "cgc/native/threads.pyx",
     "cgc._core": "cgc/_core.pyx",
     "cgc.image._container_cy": "cgc/image/_container_cy.pyx",
     "cgc.image._refine_cy": "cgc/image/_refine_cy.pyx",
@@ -65,7 +75,7 @@ extensions = [
         include_dirs=[np.get_include(), "cgc/native", os.path.dirname(source)],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=extra_compile,
-        extra_link_args=link_omp,
+        extra_link_args=link,
     )
     for name, source in EXTENSIONS.items()
 ]

@@ -18,6 +18,7 @@ np.import_array()
 # The renderer's loops are C (cgc/native/render_tile.h, whose "read me first" note states
 # the model and the invariants); this file bins Gaussians to tiles and hands them over.
 
+from cgc.native.threads cimport team_size
 from cgc.native.render_tile cimport (CUTOFF_Q, _backward_d, _backward_f, _forward_d,
                                      _forward_f, _gaussian_box, _render_init, _weight,
                                      _weight_f)
@@ -114,11 +115,13 @@ def render_forward(floating[:, ::1] params, int height, int width, int tile_size
         if floating is float:
             status = _forward_f(&params[0, 0], height, width, tile_size, &tile_start[0],
                                 n_tiles, &pair_gaussian[0] if pair_gaussian.shape[0] else NULL,
-                                &out[0, 0, 0], &weight[0, 0] if want_weight else NULL)
+                                &out[0, 0, 0], &weight[0, 0] if want_weight else NULL,
+                                team_size())
         else:
             status = _forward_d(&params[0, 0], height, width, tile_size, &tile_start[0],
                                 n_tiles, &pair_gaussian[0] if pair_gaussian.shape[0] else NULL,
-                                &out[0, 0, 0], &weight[0, 0] if want_weight else NULL)
+                                &out[0, 0, 0], &weight[0, 0] if want_weight else NULL,
+                                team_size())
     if status != 0:
         raise MemoryError("no memory for the renderer's tile buffers")
 
@@ -135,11 +138,11 @@ def render_backward(floating[:, ::1] params, int height, int width, int tile_siz
         if floating is float:
             status = _backward_f(&params[0, 0], height, width, tile_size, &tile_start[0],
                                  n_tiles, &pair_gaussian[0] if n_pairs else NULL,
-                                 &grad_image[0, 0, 0], &pair_grad[0, 0])
+                                 &grad_image[0, 0, 0], &pair_grad[0, 0], team_size())
         else:
             status = _backward_d(&params[0, 0], height, width, tile_size, &tile_start[0],
                                  n_tiles, &pair_gaussian[0] if n_pairs else NULL,
-                                 &grad_image[0, 0, 0], &pair_grad[0, 0])
+                                 &grad_image[0, 0, 0], &pair_grad[0, 0], team_size())
     if status != 0:
         raise MemoryError("no memory for the renderer's tile buffers")
     grad_params[:, :] = 0
@@ -232,7 +235,7 @@ def adam_step(floating[:, ::1] params, floating[:, ::1] grads,
     cdef double grad, m_new, v_new
     if step < 1:
         raise ValueError("step counts from 1")
-    for g in prange(n, nogil=True, schedule="static"):
+    for g in prange(n, nogil=True, schedule="static", num_threads=team_size()):
         for k in range(8):
             grad = grads[g, k]
             m_new = beta1 * m[g, k] + (1.0 - beta1) * grad

@@ -13,6 +13,7 @@ import numpy as np
 cimport numpy as np
 
 from cgc.errors import FormatError
+from cgc.native.threads cimport team_size
 from cgc.native.format cimport RANS_L, RANS_MAX_PROB_BITS, RANS_MIN_PROB_BITS
 from cgc.native.rans cimport (TABLE_BAD_FREQUENCIES, TABLE_BAD_SYMBOLS, TABLE_BAD_VARINT,
                               TABLE_TRUNCATED, rans_decode_advance, rans_read_state,
@@ -178,7 +179,8 @@ def streams_decode(positions, Py_ssize_t n, int total_bits, groups):
         sizes[i] = view.shape[0]
         data[i] = &view[0] if view.shape[0] > 0 else NULL
         bit_widths[i] = widths[i]
-    for task in prange(3, nogil=True, schedule="static", chunksize=1):
+    for task in prange(3, nogil=True, schedule="static", chunksize=1,
+                      num_threads=min(3, team_size())):
         if task == 0:
             status[0] = (_positions_decode(data[0], sizes[0], n, bit_widths[0], &key_out[0])
                          if sizes[0] > 0 else STREAM_INVALID)

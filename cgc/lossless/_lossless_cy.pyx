@@ -24,7 +24,6 @@ Read me first (docs/lossless-format.md has the full layout)
   the loops only check the byte reads that depend on stream content."""
 
 from cython.parallel cimport prange, parallel
-cimport openmp
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport log2
@@ -34,6 +33,7 @@ cimport numpy as np
 
 np.import_array()
 
+from cgc.native.threads cimport team_size
 from cgc.native.crc32 cimport crc32_combine, crc32_of, have_clmul
 from cgc.native.format cimport (GROUP_RAW, KIND_FLOAT, KIND_SIGNED,
                                 KIND_UNSIGNED, LANES, PRED_AVG, PRED_COUNT, PRED_LEFT,
@@ -228,7 +228,7 @@ def encode_tiles(const uint32_t[:, ::1] resid, const uint8_t[:, ::1] activity, i
     if ntiles == 0:
         return True
     tb = make_tables(tbase, nctx, prob_bits, ctxmap, freq, start)
-    for k in prange(ntiles, nogil=True, schedule="dynamic"):
+    for k in prange(ntiles, nogil=True, schedule="dynamic", num_threads=team_size()):
         y0 = (k // tiles_x) * tile_h
         x0 = (k % tiles_x) * tile_w
         at = encode_one(&resid[y0, x0], &activity[y0, x0], cols, min(tile_h, rows - y0),
@@ -245,7 +245,7 @@ def gather(const uint8_t[::1] scratch, const int64_t[::1] first, const int64_t[:
            const int64_t[::1] offsets, uint8_t[::1] out):
     """Copy tile k's bytes, scratch[first[k]:region[k + 1]], to out[offsets[k]:]."""
     cdef Py_ssize_t k, ntiles = first.shape[0]
-    for k in prange(ntiles, nogil=True, schedule="static"):
+    for k in prange(ntiles, nogil=True, schedule="static", num_threads=team_size()):
         if region[k + 1] > first[k]:
             memcpy(&out[offsets[k]], &scratch[first[k]], region[k + 1] - first[k])
 
@@ -354,7 +354,7 @@ def crc32(const uint8_t[::1] data, uint32_t value=0, bint clmul=True, int thread
     cdef uint32_t out
     cdef int use_clmul = clmul and clmul_present
     cdef Py_ssize_t n = data.shape[0], k, chunk, nchunks
-    cdef int team = openmp.omp_get_max_threads()
+    cdef int team = team_size()
     cdef uint32_t[::1] sums
     if n == 0:
         return value
@@ -672,7 +672,7 @@ def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,
     cdef bint packed = (use_avx2
                         and rows * cols * nbytes >= freq.shape[0] * avx2_min_symbols)
     # One tile: a team of threads would only wait for it.
-    cdef int nthreads = openmp.omp_get_max_threads() if ntiles > 1 else 1
+    cdef int nthreads = team_size() if ntiles > 1 else 1
     cdef uint32_t[:, ::1] entries
     for p in range(nbytes):
         packed = packed and prob_bits[p] == AVX2_PROB_BITS

@@ -41,7 +41,7 @@ def choose_residuals(const uint32_t[:, ::1] values, int tile_h, int tile_w, int 
     cdef Py_ssize_t ncand = candidates.shape[0], bad = 0
     if ntiles == 0:
         return
-    with nogil, parallel():
+    with nogil, parallel(num_threads=team_size()):
         hist = <uint32_t *>malloc(4 * 256 * sizeof(uint32_t))
         for k in prange(ntiles, schedule="dynamic"):
             if hist == NULL:
@@ -87,7 +87,7 @@ def activity_map(const uint8_t[:, ::1] sym0, int tile_h, int tile_w, uint8_t[:, 
     cdef Py_ssize_t rows = sym0.shape[0], cols = sym0.shape[1], y, x, y0, x0
     if rows == 0 or cols == 0:
         return
-    for y in prange(rows, nogil=True, schedule="static"):
+    for y in prange(rows, nogil=True, schedule="static", num_threads=team_size()):
         y0 = y - y % tile_h
         for x in range(cols):
             x0 = x - x % tile_w
@@ -98,7 +98,7 @@ def byte_plane(const uint32_t[:, ::1] resid, int nbytes, int p, uint8_t[:, ::1] 
     """out = byte p (0: most significant) of every residual."""
     cdef Py_ssize_t rows = resid.shape[0], cols = resid.shape[1], y, x
     cdef int shift = 8 * (nbytes - 1 - p)
-    for y in prange(rows, nogil=True, schedule="static"):
+    for y in prange(rows, nogil=True, schedule="static", num_threads=team_size()):
         for x in range(cols):
             out[y, x] = <uint8_t>(resid[y, x] >> shift)
 
@@ -122,7 +122,8 @@ def tile_histograms(const uint8_t[:, ::1] ctx_in, const uint8_t[:, ::1] sym,
     cdef Py_ssize_t tiles_x = (cols + tile_w - 1) // tile_w
     cdef Py_ssize_t k, y0, x0, y, x, h, w
     cdef double *row
-    for k in prange(out.shape[0], nogil=True, schedule="dynamic"):
+    for k in prange(out.shape[0], nogil=True, schedule="dynamic",
+                   num_threads=team_size()):
         row = &out[k, 0]
         memset(row, 0, nctx * 256 * sizeof(double))
         y0 = (k // tiles_x) * tile_h

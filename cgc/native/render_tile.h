@@ -269,7 +269,8 @@ static int cgc_render_init(int use_avx2) {
 #define CGC_AVX2_CALL(name, suffix, args) cgc_##name##_##suffix##_baseline args
 #endif
 
-/* Public entry points: the whole image, tiles in parallel.  Return 0, or -1 when a
+/* Public entry points: the whole image, tiles in parallel on ``threads`` threads (the
+   caller's cgc.native.threads.team_size).  Return 0, or -1 when a
    thread's scratch buffer could not be allocated.  Colours accumulate in a tile-local
    planar buffer (r, g, b, weight planes) that stays in the L1 cache, written to the
    (H, W, 3) image once per tile.  Backward reads dL/dimage through the same planar layout,
@@ -278,32 +279,32 @@ static int cgc_render_init(int use_avx2) {
    the caller reduces in pair order. */
 static int cgc_render_forward_f(const float *params, int height, int width, int tile,
                                 const int64_t *tile_start, int64_t n_tiles,
-                                const int32_t *pairs, float *out, float *weight) {
+                                const int32_t *pairs, float *out, float *weight, int threads) {
     return CGC_DISPATCH(forward, float, (params, height, width, tile, tile_start, n_tiles,
-                                         pairs, out, weight));
+                                         pairs, out, weight, threads));
 }
 
 static int cgc_render_forward_d(const double *params, int height, int width, int tile,
                                 const int64_t *tile_start, int64_t n_tiles,
-                                const int32_t *pairs, double *out, double *weight) {
+                                const int32_t *pairs, double *out, double *weight, int threads) {
     return CGC_DISPATCH(forward, double, (params, height, width, tile, tile_start, n_tiles,
-                                          pairs, out, weight));
+                                          pairs, out, weight, threads));
 }
 
 static int cgc_render_backward_f(const float *params, int height, int width, int tile,
                                  const int64_t *tile_start, int64_t n_tiles,
                                  const int32_t *pairs, const float *grad_image,
-                                 double *pair_grad) {
+                                 double *pair_grad, int threads) {
     return CGC_DISPATCH(backward, float, (params, height, width, tile, tile_start, n_tiles,
-                                          pairs, grad_image, pair_grad));
+                                          pairs, grad_image, pair_grad, threads));
 }
 
 static int cgc_render_backward_d(const double *params, int height, int width, int tile,
                                  const int64_t *tile_start, int64_t n_tiles,
                                  const int32_t *pairs, const double *grad_image,
-                                 double *pair_grad) {
+                                 double *pair_grad, int threads) {
     return CGC_DISPATCH(backward, double, (params, height, width, tile, tile_start, n_tiles,
-                                           pairs, grad_image, pair_grad));
+                                           pairs, grad_image, pair_grad, threads));
 }
 
 #endif

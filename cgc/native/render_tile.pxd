@@ -13,16 +13,18 @@ cdef extern from "render_tile.h" nogil:
     int _forward_f "cgc_render_forward_f"(const float *params, int height, int width,
                                           int tile, const np.int64_t *tile_start,
                                           np.int64_t n_tiles, const np.int32_t *pairs,
-                                          float *out, float *weight)
+                                          float *out, float *weight, int threads)
     int _forward_d "cgc_render_forward_d"(const double *params, int height, int width,
                                           int tile, const np.int64_t *tile_start,
                                           np.int64_t n_tiles, const np.int32_t *pairs,
-                                          double *out, double *weight)
+                                          double *out, double *weight, int threads)
     int _backward_f "cgc_render_backward_f"(const float *params, int height, int width,
                                             int tile, const np.int64_t *tile_start,
                                             np.int64_t n_tiles, const np.int32_t *pairs,
-                                            const float *grad_image, double *pair_grad)
+                                            const float *grad_image, double *pair_grad,
+                                            int threads)
     int _backward_d "cgc_render_backward_d"(const double *params, int height, int width,
                                             int tile, const np.int64_t *tile_start,
                                             np.int64_t n_tiles, const np.int32_t *pairs,
-                                            const double *grad_image, double *pair_grad)
+                                            const double *grad_image, double *pair_grad,
+                                            int threads)

@@ -90,10 +90,11 @@ CGC_FN_ATTR void CGC_FN(tile_forward)(const CGC_REAL *params, const int32_t *pai
 
 CGC_FN_ATTR int CGC_FN(forward)(const CGC_REAL *params, int height, int width, int tile,
                                 const int64_t *tile_start, int64_t n_tiles,
-                                const int32_t *pairs, CGC_REAL *out, CGC_REAL *weight) {
+                                const int32_t *pairs, CGC_REAL *out, CGC_REAL *weight,
+                                int threads) {
     const int tiles_x = (width + tile - 1) / tile;
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         CGC_REAL *acc =
             (CGC_REAL *)cgc_tile_scratch(4, sizeof(CGC_REAL), tile, height, width);
@@ -227,10 +228,10 @@ CGC_FN_ATTR void CGC_FN(tile_backward)(const CGC_REAL *params, const int32_t *pa
 CGC_FN_ATTR int CGC_FN(backward)(const CGC_REAL *params, int height, int width, int tile,
                                  const int64_t *tile_start, int64_t n_tiles,
                                  const int32_t *pairs, const CGC_REAL *grad_image,
-                                 double *pair_grad) {
+                                 double *pair_grad, int threads) {
     const int tiles_x = (width + tile - 1) / tile;
     int failed = 0;
-#pragma omp parallel
+#pragma omp parallel num_threads(threads)
     {
         CGC_REAL *grad =
             (CGC_REAL *)cgc_tile_scratch(3, sizeof(CGC_REAL), tile, height, width);

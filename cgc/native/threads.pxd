@@ -1,0 +1,1 @@
+cdef int team_size() noexcept nogil
