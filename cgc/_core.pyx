@@ -100,6 +100,24 @@ def bin_gaussians(floating[:, ::1] params, int height, int width, int tile):
     return start_arr, pairs_arr
 
 
+def render_work(floating[:, ::1] params, int height, int width):
+    """Pixels inside the Gaussians' boxes (bin_gaussians's), summed over the Gaussians: the
+    (pixel, Gaussian) pairs a render evaluates at most, and a bound on its (tile, Gaussian)
+    pairs at any tile size, since every pair holds a pixel of its box.  Costs O(N), so a
+    decoder can refuse absurd work before binning (cgc.limits)."""
+    cdef Py_ssize_t n = params.shape[0], g
+    cdef int j0, j1, i0, i1
+    cdef np.int64_t total = 0
+    if params.shape[1] != 8:
+        raise ValueError("params must have 8 columns")
+    with nogil:
+        for g in range(n):
+            if _gaussian_box(params[g, 0], params[g, 1], params[g, 2], params[g, 3],
+                             params[g, 4], width, height, &j0, &j1, &i0, &i1):
+                total += <np.int64_t>(j1 - j0 + 1) * (i1 - i0 + 1)
+    return total
+
+
 def render_forward(floating[:, ::1] params, int height, int width, int tile_size,
                    np.int64_t[::1] tile_start, np.int32_t[::1] pair_gaussian,
                    floating[:, :, ::1] out, floating[:, ::1] weight):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import cgc
+from cgc import limits
 from cgc.image import container
 from cgc.image._container_cy import rans_decode
 from cgc.image.container import (HEADER, MAGIC, MAX_GAUSSIANS, MAX_PIXELS, MAX_SIDE, QUANTISER,
@@ -261,7 +262,9 @@ def test_trailing_garbage(small_file):
     (16, 16, 0, "Gaussian count"), (16, 16, 2**31, "Gaussian count"),
     (16, 16, 257, "Gaussian count"),  # 257 Gaussians for 256 pixels
     (8192, MAX_PIXELS // 8192, MAX_GAUSSIANS + 1, "Gaussian count"),  # size legal
-    # Header legal: the streams (40 symbols each) are far too short for the count.
+    # Header legal: far more Gaussians than the file has bytes (cgc.limits) ...
+    (4096, 4096, MAX_GAUSSIANS, "MAX_GAUSSIANS_PER_BYTE"),
+    # ... and, with that limit off, the streams (40 symbols each) too short for the count.
     (4096, 4096, MAX_GAUSSIANS, "too short"),
 ])
 def test_absurd_header_sizes_are_refused_before_decoding(small_file, monkeypatch, width,
@@ -280,6 +283,8 @@ def test_absurd_header_sizes_are_refused_before_decoding(small_file, monkeypatch
                         spy("streams_decode", container._container_cy.streams_decode))
     monkeypatch.setattr(container.container_legacy, "decode_codes",
                         spy("decode_codes", container.container_legacy.decode_codes))
+    if match == "too short":
+        monkeypatch.setattr(limits, "MAX_GAUSSIANS_PER_BYTE", None)
     data = with_header(small_file, width=width, height=height, n=n)
     tracemalloc.start()
     try:

@@ -16,6 +16,7 @@ from cgc.imageio import to_float_image, to_uint8
 from cgc.metrics import psnr_of_mse
 from cgc.image.quantize import DEFAULT_BITS, check_bits, dequantise, quantise
 from cgc.image.refine import refine_codes
+from cgc import limits
 from cgc.image import rd_estimate
 from cgc.image.rate import SLOPE_DB, first_budget, smallest_passing
 
@@ -371,5 +372,6 @@ def decode(data, device="cpu", scale=None, size=None, to_host=True):
         if isinstance(size, (str, bytes)) or np.ndim(size) != 1 or len(size) != 2:
             raise ValueError(f"size must be (height, width), got {size!r}")
         gaussians = gaussians.resized(*size)
+    limits.check_render(gaussians)
     image = gaussians.render(device=device, clip=False, to_host=to_host)
     return to_uint8(image) if to_host else to_uint8(image, get_backend(device).xp)

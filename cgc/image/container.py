@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cgc.image import _container_cy, container_legacy
+from cgc import limits
 from cgc.errors import FormatError
 from cgc.image.quantize import ATTRIBUTES, Quantiser
 
@@ -205,6 +206,7 @@ def unpack(data):
     """Parse and verify .cgc bytes; returns a :class:`Packed`."""
     data = bytes(data)
     version, width, height, n = _check_header(data)
+    limits.check_count(n, len(data))
     pos = HEADER.size
     if pos + QUANTISER.size * len(ATTRIBUTES) + 4 > len(data):
         raise FormatError("truncated .cgc quantiser table")

@@ -57,6 +57,13 @@ class Gaussians:
         cov[:, 1, 1] = l21 * l21 + l22 * l22
         return cov
 
+    def render_work(self):
+        """Pixels inside the Gaussians' 3-sigma boxes, summed: what a render evaluates at
+        most, and a bound on its (tile, Gaussian) pairs (cgc.limits.check_render)."""
+        from cgc import _core
+
+        return int(_core.render_work(self.params, self.height, self.width))
+
     def render(self, device="cpu", clip=True, to_host=True):
         """Render to a float32 (H, W, 3) NumPy image, clipped to [0, 1] unless ``clip=False``;
         with ``to_host=False`` an array of the device's module (CuPy for "cuda"), left

@@ -9,9 +9,12 @@
 
 The format is specified in docs/lossless-format.md.  Malformed input raises
 cgc.errors.FormatError."""
+import math
+
 import numpy as np
 
 from cgc.lossless import _lossless_cy
+from cgc import limits
 from cgc.errors import FormatError
 from cgc.lossless import model
 from cgc.lossless.format import metadata_dtype, parse, serialize
@@ -103,7 +106,19 @@ def decode(data, device="cpu", to_host=True):
     With device="cuda" and to_host=False, a CuPy array on the current GPU: the decoded bytes
     stay there (only the compressed stream and the tables are uploaded).  On the CPU the
     array is on the host either way."""
-    return _decoded(parse(data), device, to_host)
+    return _decoded(_parse_bounded(data), device, to_host)
+
+
+def _parse_bounded(data):
+    """parse(data), refused (cgc.limits) when it declares far more output than its size."""
+    container = parse(data)
+    limits.check_expansion(output_bytes(container), memoryview(data).nbytes)
+    return container
+
+
+def output_bytes(container):
+    """Bytes of the array a parsed stream decodes to."""
+    return math.prod(container.shape) * container.etype.nbytes
 
 
 def _decoded(container, device="cpu", to_host=True):
@@ -120,7 +135,7 @@ def decode_into(data, out, device="cpu"):
     """Decompress into out, a writeable C-contiguous array of the encoded dtype and shape.
 
     On FormatError, out may be partly overwritten."""
-    container = parse(data)
+    container = _parse_bounded(data)
     if not isinstance(out, np.ndarray) or out.dtype != container.etype.storage \
             or out.shape != container.shape:
         raise ValueError(f"out must be a {container.etype.storage} array of shape "

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cgc import limits
 from cgc.errors import FormatError
 from cgc.lossless.format import checksum, parse
 from cgc.lossless.layout import matrix_shape
@@ -206,6 +207,7 @@ def decompress(data, device="cpu"):
     from cgc.lossless import _decode
 
     checkpoint = _open(data)
+    limits.check_expansion(checkpoint.file_size, memoryview(data).nbytes, "checkpoint")
     prefix_size = len(checkpoint.prefix)
     out = np.empty(checkpoint.file_size, np.uint8)  # every byte is written below
     out[:prefix_size] = checkpoint.prefix
@@ -224,6 +226,7 @@ def load(data, device="cpu", to_host=True):
     from cgc.lossless import _decoded
 
     checkpoint = _open(data)
+    limits.check_expansion(checkpoint.file_size, memoryview(data).nbytes, "checkpoint")
     tensors = {}
     for segment, container in zip(checkpoint.segments, checkpoint.containers):
         if segment.name is None:
