@@ -252,6 +252,7 @@ def build_parser():
                         help="render at this factor of the encoded size (e.g. 0.25, 2)")
     resize.add_argument("--size", type=_size, default=None, metavar="WIDTHxHEIGHT",
                         help="render at this size")
+    trusted_option(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="describe a .cgc file (or a cgc.lossless stream or "
@@ -280,12 +281,23 @@ def build_parser():
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    trusted_option(p)
     p.set_defaults(func=cmd_decompress)
     return parser
 
 
+def trusted_option(p):
+    p.add_argument("--trusted", action="store_true",
+                   help="decode whatever work or memory the file asks for (cgc.limits off: "
+                        "only for files from a trusted source)")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "trusted", False):
+        from cgc import limits
+
+        limits.trust_all()
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

@@ -148,3 +148,18 @@ def test_checkpoint_expansion_limit(monkeypatch):
             decode(data)
     monkeypatch.setattr(limits, "MAX_LOSSLESS_RATIO", None)
     assert bytes(checkpoint.decompress(data)) == original
+
+
+def test_cli_refuses_a_bomb_unless_trusted(dense, tmp_path, monkeypatch, capsys):
+    from cgc.cli import main
+
+    # --trusted switches the limits off process-wide: monkeypatch restores them after.
+    for name in ("MAX_GAUSSIANS_PER_BYTE", "MAX_OVERDRAW", "MAX_LOSSLESS_RATIO"):
+        monkeypatch.setattr(limits, name, getattr(limits, name))
+    monkeypatch.setattr(limits, "RENDER_WORK_ALLOWANCE", 0)
+    path, png = tmp_path / "dense.cgc", tmp_path / "dense.png"
+    path.write_bytes(dense)
+    assert main(["decode", str(path), str(png)]) == 1
+    assert "MAX_OVERDRAW" in capsys.readouterr().err and not png.exists()
+    assert main(["decode", str(path), str(png), "--trusted"]) == 0
+    assert png.exists() and limits.MAX_OVERDRAW is None
