@@ -11,15 +11,19 @@ import numpy as np
 
 from cgc.image.container import SMALLEST_FILE
 from cgc.errors import FormatError
-from cgc.metrics import psnr
+from cgc.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
 
 SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample.png")
 
 
-def _ssim(a, b):
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
+def _metrics(original, decoded):
+    """[(name, formatted value)] of PSNR, SSIM and MS-SSIM (cgc.metrics) between two uint8
+    images; MS-SSIM is "-" under its smallest size."""
+    side = min(original.shape[:2])
+    return [("PSNR", f"{psnr(original, decoded):.2f} dB"),
+            ("SSIM", f"{ssim(original, decoded):.4f}"),
+            ("MS-SSIM", f"{ms_ssim(original, decoded):.4f}" if side >= MS_SSIM_MIN_SIDE
+             else "-")]
 
 
 def cmd_encode(args):
@@ -46,10 +50,12 @@ def cmd_encode(args):
         f.write(data)
     h, w = image.shape[:2]
     quality = ""
-    if args.psnr is not None:
+    if args.metrics or args.psnr is not None:
         from cgc.imageio import to_uint8
 
-        quality = f"{psnr(to_uint8(image), cgc.decode(data)):.2f} dB, "
+        measured = _metrics(to_uint8(image), cgc.decode(data))
+        quality = ", ".join(f"{name} {value}" if name != "PSNR" else value
+                            for name, value in measured[:3 if args.metrics else 1]) + ", "
     print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
           f"{quality}{elapsed:.1f} s")
 
@@ -170,8 +176,8 @@ def cmd_demo(args):
     save_png(png_path, decoded)
     h, w = original.shape[:2]
     print(f"input    {source if args.input else 'bundled sample'} ({w}x{h})")
-    print(f"PSNR     {psnr(original, decoded):.2f} dB")
-    print(f"SSIM     {_ssim(original, decoded):.4f}")
+    for name, value in _metrics(original, decoded)[:3 if args.metrics else 2]:
+        print(f"{name:<9}{value}")
     print(f"bpp      {8 * len(data) / (w * h):.3f} ({len(data)} bytes)")
     print(f"encode   {encode_s:.1f} s")
     print(f"decode   {decode_ms:.1f} ms")
@@ -241,6 +247,7 @@ def build_parser():
                              "at least this many dB PSNR (several encodes)")
     p.add_argument("--no-refine", dest="refine", action="store_false",
                    help="store the nearest codes of the fit instead of the refined ones")
+    metrics_option(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help=".cgc -> PNG")
@@ -264,6 +271,7 @@ def build_parser():
     p.add_argument("input", nargs="?", help="image to use instead of the bundled sample")
     p.add_argument("--out-dir", default="cgc-demo")
     fit_options(p, DEFAULT_ITERATIONS)
+    metrics_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("compress", help="safetensors checkpoint -> .cgcs (lossless)")
@@ -284,6 +292,11 @@ def build_parser():
     trusted_option(p)
     p.set_defaults(func=cmd_decompress)
     return parser
+
+
+def metrics_option(p):
+    p.add_argument("--metrics", action="store_true",
+                   help="print PSNR, SSIM and MS-SSIM of the decoded file against the input")
 
 
 def trusted_option(p):

@@ -1,7 +1,26 @@
-"""Image quality measures: PSNR, written once for the CLI, the fit and the encoder."""
+"""Image quality measures: PSNR, SSIM and MS-SSIM, written once for the CLI, the fit and the
+encoder.
+
+Each takes NumPy arrays, or CuPy arrays, which it measures on the GPU
+with CuPy and cupyx.scipy.ndimage (the same code, with the array module chosen by the
+input's type; CuPy is imported only when an input is a CuPy array)."""
 import math
 
 import numpy as np
+
+#: SSIM's window and constants (Wang, Bovik, Sheikh and Simoncelli 2004): an 11x11 Gaussian
+#: of standard deviation 1.5 (truncated at 3.5 sigma, a radius of 5, as scikit-image does),
+#: K1 and K2.
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+#: MS-SSIM's weights of the five scales, finest first (Wang, Simoncelli and Bovik 2003).
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+#: The smallest side ``ssim`` accepts (one whole window), and ``ms_ssim`` (one whole window
+#: at the coarsest scale, after four halvings).
+SSIM_MIN_SIDE = 2 * SSIM_RADIUS + 1
+MS_SSIM_MIN_SIDE = SSIM_MIN_SIDE << (len(MS_SSIM_WEIGHTS) - 1)
 
 
 def psnr_of_mse(mse, data_range=1.0):
@@ -14,10 +33,114 @@ def psnr_of_mse(mse, data_range=1.0):
 def psnr(a, b, data_range=None):
     """PSNR in dB between two images of the same shape; ``data_range`` defaults to 255 for
     uint8 inputs and 1.0 otherwise."""
-    a, b = np.asarray(a), np.asarray(b)
+    xp = _array_module(a, b)
+    a, b = xp.asarray(a), xp.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
     if data_range is None:
         data_range = 255.0 if a.dtype == np.uint8 else 1.0
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    mse = xp.mean((a.astype(xp.float64) - b.astype(xp.float64)) ** 2)
     return psnr_of_mse(mse, data_range)
+
+
+def ssim(a, b, data_range=None):
+    """Mean SSIM of two images of the same shape, (H, W) or (H, W, C), each side at least
+    ``SSIM_MIN_SIDE``; ``data_range`` defaults to 255 for uint8 inputs and 1.0 otherwise.
+
+    The SSIM of Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01,
+    K2 = 0.03 and population covariances, averaged over the windows that lie wholly inside
+    the image (a border of ``SSIM_RADIUS`` pixels is left out, so the filter's border mode
+    never shows), per channel, then over the channels: equal, in float64, to scikit-image's
+    ``structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=data_range, channel_axis=-1)`` (no
+    ``channel_axis`` for grayscale)."""
+    xp, ndimage, x, y, data_range = _prepare(a, b, data_range, SSIM_MIN_SIDE, "ssim")
+    luminance, contrast_structure = _ssim_maps(xp, ndimage, x, y, data_range)
+    return float(xp.mean(luminance * contrast_structure))
+
+
+def ms_ssim(a, b, data_range=None):
+    """Multi-scale SSIM (Wang, Simoncelli and Bovik 2003) of two images of the same shape,
+    (H, W) or (H, W, C), each side at least ``MS_SSIM_MIN_SIDE`` (176); ``data_range`` as for
+    ``ssim``.
+
+    Five scales, the image itself first; each next one is the 2x2 block average of the last,
+    after dropping its last row (column) when it has an odd number of them. At each scale
+    the SSIM window, constants and border of ``ssim`` give the mean contrast-structure term
+    cs_j; at the coarsest, the mean SSIM (luminance times contrast-structure per window, as
+    in the authors' code) stands for l_5 * cs_5. The result is the product of these five
+    means, each raised to its weight in ``MS_SSIM_WEIGHTS``; a negative mean (structure
+    anticorrelated at that scale) is clamped to 0 first, as common implementations do, so
+    the result is 0 rather than undefined. A colour image is measured per channel and the
+    channels' values averaged."""
+    xp, ndimage, x, y, data_range = _prepare(a, b, data_range, MS_SSIM_MIN_SIDE, "ms_ssim")
+    value = 1.0
+    for scale, weight in enumerate(MS_SSIM_WEIGHTS):
+        if scale:
+            x, y = _halve(x), _halve(y)
+        luminance, term = _ssim_maps(xp, ndimage, x, y, data_range)
+        if scale == len(MS_SSIM_WEIGHTS) - 1:
+            term = luminance * term
+        value = value * xp.maximum(xp.mean(term, axis=(1, 2)), 0.0) ** weight
+    return float(xp.mean(value))
+
+
+def _prepare(a, b, data_range, min_side, name):
+    """The array module and its ndimage for ``a`` and ``b``, both as float64 (C, H, W)
+    stacks of channels, and the data range; a ValueError names what is wrong with them."""
+    xp, ndimage = _modules(a, b)
+    a, b = xp.asarray(a), xp.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"{name} takes (H, W) or (H, W, C) images, not shape {a.shape}")
+    if min(a.shape[:2]) < min_side:
+        raise ValueError(f"{name} needs images of at least {min_side}x{min_side} pixels, "
+                         f"not {a.shape[0]}x{a.shape[1]}")
+    if not (bool(xp.isfinite(a).all()) and bool(xp.isfinite(b).all())):
+        raise ValueError(f"{name} takes finite images; these hold NaN or infinity")
+    if data_range is None:
+        data_range = 255.0 if a.dtype == np.uint8 else 1.0
+    x, y = (xp.moveaxis(xp.atleast_3d(v).astype(xp.float64), -1, 0) for v in (a, b))
+    return xp, ndimage, x, y, float(data_range)
+
+
+def _array_module(a, b):
+    """CuPy if either image is a CuPy array (imported only then), else NumPy."""
+    if any(type(v).__module__.split(".")[0] == "cupy" for v in (a, b)):
+        import cupy
+        return cupy
+    return np
+
+
+def _modules(a, b):
+    """The array module of ``a`` and ``b`` and its ndimage: cupyx.scipy.ndimage or
+    scipy.ndimage (imported here, so that importing this module stays cheap)."""
+    xp = _array_module(a, b)
+    if xp is np:
+        import scipy.ndimage
+        return np, scipy.ndimage
+    import cupyx.scipy.ndimage
+    return xp, cupyx.scipy.ndimage
+
+
+def _ssim_maps(xp, ndimage, x, y, data_range):
+    """SSIM's luminance and contrast-structure maps of two (C, H, W) stacks, over the
+    windows wholly inside the images."""
+    moments = xp.stack([x, y, x * x, y * y, x * y])
+    for axis in (-2, -1):  # scipy's gaussian_filter, axis by axis, skipping the channels
+        moments = ndimage.gaussian_filter1d(moments, SSIM_SIGMA, axis=axis, mode="reflect",
+                                            truncate=SSIM_TRUNCATE)
+    r = SSIM_RADIUS
+    mx, my, mxx, myy, mxy = moments[..., r:-r, r:-r]
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    luminance = (2 * mx * my + c1) / (mx * mx + my * my + c1)
+    contrast_structure = (2 * (mxy - mx * my) + c2) / ((mxx - mx * mx) + (myy - my * my) + c2)
+    return luminance, contrast_structure
+
+
+def _halve(x):
+    """The 2x2 block average of a (C, H, W) stack, dropping an odd last row or column."""
+    c, h, w = x.shape
+    return x[:, :h // 2 * 2, :w // 2 * 2].reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))

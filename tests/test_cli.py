@@ -15,7 +15,9 @@ from skimage.metrics import peak_signal_noise_ratio
 
 import cgc
 from cgc.image.container import unpack
+import cgc.cli
 from cgc.cli import main
+from cgc.metrics import ms_ssim, psnr, ssim
 from cgc.image.quantize import ATTRIBUTES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,3 +276,30 @@ def test_python_dash_m_entry_point(encoded, workdir):
     assert fail.returncode != 0
     assert fail.stderr.startswith("cgc: error: ") and len(fail.stderr.splitlines()) == 1
     assert fail.stdout == ""
+
+
+def test_encode_metrics(workdir, capsys):
+    root, png, image = workdir
+    out = root / "metrics.cgc"
+    assert main(["encode", str(png), str(out), "--metrics"] + FAST) == 0
+    line = capsys.readouterr().out
+    decoded = cgc.decode(out.read_bytes())
+    assert f"{psnr(image, decoded):.2f} dB" in line
+    assert f"SSIM {ssim(image, decoded):.4f}" in line
+    assert "MS-SSIM -" in line  # 32 x 28 is below MS-SSIM's five scales
+
+
+def test_demo_prints_the_metrics_of_what_it_wrote(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--out-dir", str(out_dir), "--metrics", "-n", "60",
+                 "--iterations", "20", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    with Image.open(cgc.cli.SAMPLE) as img:
+        original = np.asarray(img.convert("RGB"))
+    decoded = cgc.decode((out_dir / "demo.cgc").read_bytes())
+    with Image.open(out_dir / "demo-decoded.png") as img:
+        assert np.array_equal(np.asarray(img), decoded)
+    values = dict(re.findall(r"^(PSNR|SSIM|MS-SSIM)\s+([0-9.]+)", text, re.M))
+    assert values == {"PSNR": f"{psnr(original, decoded):.2f}",
+                      "SSIM": f"{ssim(original, decoded):.4f}",
+                      "MS-SSIM": f"{ms_ssim(original, decoded):.4f}"}
