@@ -1,9 +1,10 @@
-"""The render work of real files, behind cgc.limits.MAX_OVERDRAW.
+"""What real files ask of a decoder, behind cgc.limits.
 
 Encodes every image (the 24 Kodak images and scikit-image's colour photos) at 0.25, 0.5
 and 1 bpp as bench/fit.py does (cgc.encode with max_bytes), and measures each file's
-overdraw: Gaussians.render_work() (pixels inside the Gaussians' 3-sigma boxes, summed)
-over the output's pixels, at the encoded size and at the sizes cgc.decode(scale=...) gives
+Gaussians per byte (MAX_GAUSSIANS_PER_BYTE) and overdraw (MAX_OVERDRAW):
+Gaussians.render_work() (pixels inside the Gaussians' 3-sigma boxes, summed) over the
+output's pixels, at the encoded size and at the sizes cgc.decode(scale=...) gives
 for the scales below, and the work of thumbnails (longest side 32 and 8 pixels), which
 is below cgc.limits.RENDER_WORK_ALLOWANCE however dense the Gaussians.  With --cache DIR
 the .cgc files are kept there and reused.  Results: bench/results/decode_cost.json.
@@ -72,8 +73,10 @@ def main():
     start = time.perf_counter()
     for name, image in images(args.kodak):
         for bpp in BPPS:
-            gaussians = decode_gaussians(encoded(name, image, bpp, args.cache))
+            data = encoded(name, image, bpp, args.cache)
+            gaussians = decode_gaussians(data)
             row = {"image": name, "target_bpp": bpp, "n_gaussians": len(gaussians),
+                   "gaussians_per_byte": len(gaussians) / len(data),
                    "overdraw": overdraw(gaussians)}
             for scale in SCALES:
                 size = scaled_size(gaussians.height, gaussians.width, scale)
@@ -88,12 +91,13 @@ def main():
                       f"x{s}: {row[f'overdraw_x{s}']:.1f}" for s in SCALES) + " " +
                   " ".join(f"thumb{t}: {row[f'work_thumbnail_{t}']}" for t in THUMBNAILS),
                   flush=True)
-    keys = ["overdraw"] + [f"overdraw_x{s}" for s in SCALES]
+    keys = ["gaussians_per_byte", "overdraw"] + [f"overdraw_x{s}" for s in SCALES]
     summary = {k: {"max": max(r[k] for r in rows), "median": float(np.median(
         [r[k] for r in rows]))} for k in keys}
     summary.update({f"work_thumbnail_{t}_max": max(r[f"work_thumbnail_{t}"] for r in rows)
                     for t in THUMBNAILS})
-    summary["limit"] = {"MAX_OVERDRAW": limits.MAX_OVERDRAW,
+    summary["limit"] = {"MAX_GAUSSIANS_PER_BYTE": limits.MAX_GAUSSIANS_PER_BYTE,
+                        "MAX_OVERDRAW": limits.MAX_OVERDRAW,
                         "RENDER_WORK_ALLOWANCE": limits.RENDER_WORK_ALLOWANCE}
     write_report(args.out, {**info, "run_s": time.perf_counter() - start, "rows": rows,
                             "summary": summary})

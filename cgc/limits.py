@@ -11,9 +11,9 @@ from cgc.errors import FormatError
 
 #: Most Gaussians a .cgc file may hold per byte.  The adaptive range coder lets a 69 kB file
 #: hold the format's 2**20 Gaussians, whose parsing alone takes a third of a second; a
-#: fit's Gaussians cost far more than 4 bits each (docs/tuning.md, "limits.py: decode
-#: work").
-MAX_GAUSSIANS_PER_BYTE = 2
+#: fit's Gaussians cost over 30 bits each, a quarter of a Gaussian per byte
+#: (docs/tuning.md, "limits.py: decode work").
+MAX_GAUSSIANS_PER_BYTE = 4
 
 #: Most Gaussians a decode may evaluate per output pixel on average: Gaussians.render_work()
 #: over the output's pixels.  Real files stay an order of magnitude below it, at their size
@@ -44,7 +44,8 @@ def _refuse(what, amount, limit_name, limit):
 def check_count(n_gaussians, file_bytes):
     """FormatError when a .cgc file of ``file_bytes`` declares more than
     MAX_GAUSSIANS_PER_BYTE Gaussians per byte."""
-    if MAX_GAUSSIANS_PER_BYTE is not None and n_gaussians > MAX_GAUSSIANS_PER_BYTE * file_bytes:
+    limit = MAX_GAUSSIANS_PER_BYTE
+    if limit is not None and n_gaussians > limit * file_bytes:
         _refuse(f"a .cgc file of {file_bytes} bytes declaring {n_gaussians} Gaussians",
                 f"{n_gaussians / file_bytes:.1f} per byte", "MAX_GAUSSIANS_PER_BYTE",
                 MAX_GAUSSIANS_PER_BYTE)
