@@ -2,10 +2,12 @@
 
 Public API: fit, encode, decode, Gaussians, FormatError, has_gpu, the lossless codec
 ``cgc.lossless``, and ``cgc.limits`` (what an untrusted file may make a decoder do).  The
-image codec lives in ``cgc.image``."""
+image codec lives in ``cgc.image``.  Importing cgc registers the .cgc format with Pillow
+(``Image.open("photo.cgc")``, ``im.save("photo.cgc", bpp=0.5)``)."""
 from cgc import limits, lossless
 from cgc.errors import FormatError
 from cgc.image.codec import decode, encode
+from cgc.image import pillow_plugin
 from cgc.image.fit import fit
 from cgc.image.model import Gaussians
 from cgc.kernels import has_gpu
@@ -13,3 +15,5 @@ from cgc.kernels import has_gpu
 __all__ = ["fit", "encode", "decode", "Gaussians", "FormatError", "has_gpu", "lossless",
            "limits"]
 __version__ = "0.1.0"
+
+pillow_plugin.register()

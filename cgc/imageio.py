@@ -58,17 +58,7 @@ def load_image(path):
                 raise FormatError(f"image {path} is {width}x{height}, more than the "
                                   f"{MAX_PIXELS} pixels cgc encodes")
             img.load()
-            if img.mode == "P":
-                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-            elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV", "PA"):
-                img = img.convert("RGBA" if img.mode == "PA" else "RGB")
-            elif img.mode == "1":
-                img = img.convert("L")
-            elif img.mode == "LA":
-                img = img.convert("RGBA")
-            elif img.mode.startswith("I;16"):
-                return to_float_image(np.asarray(img).astype(np.uint16))
-            array = np.asarray(img)
+            return from_pil(img)
     except FormatError:
         raise
     # Pillow reports malformed files through several exception types, a decompression bomb
@@ -76,7 +66,23 @@ def load_image(path):
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
             ValueError, TypeError) as exc:
         raise FormatError(f"cannot read image {path}: {exc}") from None
-    if np.issubdtype(array.dtype, np.floating):  # float ("F") files: clipped, not refused
+
+
+def from_pil(img):
+    """A loaded Pillow image as cgc's float image: palettes and other colour spaces to RGB,
+    16-bit kept, float ("F") pixels clipped to [0, 1] rather than refused."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "LA":
+        img = img.convert("RGBA")
+    elif img.mode.startswith("I;16"):
+        return to_float_image(np.asarray(img).astype(np.uint16))
+    array = np.asarray(img)
+    if np.issubdtype(array.dtype, np.floating):
         array = np.clip(array, 0, 1)
     return to_float_image(array)
 

@@ -1,0 +1,109 @@
+"""Pillow reads and writes .cgc: ``Image.open("photo.cgc")``, ``im.save("x.cgc", bpp=0.5)``.
+
+Registered when cgc is imported (Pillow has no entry point through which an installed
+package registers a format by itself; pillow-heif and pillow-avif-plugin register on import
+too).  Decoding goes through a Pillow PyDecoder, so it happens on ``load()``, at the size
+the image has then: ``draft("RGB", (w, h))``, which ``thumbnail`` calls, renders the
+Gaussians at the reduced size directly instead of decoding at full size and resampling."""
+import math
+
+from PIL import Image, ImageFile
+
+from cgc.image.container import HEADER, MAGIC
+
+FORMAT = "CGC"
+#: Options of ``Image.save(..., format="CGC")``, passed to cgc.encode: ``bpp`` (bits per
+#: pixel, as ``cgc encode --bpp``) or ``max_bytes`` or ``psnr``, ``n_gaussians``,
+#: ``iterations``, ``seed``.
+SAVE_OPTIONS = ("bpp", "max_bytes", "psnr", "n_gaussians", "iterations", "seed")
+
+
+def _accept(prefix):
+    return prefix[:len(MAGIC)] == MAGIC
+
+
+def _tile(size):
+    extents = (0, 0) + tuple(size)
+    tile = getattr(ImageFile, "_Tile", None)  # a named tuple from Pillow 11, a tuple before
+    return tile(FORMAT, extents, 0, None) if tile else (FORMAT, extents, 0, None)
+
+
+def _set(image, mode, size):
+    image._size = size
+    if isinstance(getattr(Image.Image, "mode", None), property):  # Pillow >= 10.1
+        image._mode = mode
+    else:
+        image.mode = mode
+
+
+class CgcImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "Compact Gaussian Codec"
+
+    def _open(self):
+        from cgc.errors import FormatError
+
+        head = self.fp.read(HEADER.size)
+        if len(head) < HEADER.size or not _accept(head):
+            raise SyntaxError("not a .cgc file")
+        _, version, _, width, height, _ = HEADER.unpack(head)
+        if width < 1 or height < 1:
+            raise FormatError(f"image size {width}x{height} out of range")
+        self.info["version"] = version
+        self.encoded_size = (width, height)
+        _set(self, "RGB", (width, height))
+        self.tile = [_tile(self.size)]
+
+    def draft(self, mode, size):
+        """Decode at the smallest size with both sides at least ``size``'s, keeping the
+        aspect ratio (no enlargement); returns (mode, box) as Pillow's JPEG plugin does:
+        the whole encoded image maps onto the whole drafted one."""
+        if size is None or mode not in (None, "RGB") or self.tile == []:
+            return None
+        width, height = self.encoded_size
+        scale = max(size[0] / width, size[1] / height)
+        if scale >= 1:
+            return None
+        drafted = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+        _set(self, "RGB", drafted)
+        self.tile = [_tile(drafted)]
+        return "RGB", (0, 0) + drafted
+
+
+class CgcDecoder(ImageFile.PyDecoder):
+    """Decodes the whole file, read from the start, at the tile's size."""
+    _pulls_fd = True
+
+    def decode(self, buffer):
+        from cgc.image.codec import decode
+
+        self.fd.seek(0)
+        data = self.fd.read()
+        pixels = decode(data, size=(self.state.ysize, self.state.xsize))
+        self.set_as_raw(pixels.tobytes(), "RGB")
+        return -1, 0
+
+
+def _save(image, fp, filename):
+    from cgc.image.codec import encode
+    from cgc.imageio import from_pil
+
+    options = {k: v for k, v in image.encoderinfo.items() if k in SAVE_OPTIONS}
+    pixels = from_pil(image)
+    bpp = options.pop("bpp", None)
+    if bpp is not None:
+        if "max_bytes" in options:
+            raise ValueError("give bpp or max_bytes, not both")
+        if not 0 < bpp < 1e6:
+            raise ValueError(f"bpp must be positive and finite, got {bpp!r}")
+        options["max_bytes"] = int(bpp * pixels.shape[0] * pixels.shape[1] / 8)
+    fp.write(encode(pixels, progress=False, **options))
+
+
+def register():
+    """Register the .cgc format with Pillow (cgc does on import; calling again is harmless)."""
+    Image.register_open(FORMAT, CgcImageFile, _accept)
+    Image.register_decoder(FORMAT, CgcDecoder)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, ".cgc")
+    Image.register_mime(FORMAT, "image/x-cgc")
