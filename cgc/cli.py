@@ -27,10 +27,20 @@ def _metrics(original, decoded):
 
 
 def cmd_encode(args):
+    for source, target in _jobs(args, ".cgc"):
+        _encode_one(args, source, target)
+
+
+def _encode_one(args, source, target):
     import cgc
     from cgc.imageio import load_image
 
-    image = load_image(args.input)
+    if source == "-":
+        import io
+
+        image = load_image(io.BytesIO(sys.stdin.buffer.read()), "standard input")
+    else:
+        image = load_image(source)
     max_bytes = args.max_bytes
     if args.bpp is not None:
         if not 0 < args.bpp < 1e6:  # NaN fails too
@@ -46,8 +56,7 @@ def cmd_encode(args):
                       device=args.device, progress=None if args.progress else False,
                       max_bytes=max_bytes, refine=args.refine, psnr=args.psnr)
     elapsed = time.perf_counter() - start
-    with open(args.output, "wb") as f:
-        f.write(data)
+    _write(target, data)
     h, w = image.shape[:2]
     quality = ""
     if args.metrics or args.psnr is not None:
@@ -56,11 +65,50 @@ def cmd_encode(args):
         measured = _metrics(to_uint8(image), cgc.decode(data))
         quality = ", ".join(f"{name} {value}" if name != "PSNR" else value
                             for name, value in measured[:3 if args.metrics else 1]) + ", "
-    print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
-          f"{quality}{elapsed:.1f} s")
+    _report(target, f"{len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
+                    f"{quality}{elapsed:.1f} s")
+
+
+def _jobs(args, suffix):
+    """[(input, output)]: ``INPUT OUTPUT``, or with ``-o DIR`` each input to DIR/<its name
+    without extension><suffix>.  "-" is standard input or output."""
+    paths = args.paths
+    if args.output_dir is None:
+        if len(paths) != 2:
+            raise ValueError(f"give INPUT OUTPUT, or INPUT... -o DIR (got {len(paths)} "
+                             f"paths)")
+        return [tuple(paths)]
+    if "-" in paths:
+        raise ValueError("standard input (-) takes one INPUT OUTPUT pair, not -o")
+    if not os.path.isdir(args.output_dir):
+        raise ValueError(f"-o {args.output_dir}: not a directory")
+    outputs = [os.path.join(args.output_dir,
+                            os.path.splitext(os.path.basename(p))[0] + suffix) for p in paths]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError("two inputs would write the same output in -o's directory")
+    return list(zip(paths, outputs))
+
+
+def _write(path, data):
+    """Write bytes to a file, or to standard output for "-"."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _report(target, text):
+    """One line about what was written; on standard error when standard output holds the
+    data."""
+    print(f"{target}: {text}" if target != "-" else f"(stdout): {text}",
+          file=sys.stderr if target == "-" else sys.stdout)
 
 
 def _read(path):
+    if path == "-":
+        return sys.stdin.buffer.read()
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -85,76 +133,48 @@ def _size(text):
 
 def cmd_decode(args):
     import cgc
-    from cgc.imageio import save_png
 
-    image = cgc.decode(_read(args.input), device=args.device, scale=args.scale,
-                       size=args.size)
-    save_png(args.output, image)
-    print(f"{args.output}: {image.shape[1]}x{image.shape[0]}")
+    for source, target in _jobs(args, ".png"):
+        image = cgc.decode(_read(source), device=args.device, scale=args.scale,
+                           size=args.size)
+        _write(target, _encoded_image(image, target))
+        _report(target, f"{image.shape[1]}x{image.shape[0]}")
+
+
+def _encoded_image(image, path):
+    """The bytes of a uint8 image in the format Pillow picks for the path's extension (PNG
+    for "-"); ValueError for an extension Pillow cannot write."""
+    import io
+
+    from PIL import Image
+
+    from cgc.imageio import save_image
+
+    extension = os.path.splitext(path)[1].lower()
+    formats = Image.registered_extensions()
+    if path != "-" and (extension not in formats or formats[extension] not in Image.SAVE):
+        raise ValueError(f"cannot write {path}: no image format for the extension "
+                         f"{extension!r} (use .png, .jpg, .webp, .tif ...)")
+    buffer = io.BytesIO()
+    save_image(buffer, image, "PNG" if path == "-" else formats[extension])
+    return buffer.getvalue()
 
 
 def cmd_info(args):
-    from cgc.image.container import VERSION_1_NAMES, unpack
-    from cgc.lossless import checkpoint, format as lossless_format
-    from cgc.image.quantize import ATTRIBUTES
+    from cgc.info import describe, text
 
-    data = _read(args.input)
-    if data[:4] == lossless_format.MAGIC:
-        _lossless_info(args.input, data, lossless_format.parse(data))
-        return
-    if data[:4] == checkpoint.MAGIC:
-        _checkpoint_info(args.input, data, *checkpoint.contents(data))
-        return
-    packed = unpack(data)
-    n = packed.codes.shape[0]
-    pixels = packed.width * packed.height
-    print(f"file        {args.input}")
-    print(f"size        {len(data)} bytes")
-    print(f"image       {packed.width}x{packed.height}")
-    print(f"gaussians   {n}")
-    print(f"bpp         {8 * len(data) / pixels:.4f}")
-    print(f"bits/gauss  {8 * len(data) / n:.2f}")
-    print(f"version     {packed.version}")
-    names = VERSION_1_NAMES if packed.version == 1 else ATTRIBUTES
-    print("code bits   " + " ".join(f"{name}={q.bits}"
-                                     for name, q in zip(names, packed.quantisers)))
-    print("streams (bytes):")
-    for name, size in packed.stream_sizes.items():
-        print(f"  {name:<12}{size:>8}")
+    info = describe(_read(args.input))
+    if args.json:
+        import json
 
-
-def _lossless_info(path, data, container):
-    from cgc.lossless._lossless_cy import PREDICTORS
-
-    names = {code: name for name, code in PREDICTORS.items()}
-    original = int(np.prod(container.shape, dtype=np.int64)) * container.etype.nbytes
-    print(f"file        {path}")
-    print(f"size        {len(data)} bytes, {100 * len(data) / max(original, 1):.2f} % of "
-          f"{original}")
-    print(f"array       {container.etype.name} {container.shape}")
-    print(f"tiles       {len(container.meta)} of {container.tile[0]}x{container.tile[1]}")
-    used = np.bincount(container.meta["pred"])
-    print("predictors  " + " ".join(f"{names.get(code, code)}={count}"
-                                    for code, count in enumerate(used) if count))
-
-
-def _checkpoint_info(path, data, file_size, tensors):
-    print(f"file        {path}")
-    print(f"size        {len(data)} bytes, {100 * len(data) / max(file_size, 1):.2f} % of "
-          f"{file_size}")
-    print(f"tensors     {len(tensors)}")
-    print("by dtype    tensors  stored bytes")
-    by_dtype = {}
-    for _, kind, _, stored in tensors:
-        count, total = by_dtype.get(kind, (0, 0))
-        by_dtype[kind] = (count + 1, total + stored)
-    for kind, (count, total) in sorted(by_dtype.items()):
-        print(f"  {kind:<10}{count:>7}  {total:>12}")
+        print(json.dumps({"file": args.input, **info}, indent=2))
+    else:
+        print("\n".join(text(args.input, info)))
 
 
 def cmd_demo(args):
     import cgc
-    from cgc.imageio import load_image, save_png, to_uint8
+    from cgc.imageio import load_image, save_image, to_uint8
 
     source = args.input or SAMPLE
     image = load_image(source)
@@ -173,7 +193,7 @@ def cmd_demo(args):
     png_path = os.path.join(args.out_dir, "demo-decoded.png")
     with open(cgc_path, "wb") as f:
         f.write(data)
-    save_png(png_path, decoded)
+    save_image(png_path, decoded)
     h, w = original.shape[:2]
     print(f"input    {source if args.input else 'bundled sample'} ({w}x{h})")
     for name, value in _metrics(original, decoded)[:3 if args.metrics else 2]:
@@ -233,9 +253,16 @@ def build_parser():
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
         p.add_argument("--no-progress", dest="progress", action="store_false")
 
-    p = sub.add_parser("encode", help="image -> .cgc")
-    p.add_argument("input")
-    p.add_argument("output")
+    def paths(p, suffix):
+        p.add_argument("paths", nargs="+", metavar="PATH",
+                       help="INPUT OUTPUT, or with -o several INPUTs; - is standard input "
+                            "or output")
+        p.add_argument("-o", "--output-dir", default=None, metavar="DIR",
+                       help=f"write each INPUT to DIR/<name>{suffix}")
+
+    p = sub.add_parser("encode", help="image -> .cgc",
+                       usage="cgc encode [options] INPUT OUTPUT | INPUT... -o DIR")
+    paths(p, ".cgc")
     fit_options(p, DEFAULT_ITERATIONS)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--max-bytes", type=int, default=None,
@@ -250,9 +277,9 @@ def build_parser():
     metrics_option(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help=".cgc -> PNG")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("decode", help=".cgc -> PNG, JPEG, WebP, TIFF ... (by extension)",
+                       usage="cgc decode [options] INPUT OUTPUT | INPUT... -o DIR")
+    paths(p, ".png")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     resize = p.add_mutually_exclusive_group()
     resize.add_argument("--scale", type=float, default=None,
@@ -264,7 +291,8 @@ def build_parser():
 
     p = sub.add_parser("info", help="describe a .cgc file (or a cgc.lossless stream or "
                                     "checkpoint)")
-    p.add_argument("input")
+    p.add_argument("input", help="the file; - is standard input")
+    p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("demo", help="encode and decode the bundled sample, print metrics")

@@ -6,7 +6,11 @@ Accepted inputs (anything Pillow reads, or arrays):
   clipped to [0, 1], float arrays must lie within it.  cgc stores 8-bit-accurate output, so extra input precision only helps the fit.
 * Alpha (RGBA, LA, palette with transparency) is composited over white: cgc codes colour.
 * Palette, CMYK, YCbCr and LAB images are converted to RGB by Pillow.
+* Image files are turned upright by their EXIF orientation, and an embedded ICC profile is
+  converted to sRGB (to_srgb).
 """
+import io
+
 import numpy as np
 
 from cgc.errors import FormatError
@@ -47,30 +51,35 @@ def to_float_image(image):
     return np.ascontiguousarray(scaled, dtype=np.float32)
 
 
-def load_image(path):
-    """Read an image file with Pillow; raise FormatError if it is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
+def load_image(path, name=None):
+    """Read an image file (a path or a binary file object; ``name`` for messages) with
+    Pillow, turned upright by its EXIF orientation; FormatError if it is not a readable
+    image."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
+    name = path if name is None else name
     try:
         with Image.open(path) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
-                raise FormatError(f"image {path} is {width}x{height}, more than the "
+                raise FormatError(f"image {name} is {width}x{height}, more than the "
                                   f"{MAX_PIXELS} pixels cgc encodes")
             img.load()
-            return from_pil(img)
+            return from_pil(ImageOps.exif_transpose(img))
     except FormatError:
         raise
     # Pillow reports malformed files through several exception types, a decompression bomb
     # among them; all of them mean the same thing here.
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
             ValueError, TypeError) as exc:
-        raise FormatError(f"cannot read image {path}: {exc}") from None
+        raise FormatError(f"cannot read image {name}: {exc}") from None
 
 
 def from_pil(img):
-    """A loaded Pillow image as cgc's float image: palettes and other colour spaces to RGB,
-    16-bit kept, float ("F") pixels clipped to [0, 1] rather than refused."""
+    """A loaded Pillow image as cgc's float image: an embedded ICC profile converted to sRGB
+    (to_srgb), palettes and other colour spaces to RGB, 16-bit kept, float ("F") pixels
+    clipped to [0, 1] rather than refused."""
+    img = to_srgb(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV", "PA"):
@@ -87,13 +96,38 @@ def from_pil(img):
     return to_float_image(array)
 
 
+def to_srgb(img):
+    """``img`` with its embedded ICC profile, if any, converted to sRGB (Pillow's ImageCms,
+    perceptual intent), as a colour-managed viewer shows it: cgc files hold sRGB and carry
+    no profile.  Images without a profile are taken as sRGB already; so are those whose
+    profile cannot be read or does not match their mode, and 16-bit and float images, which
+    ImageCms does not convert."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "L", "CMYK"):
+        return img
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"),
+                                              outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return img
+    if img.mode == "RGBA" and converted.mode == "RGBA":
+        converted.putalpha(img.getchannel("A"))  # the transform need not carry alpha
+    return converted
+
+
 def to_uint8(image, xp=np):
     """float image -> uint8, clipping to [0, 1] and rounding to nearest (half to even);
     ``xp``: the image's array module (NumPy or CuPy)."""
     return xp.round(xp.clip(image, 0.0, 1.0) * 255.0).astype(xp.uint8)
 
 
-def save_png(path, image_uint8):
+def save_image(path, image_uint8, format=None):
+    """Write a uint8 image with Pillow, in the format its extension names (or ``format``);
+    ``path`` may be a binary file object."""
     from PIL import Image
 
-    Image.fromarray(image_uint8).save(path)
+    Image.fromarray(image_uint8).save(path, format=format)

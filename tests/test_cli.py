@@ -1,5 +1,7 @@
 """The command line (cgc.cli.main and python -m cgc): encode / decode / info and its error
 reporting (exit code 1 and exactly one `cgc: error:` line on stderr)."""
+import io
+import json
 import os
 import re
 import struct
@@ -303,3 +305,90 @@ def test_demo_prints_the_metrics_of_what_it_wrote(tmp_path, capsys):
     assert values == {"PSNR": f"{psnr(original, decoded):.2f}",
                       "SSIM": f"{ssim(original, decoded):.4f}",
                       "MS-SSIM": f"{ms_ssim(original, decoded):.4f}"}
+
+
+def run_cli(args, stdin=b""):
+    """python -m cgc with bytes on standard input: (exit code, stdout bytes, stderr text)."""
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "cgc"] + args, input=stdin,
+                          capture_output=True, env=env, timeout=300)
+    return done.returncode, done.stdout, done.stderr.decode()
+
+
+def test_standard_input_and_output(workdir, encoded):
+    root, png, image = workdir
+    code, out, err = run_cli(["encode", "-", "-"] + FAST, png.read_bytes())
+    assert code == 0, err
+    assert out == cgc.encode(image, n_gaussians=N, iterations=50, seed=0, progress=False)
+    assert err.startswith("(stdout): ") and f"{len(out)} bytes" in err  # report off stdout
+    code, decoded, err = run_cli(["decode", "-", "-"], encoded.read_bytes())
+    assert code == 0, err
+    with Image.open(io.BytesIO(decoded)) as img:
+        assert img.format == "PNG"
+        assert np.array_equal(np.asarray(img), cgc.decode(encoded.read_bytes()))
+    code, out, err = run_cli(["info", "-", "--json"], encoded.read_bytes())
+    assert code == 0 and json.loads(out)["gaussians"] == N
+    code, out, err = run_cli(["decode", "-", "-"], b"not a cgc file")
+    assert code == 1 and out == b"" and err.startswith("cgc: error: ")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("extension, format", [(".png", "PNG"), (".tif", "TIFF"),
+                                               (".jpg", "JPEG"), (".webp", "WEBP")])
+def test_decode_writes_the_format_of_the_extension(encoded, tmp_path, capsys, extension,
+                                                   format):
+    out = tmp_path / f"decoded{extension}"
+    assert main(["decode", str(encoded), str(out)]) == 0
+    with Image.open(out) as img:
+        assert img.format == format and img.size == (32, 28)
+        if format in ("PNG", "TIFF"):  # lossless: the decoded pixels exactly
+            assert np.array_equal(np.asarray(img), cgc.decode(encoded.read_bytes()))
+
+
+def test_decode_to_an_unknown_extension(encoded, tmp_path, capsys):
+    line = assert_one_error_line(capsys, main(["decode", str(encoded),
+                                               str(tmp_path / "x.nope")]))
+    assert "'.nope'" in line and not (tmp_path / "x.nope").exists()
+
+
+def test_several_inputs_into_a_directory(workdir, encoded, tmp_path, capsys):
+    root, png, image = workdir
+    flipped = tmp_path / "flipped.png"
+    Image.fromarray(image[::-1]).save(flipped)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert main(["encode", str(png), str(flipped), "-o", str(out_dir)] + FAST) == 0
+    assert (out_dir / "in.cgc").read_bytes() == cgc.encode(
+        image, n_gaussians=N, iterations=50, progress=False)
+    assert (out_dir / "flipped.cgc").read_bytes() == cgc.encode(
+        np.ascontiguousarray(image[::-1]), n_gaussians=N, iterations=50, progress=False)
+    assert main(["decode", str(out_dir / "in.cgc"), str(out_dir / "flipped.cgc"),
+                 "-o", str(out_dir)]) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "flipped.cgc", "flipped.png", "in.cgc", "in.png"]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a.png", "b.png", "c.cgc"], "INPUT OUTPUT, or INPUT... -o DIR"),
+    (["a.png"], "INPUT OUTPUT, or INPUT... -o DIR"),
+    (["-", "-o", "{dir}"], "standard input"),
+    (["a.png", "-o", "{dir}/missing"], "not a directory"),
+    (["a.png", "sub/a.png", "-o", "{dir}"], "same output"),
+])
+def test_path_errors(tmp_path, capsys, args, message):
+    args = [a.replace("{dir}", str(tmp_path)) for a in args]
+    line = assert_one_error_line(capsys, main(["encode"] + args + FAST))
+    assert message in line
+
+
+def test_info_json(encoded, capsys):
+    assert main(["info", str(encoded), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    packed = unpack(encoded.read_bytes())
+    assert info["file"] == str(encoded) and info["format"] == "cgc"
+    assert (info["width"], info["height"], info["gaussians"]) == (32, 28, N)
+    assert info["bytes"] == len(encoded.read_bytes())
+    assert info["stream_bytes"] == dict(packed.stream_sizes)
+    assert info["code_bits"] == {name: q.bits for name, q in zip(ATTRIBUTES,
+                                                                 packed.quantisers)}

@@ -235,3 +235,74 @@ def test_to_uint8_rounding_and_clipping():
     np.testing.assert_array_equal(out, [0, 0, 0, 255, 255, 255, 255, 0])
     # Shape preserved.
     assert to_uint8(np.zeros((3, 2, 3), np.float32)).shape == (3, 2, 3)
+
+
+def linear_srgb_profile():
+    """An ICC v2 RGB display profile written here from the ICC specification: sRGB's
+    primaries (adapted to D50) with linear tone curves, so a pixel value v stands for the
+    linear light v / 255 and its sRGB encoding is known in closed form."""
+    def s15(value):
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    name = b"linear sRGB\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(name)) + name + bytes(78)),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)), (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
+            (b"bXYZ", xyz(0.1431, 0.0606, 0.7141))]
+    tags += [(sig, b"curv" + bytes(8)) for sig in (b"rTRC", b"gTRC", b"bTRC")]  # identity
+    tags.append((b"cprt", b"text" + bytes(4) + b"none\0"))
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = (struct.pack(">I", offset + len(body)) + bytes(4) + struct.pack(">I", 0x02100000)
+              + b"mntrRGB XYZ " + bytes(12) + b"acsp" + bytes(28) + s15(0.9642) + s15(1.0)
+              + s15(0.8249) + bytes(48))
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def srgb_encoded(linear):
+    """The sRGB transfer function (IEC 61966-2-1) of linear light in [0, 1], as 0..255."""
+    linear = np.asarray(linear, np.float64)
+    return 255 * np.where(linear <= 0.0031308, 12.92 * linear,
+                          1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_icc_profile_converted_to_srgb(tmp_path, mode):
+    values = np.array([[[32, 128, 200]]], np.uint8).repeat(4, 0).repeat(4, 1)
+    image = Image.fromarray(values)
+    if mode == "RGBA":
+        image.putalpha(255)  # opaque: compositing over white leaves the colour
+    path = tmp_path / "linear.png"
+    image.save(path, icc_profile=linear_srgb_profile())
+    loaded = to_uint8(load_image(path))
+    # Linear grey levels keep the neutral axis: each channel maps alone.  2 levels: the
+    # profile's 16.16 primaries and the colour engine's 8-bit rounding.
+    assert np.abs(loaded[0, 0].astype(float) - srgb_encoded(values[0, 0] / 255)).max() <= 2
+    plain = tmp_path / "plain.png"
+    image.save(plain)
+    assert np.array_equal(to_uint8(load_image(plain))[..., :3], values)  # no profile: as is
+
+
+def test_unreadable_icc_profile_is_ignored(tmp_path, rgb_array):
+    path = tmp_path / "bad_icc.png"
+    Image.fromarray(rgb_array).save(path, icc_profile=b"not a profile" * 20)
+    assert np.array_equal(to_uint8(load_image(path)), rgb_array)
+
+
+@pytest.mark.parametrize("orientation, turn", [(1, lambda a: a),
+                                               (3, lambda a: np.rot90(a, 2)),
+                                               (6, lambda a: np.rot90(a, -1)),
+                                               (8, lambda a: np.rot90(a, 1))])
+def test_exif_orientation_applied(tmp_path, rgb_array, orientation, turn):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "oriented.png"
+    Image.fromarray(rgb_array).save(path, exif=exif)
+    assert np.array_equal(to_uint8(load_image(path)), turn(rgb_array))
