@@ -54,7 +54,8 @@ def _encode_one(args, source, target):
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
                       coarse_iterations=args.coarse_iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False,
-                      max_bytes=max_bytes, refine=args.refine, psnr=args.psnr)
+                      max_bytes=max_bytes, refine=args.refine, psnr=args.psnr,
+                      tune=args.tune)
     elapsed = time.perf_counter() - start
     _write(target, data)
     h, w = image.shape[:2]
@@ -183,7 +184,8 @@ def cmd_demo(args):
     start = time.perf_counter()
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
                       coarse_iterations=args.coarse_iterations, seed=args.seed,
-                      device=args.device, progress=None if args.progress else False)
+                      device=args.device, progress=None if args.progress else False,
+                      tune=args.tune)
     encode_s = time.perf_counter() - start
     cgc.decode(data, device=args.device)  # warm-up, so the timing below is steady-state
     start = time.perf_counter()
@@ -250,6 +252,9 @@ def build_parser():
                             f"{COARSE_PER_FINE:g} per full-resolution step, none for very "
                             "dense fits)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--tune", choices=("psnr", "ssim"), default="psnr",
+                       help="what the fit minimises: squared error (psnr) or a mix of L1, "
+                            "L2 and 1 - SSIM (ssim)")
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
         p.add_argument("--no-progress", dest="progress", action="store_false")
 

@@ -85,6 +85,50 @@ def ms_ssim(a, b, data_range=None):
     return float(xp.mean(value))
 
 
+def ssim_gradient(x, y, data_range=1.0):
+    """(mean SSIM of ``x`` against ``y``, its gradient with respect to ``x``): the fit's SSIM
+    term.  ``x`` and ``y`` are float (H, W) or (H, W, C) arrays of one type and module (NumPy
+    or CuPy), each side at least SSIM_MIN_SIDE; computed in their precision, with ``ssim``'s
+    window, constants and windows.
+
+    Each window's SSIM is a function of its moments mu_x, E[x^2] and E[xy] (mu_y, E[y^2] are
+    constant); the gradient sums, over the windows, SSIM's partial derivatives in those
+    moments times the window's weights.  That sum is the transposed filter of the
+    derivative maps: the same symmetric kernel over the maps zero-padded to the image
+    (mode "constant"), since a window wholly inside never reads the border mode."""
+    xp, ndimage = _modules(x, y)
+    if x.shape != y.shape or x.ndim not in (2, 3) or min(x.shape[:2]) < SSIM_MIN_SIDE:
+        raise ValueError(f"ssim_gradient takes two (H, W[, C]) images of one shape, each "
+                         f"side at least {SSIM_MIN_SIDE}; got {x.shape} and {y.shape}")
+    cx, cy = (xp.moveaxis(xp.atleast_3d(v), -1, 0) for v in (x, y))
+    moments = _filtered(ndimage, xp.stack([cx, cy, cx * cx, cy * cy, cx * cy]), "reflect")
+    r = SSIM_RADIUS
+    mx, my, mxx, myy, mxy = moments[..., r:-r, r:-r]
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    a1, a2 = 2 * mx * my + c1, 2 * (mxy - mx * my) + c2
+    b1, b2 = mx * mx + my * my + c1, (mxx - mx * mx) + (myy - my * my) + c2
+    s = a1 * a2 / (b1 * b2)
+    # dS/dE[x^2] = -S / B2 and dS/dE[xy] = 2 S / A2; dS/dmu_x gathers the direct terms and
+    # those through the variance and covariance (sigma_xx = E[x^2] - mu_x^2, ...).
+    d_xx = -s / b2
+    d_xy = 2 * s / a2
+    d_mx = s * (2 * my / a1 - 2 * mx / b1) - 2 * mx * d_xx - my * d_xy
+    full = xp.zeros((3,) + cx.shape, dtype=s.dtype)
+    full[..., r:-r, r:-r] = xp.stack([d_mx, d_xx, d_xy])
+    g_mx, g_xx, g_xy = _filtered(ndimage, full, "constant")
+    grad = (g_mx + 2 * cx * g_xx + cy * g_xy) / s.size
+    return float(xp.mean(s)), xp.moveaxis(grad, 0, -1).reshape(x.shape)
+
+
+def _filtered(ndimage, stack, mode):
+    """SSIM's Gaussian window over the last two axes of ``stack``."""
+    for axis in (-2, -1):
+        stack = ndimage.gaussian_filter1d(stack, SSIM_SIGMA, axis=axis, mode=mode,
+                                          truncate=SSIM_TRUNCATE)
+    return stack
+
+
 def _prepare(a, b, data_range, min_side, name):
     """The array module and its ndimage for ``a`` and ``b``, both as float64 (C, H, W)
     stacks of channels, and the data range; a ValueError names what is wrong with them."""
@@ -127,10 +171,8 @@ def _modules(a, b):
 def _ssim_maps(xp, ndimage, x, y, data_range):
     """SSIM's luminance and contrast-structure maps of two (C, H, W) stacks, over the
     windows wholly inside the images."""
-    moments = xp.stack([x, y, x * x, y * y, x * y])
-    for axis in (-2, -1):  # scipy's gaussian_filter, axis by axis, skipping the channels
-        moments = ndimage.gaussian_filter1d(moments, SSIM_SIGMA, axis=axis, mode="reflect",
-                                            truncate=SSIM_TRUNCATE)
+    # scipy's gaussian_filter, axis by axis, skipping the channels
+    moments = _filtered(ndimage, xp.stack([x, y, x * x, y * y, x * y]), "reflect")
     r = SSIM_RADIUS
     mx, my, mxx, myy, mxy = moments[..., r:-r, r:-r]
     c1 = (SSIM_K1 * data_range) ** 2

@@ -392,3 +392,12 @@ def test_info_json(encoded, capsys):
     assert info["stream_bytes"] == dict(packed.stream_sizes)
     assert info["code_bits"] == {name: q.bits for name, q in zip(ATTRIBUTES,
                                                                  packed.quantisers)}
+
+
+def test_encode_tune(workdir, capsys):
+    root, png, image = workdir
+    out = root / "tuned.cgc"
+    assert main(["encode", str(png), str(out), "--tune", "ssim"] + FAST) == 0
+    assert out.read_bytes() == cgc.encode(image, n_gaussians=N, iterations=50,
+                                          progress=False, tune="ssim")
+    capsys.readouterr()

@@ -11,6 +11,7 @@ from cgc.image.container import SMALLEST_FILE, pack, storage_order, unpack
 from cgc.image.fit import DEFAULT_ITERATIONS, fit
 from cgc.image.model import Gaussians, scaled_size
 from cgc.image.grow import GROW_ITERATION_SHARE, grow
+from cgc.image.loss import TUNES
 from cgc.image.prune import prune
 from cgc.imageio import to_float_image, to_uint8
 from cgc.metrics import psnr_of_mse
@@ -159,9 +160,11 @@ class _Fitter:
     the count, by a few per cent), and an over-fit of up to PRUNE_REACH times the count is
     pruned again rather than made anew."""
 
-    def __init__(self, image, iterations, seed, device, progress, init, coarse_iterations):
+    def __init__(self, image, iterations, seed, device, progress, init, coarse_iterations,
+                 tune="psnr"):
         self.image, self.iterations, self.seed, self.device = image, iterations, seed, device
         self.progress, self.init, self.coarse_iterations = progress, init, coarse_iterations
+        self.tune = tune
         self.made = []
         self.overfits = []
 
@@ -184,24 +187,24 @@ class _Fitter:
                 source = self._fit(over)
                 self.overfits.append(source)
             gaussians = prune(source, self.image, n_gaussians, steps, seed=self.seed,
-                              device=self.device, progress=self.progress)
+                              device=self.device, progress=self.progress, loss=self.tune)
         self.made.append(gaussians)
         return gaussians
 
     def _fit(self, n_gaussians):
         return fit(self.image, n_gaussians, iterations=self.iterations, seed=self.seed,
                    device=self.device, progress=self.progress, init=self.init,
-                   coarse_iterations=self.coarse_iterations)
+                   coarse_iterations=self.coarse_iterations, loss=self.tune)
 
     def grow(self, gaussians, n_gaussians):
         return grow(gaussians, self.image, n_gaussians,
                     round(GROW_ITERATION_SHARE * self.iterations), seed=self.seed,
-                    device=self.device, progress=self.progress)
+                    device=self.device, progress=self.progress, loss=self.tune)
 
 
 def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
            progress=None, init="gradient", bits=None, max_bytes=None, refine=True, fill=True,
-           coarse_iterations=None, psnr=None):
+           coarse_iterations=None, psnr=None, tune="psnr"):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
@@ -223,7 +226,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     ``max_bytes`` and the file fills less than FILL_SHARE of it, grow the fit (cgc.image.grow);
     when it is full but decodes below DETAIL_PSNR dB, fit again with more Gaussians
     (DETAIL_COUNT_SHARE times as many, fewer at low rates); either file is kept only if it
-    decodes better."""
+    decodes better.  ``tune``: what the fits minimise (cgc.image.loss): "psnr", squared
+    error, or "ssim", the mix of L1, L2 and 1 - SSIM; bit allocation, refinement and the
+    size and quality searches still judge by squared error."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
@@ -247,7 +252,9 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
                                           ("max_bytes", max_bytes)) if value is not None]
         if given:
             raise ValueError(f"give psnr or {given[0]}, not both")
-    fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations)
+    if tune not in TUNES:
+        raise ValueError(f"tune must be one of {TUNES}, not {tune!r}")
+    fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations, tune)
     if psnr is not None:
         return _encode_to_psnr(image, float(psnr), fitter, refine, fill)
     count_from_budget = max_bytes is not None and n_gaussians is None

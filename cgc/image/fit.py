@@ -22,6 +22,7 @@ from cgc.image.model import COLUMNS, Gaussians
 from cgc.imageio import to_float_image
 from cgc.metrics import psnr_of_mse
 from cgc.image.init import initialise
+from cgc.image.loss import get_loss
 from cgc.progress import ProgressBar
 from cgc.image.relocate import relocate, relocates_by_default, relocation_steps
 
@@ -139,7 +140,7 @@ def default_coarse_iterations(height, width, n_gaussians, iterations):
 
 def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
         device="cpu", progress=None, log_every=100, max_variance=None, relocation=None,
-        coarse_iterations=None):
+        coarse_iterations=None, loss="psnr"):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
     ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
@@ -165,7 +166,10 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
     steps of each stage (:mod:`cgc.image.relocate`); each move is logged too, unless
     ``log_every`` is 0.  By default (None) fits with at least 16 pixels per Gaussian at
-    full resolution relocate in both stages, denser ones do not; True or False decides."""
+    full resolution relocate in both stages, denser ones do not; True or False decides.
+    ``loss``: "psnr" (squared error) or "ssim" (L1, L2 and 1 - SSIM), or a
+    :mod:`cgc.image.loss` object."""
+    loss = get_loss(loss)
     target_np = to_float_image(image)
     height, width = target_np.shape[:2]
     n_gaussians = int(n_gaussians)
@@ -189,7 +193,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     backend = get_backend(device)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(coarse_iterations + iterations, enabled=show)
-    stage = _Stage(backend, lr or {}, seed, relocation, bar, log_every)
+    stage = _Stage(backend, lr or {}, seed, relocation, bar, log_every, loss)
     if coarse_iterations:
         coarse = half_resolution(target_np)
         if n_gaussians > coarse.shape[0] * coarse.shape[1]:
@@ -210,8 +214,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
 class _Stage:
     """The optimisation loop at one resolution; ``fit`` runs one or two of them."""
 
-    def __init__(self, backend, lr, seed, relocation, bar, log_every):
+    def __init__(self, backend, lr, seed, relocation, bar, log_every, loss):
         self.backend = backend
+        self.loss = loss
         self.lr = lr
         self.seed = seed
         self.relocation = relocation
@@ -249,7 +254,8 @@ class _Stage:
                 rendered, coverage = rendered
             clipped = xp.clip(rendered, 0.0, 1.0)
             diff = clipped - target
-            grad_image = xp.ascontiguousarray((2.0 * diff).astype(params.dtype))
+            grad_image = xp.ascontiguousarray(
+                self.loss.gradient(xp, clipped, target).astype(params.dtype))
             grads = backend.render_backward(params, height, width, grad_image, bins)
             check = step % CHECK_EVERY == 0 or step == iterations
             if check:

@@ -1,0 +1,47 @@
+"""What the fit minimises: the image-space gradient each step hands the renderer's backward
+pass.  ``tune`` names one, as avifenc's ``--tune`` does: "psnr" (squared error, cgc's
+historical loss) or "ssim" (the roadmap's mix of L1, L2 and 1 - SSIM)."""
+from cgc.metrics import SSIM_MIN_SIDE, ssim_gradient
+
+TUNES = ("psnr", "ssim")
+
+
+class SquaredError:
+    """sum (rendered - target)^2: PSNR's loss."""
+    name = "psnr"
+
+    def gradient(self, xp, rendered, target):
+        return 2.0 * (rendered - target)
+
+
+class Perceptual:
+    """l1 * mean|d| + l2 * mean d^2 + ssim * (1 - SSIM), d = rendered - target, scaled by
+    the number of values so that its L2 part has SquaredError's gradient scale (the fit's
+    learning rates were tuned on it).  SSIM is cgc.metrics.ssim's, per channel; an image
+    with a side under SSIM_MIN_SIDE (a coarse stage of a tiny image) drops the term."""
+    name = "ssim"
+
+    def __init__(self, l1=0.2, l2=0.8, ssim=0.1):
+        self.l1, self.l2, self.ssim = float(l1), float(l2), float(ssim)
+
+    def gradient(self, xp, rendered, target):
+        diff = rendered - target
+        grad = self.l1 * xp.sign(diff) + (2.0 * self.l2) * diff
+        if self.ssim and min(rendered.shape[:2]) >= SSIM_MIN_SIDE:
+            _, d_ssim = ssim_gradient(rendered, target)
+            grad -= (self.ssim * rendered.size) * d_ssim
+        return grad
+
+
+def get_loss(loss):
+    """The loss object for ``loss``: a name in TUNES, or an object with ``gradient``."""
+    if isinstance(loss, str):
+        if loss == "psnr":
+            return SquaredError()
+        if loss == "ssim":
+            return Perceptual()
+        raise ValueError(f"loss must be one of {TUNES}, not {loss!r}")
+    if not callable(getattr(loss, "gradient", None)):
+        raise ValueError(f"loss must be one of {TUNES} or have a gradient method, got "
+                         f"{loss!r}")
+    return loss
