@@ -279,9 +279,13 @@ def test_flipped_bytes_behind_a_valid_crc_never_crash():
 def test_hostile_headers_raise_before_allocating():
     _, data = small_stream()
     header = bytearray(data)
-    # A shape of 2**60 x 2**60 elements claims far more tiles than the bytes could hold.
-    header[13:29] = struct.pack("<QQ", 1 << 60, 1 << 60)
+    # A shape of 2**30 x 2**30 elements claims far more tiles than the bytes could hold.
+    header[13:29] = struct.pack("<QQ", 1 << 30, 1 << 30)
     with pytest.raises(FormatError, match="tiles of metadata"):
+        lossless.decode(with_crc(header))
+    # One of 2**60 x 2**60 elements could not even exist as an array.
+    header[13:29] = struct.pack("<QQ", 1 << 60, 1 << 60)
+    with pytest.raises(FormatError, match="exceeds"):
         lossless.decode(with_crc(header))
     # version, dtype, ndim, lanes, layout (unknown; planar for a 2-D shape)
     for offset, value in [(4, 3), (5, 99), (6, 40), (7, 16), (12, 9), (12, 1), (12, 2)]:

@@ -588,33 +588,35 @@ cdef void store_planes(const uint8_t **planes, Py_ssize_t h, Py_ssize_t w, int n
     cdef const uint8_t *c
     cdef const uint8_t *d
     cdef uint32_t v
+    cdef uint16_t v16
+    # Stores go through memcpy: a checkpoint's tensors need not be aligned to their element
+    # size (safetensors does not require it), and the compiler makes each one a plain move.
     cdef uint8_t *o8
-    cdef uint16_t *o16
-    cdef uint32_t *o32
     cdef uint8_t flip = 0x80 if kind == KIND_SIGNED else 0
     for y in range(h):
         a = planes[0] + y * w
+        o8 = out + y * row_bytes
         if nbytes == 1:
-            o8 = out + y * row_bytes
             for x in range(w):
                 o8[x] = a[x] ^ flip
         elif nbytes == 2:
             b = planes[1] + y * w
-            o16 = <uint16_t *>(out + y * row_bytes)
             if kind == KIND_FLOAT:
                 for x in range(w):
-                    o16[x] = <uint16_t>((a[x] << 7) | (b[x] >> 1) | ((b[x] & 1) << 15))
+                    v16 = <uint16_t>((a[x] << 7) | (b[x] >> 1) | ((b[x] & 1) << 15))
+                    memcpy(o8 + 2 * x, &v16, 2)
             else:
                 for x in range(w):
-                    o16[x] = <uint16_t>(((a[x] ^ flip) << 8) | b[x])
+                    v16 = <uint16_t>(((a[x] ^ flip) << 8) | b[x])
+                    memcpy(o8 + 2 * x, &v16, 2)
         else:
             b = planes[1] + y * w
             c = planes[2] + y * w
             d = planes[3] + y * w
-            o32 = <uint32_t *>(out + y * row_bytes)
             for x in range(w):
                 v = (<uint32_t>a[x] << 24) | (<uint32_t>b[x] << 16) | (<uint32_t>c[x] << 8) | d[x]
-                o32[x] = (v >> 1) | (v << 31)
+                v = (v >> 1) | (v << 31)
+                memcpy(o8 + 4 * x, &v, 4)
 
 
 cdef void store_values(const uint32_t *res, Py_ssize_t h, Py_ssize_t w, int nbytes,
@@ -622,6 +624,7 @@ cdef void store_values(const uint32_t *res, Py_ssize_t h, Py_ssize_t w, int nbyt
     """Inverse transform of a tile's values into the output rows."""
     cdef Py_ssize_t y, x
     cdef uint32_t v
+    cdef uint16_t v16
     cdef int wbits = 8 * nbytes
     cdef uint32_t mask = 0xFFFFFFFF if nbytes == 4 else ((<uint32_t>1 << wbits) - 1)
     for y in range(h):
@@ -630,9 +633,10 @@ cdef void store_values(const uint32_t *res, Py_ssize_t h, Py_ssize_t w, int nbyt
             if nbytes == 1:
                 (out + y * row_bytes)[x] = <uint8_t>v
             elif nbytes == 2:
-                (<uint16_t *>(out + y * row_bytes))[x] = <uint16_t>v
+                v16 = <uint16_t>v
+                memcpy(out + y * row_bytes + 2 * x, &v16, 2)
             else:
-                (<uint32_t *>(out + y * row_bytes))[x] = v
+                memcpy(out + y * row_bytes + 4 * x, &v, 4)
 
 
 def decode_tiles(const uint8_t[::1] data, const uint8_t[:, ::1] meta,

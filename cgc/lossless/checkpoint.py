@@ -25,7 +25,7 @@ import numpy as np
 from cgc import limits
 from cgc.errors import FormatError
 from cgc.lossless.format import checksum, parse
-from cgc.lossless.layout import matrix_shape
+from cgc.lossless.layout import check_shape, matrix_shape
 
 MAGIC = b"CGCS"
 VERSION = 1
@@ -62,7 +62,7 @@ def _segments(header_bytes, buffer_size, error):
     (ValueError or FormatError) for a header that is not a valid safetensors one."""
     try:
         header = json.loads(bytes(header_bytes))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting past the stack too
         raise error("the safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise error("the safetensors header is not a JSON object")
@@ -83,6 +83,10 @@ def _segments(header_bytes, buffer_size, error):
                         f"{buffer_size}-byte buffer")
         count = int(np.prod(shape, dtype=object)) if shape else 1
         known = TENSOR_DTYPES[dtype][0] if dtype in TENSOR_DTYPES else OTHER_DTYPES.get(dtype)
+        # A dtype cgc does not know is kept as bytes: its shape is never used.
+        problem = known is not None and check_shape(shape, known.itemsize)
+        if problem:
+            raise error(f"tensor {name!r}: {problem}")
         if known is not None and count * known.itemsize != end - begin:
             raise error(f"tensor {name!r}: {shape} {dtype} does not fill data_offsets "
                         f"[{begin}, {end}]")

@@ -17,7 +17,7 @@ from cgc.lossless._lossless_cy import (HAVE_CLMUL, METADATA_ERRORS, NUM_LANES, T
                            TABLE_SYMBOL_LIST_MAX, check_metadata, crc32, read_table)
 from cgc.errors import FormatError
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, MAX_NDIM, MAX_TILE_ELEMENTS,
-                                 check_layout, layout_matrix_shape, tile_count)
+                                 check_layout, check_shape, layout_matrix_shape, tile_count)
 from cgc.lossless.model import PlaneModel
 
 MAGIC = b"CGCL"
@@ -138,7 +138,7 @@ def parse(buf):
     reader = _Reader(buf, _PREFIX.size)
     layout = reader.take(1, "layout")[0] if version >= 2 else LAYOUT_ARRAY
     shape = reader.unpack(f"<{ndim}Q", "shape")
-    problem = check_layout(layout, shape, etype)
+    problem = check_shape(shape, etype.nbytes) or check_layout(layout, shape, etype)
     if problem:
         raise FormatError(problem)
     th, tw, data_size = reader.unpack("<IIQ", "tile")

@@ -6,6 +6,7 @@ averages are preserved), floats with the sign rotated from the top bit to bit 0.
 puts a float32 or bfloat16 exponent alone in the most significant byte plane, where most of
 the redundancy of neural-network weights sits, and keeps small differences of same-signed
 neighbours small for the predictors."""
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,9 @@ MAX_TILE_ELEMENTS = 1 << 18
 # (measurements: docs/tuning.md, "lossless/layout.py: default tile").
 DEFAULT_TILE = (128, 512)
 MAX_NDIM = 32
+# NumPy makes no array, not even an empty one, whose non-zero dimensions multiply past its
+# index type: a stream or checkpoint declaring one is refused, whatever else it holds.
+MAX_ARRAY_BYTES = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,15 @@ def check_layout(layout, shape, etype):
         return f"planar layout needs 3 dimensions, not {len(shape)}"
     if layout == LAYOUT_PLANAR_RGB and (shape[2] < 3 or etype.kind == KIND_FLOAT):
         return "colour layout needs 3 or more integer channels"
+    return None
+
+
+def check_shape(shape, nbytes):
+    """A message when an array of this shape and element size cannot exist (its non-zero
+    dimensions times the element size exceed MAX_ARRAY_BYTES), else None."""
+    size = math.prod(int(s) for s in shape if s)
+    if size * nbytes > MAX_ARRAY_BYTES:
+        return f"shape {tuple(shape)} exceeds {MAX_ARRAY_BYTES} bytes"
     return None
 
 
