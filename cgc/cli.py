@@ -324,6 +324,10 @@ def build_parser():
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     trusted_option(p)
     p.set_defaults(func=cmd_decompress)
+
+    from cgc.batch import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
