@@ -97,3 +97,12 @@ def test_bad_files(encoded):
         assert im.size == (80, 64)
         with pytest.raises(cgc.FormatError, match="checksum"):
             im.load()
+
+
+def test_absurd_header_sizes(encoded):
+    # A header beyond the format's limits is refused at open, before Pillow's own pixel
+    # limit or any allocation.
+    header = bytearray(encoded)
+    header[8:12] = (1 << 31).to_bytes(4, "little")
+    with pytest.raises(cgc.FormatError, match="image size"):
+        Image.open(io.BytesIO(bytes(header)))

@@ -146,7 +146,7 @@ def pack(width, height, quantisers, codes):
     holds them in storage order."""
     codes = np.asarray(codes, dtype=np.uint32)
     n = codes.shape[0]
-    _check_limits(width, height, n, ValueError)
+    check_limits(width, height, n, ValueError)
     if len(quantisers) != len(ATTRIBUTES) or codes.shape != (n, len(ATTRIBUTES)):
         raise ValueError(f"need one quantiser and one code column per attribute "
                          f"({len(ATTRIBUTES)})")
@@ -174,7 +174,7 @@ def stream_names(bits, version=VERSION):
     return container_legacy.stream_names(bits, version)
 
 
-def _check_limits(width, height, n, error):
+def check_limits(width, height, n, error):
     """The size limits of the format, shared by writer (ValueError) and reader (FormatError)."""
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE
             and width * height <= MAX_PIXELS):
@@ -198,7 +198,7 @@ def _check_header(data):
         raise FormatError("checksum mismatch: the file is corrupt or truncated")
     if flags != 0:
         raise FormatError(f"unknown header flags {flags:#x}")
-    _check_limits(width, height, n, FormatError)
+    check_limits(width, height, n, FormatError)
     return version, width, height, n
 
 

@@ -9,7 +9,7 @@ import math
 
 from PIL import Image, ImageFile
 
-from cgc.image.container import HEADER, MAGIC
+from cgc.image.container import HEADER, MAGIC, check_limits
 
 FORMAT = "CGC"
 #: Options of ``Image.save(..., format="CGC")``, passed to cgc.encode: ``bpp`` (bits per
@@ -46,9 +46,8 @@ class CgcImageFile(ImageFile.ImageFile):
         head = self.fp.read(HEADER.size)
         if len(head) < HEADER.size or not _accept(head):
             raise SyntaxError("not a .cgc file")
-        _, version, _, width, height, _ = HEADER.unpack(head)
-        if width < 1 or height < 1:
-            raise FormatError(f"image size {width}x{height} out of range")
+        _, version, _, width, height, n = HEADER.unpack(head)
+        check_limits(width, height, n, FormatError)  # the rest is checked on load()
         self.info["version"] = version
         self.encoded_size = (width, height)
         _set(self, "RGB", (width, height))
