@@ -7,9 +7,10 @@ Gaussians.render_work() (pixels inside the Gaussians' 3-sigma boxes, summed) ove
 output's pixels, at the encoded size and at the sizes cgc.decode(scale=...) gives
 for the scales below, and the work of thumbnails (longest side 32 and 8 pixels), which
 is below cgc.limits.RENDER_WORK_ALLOWANCE however dense the Gaussians.  With --cache DIR
-the .cgc files are kept there and reused.  Results: bench/results/decode_cost.json.
+the .cgc files are kept there and reused (--only-cached: only the images whose files are
+there).  Results: bench/results/decode_cost.json.
 
-    python bench/decode_cost.py [--kodak DIR] [--cache DIR]
+    python bench/decode_cost.py [--kodak DIR] [--cache DIR [--only-cached]]
 """
 import argparse
 import os
@@ -63,15 +64,23 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--kodak", default=KODAK)
     parser.add_argument("--cache")
+    parser.add_argument("--only-cached", action="store_true",
+                        help="measure only the images whose files --cache already holds "
+                             "(the report lists which)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "decode_cost.json"))
     args = parser.parse_args()
+    if args.only_cached and not args.cache:
+        parser.error("--only-cached needs --cache")
     if args.cache:
         os.makedirs(args.cache, exist_ok=True)
     info = revision()
     rows = []
     start = time.perf_counter()
     for name, image in images(args.kodak):
+        if args.only_cached and not all(os.path.exists(
+                os.path.join(args.cache, f"{name}_{bpp}.cgc")) for bpp in BPPS):
+            continue
         for bpp in BPPS:
             data = encoded(name, image, bpp, args.cache)
             gaussians = decode_gaussians(data)
