@@ -11,13 +11,13 @@ from cgc.errors import FormatError
 
 #: Most Gaussians a .cgc file may hold per byte.  The adaptive range coder lets a 69 kB file
 #: hold the format's 2**20 Gaussians, whose parsing alone takes a third of a second; a
-#: fit's Gaussians cost over 30 bits each, a quarter of a Gaussian per byte
-#: (docs/tuning.md, "limits.py: decode work").
+#: fit's Gaussians cost over 30 bits each: at most 0.23 of them per byte (docs/tuning.md,
+#: "limits.py: decode work").
 MAX_GAUSSIANS_PER_BYTE = 4
 
 #: Most Gaussians a decode may evaluate per output pixel on average: Gaussians.render_work()
-#: over the output's pixels.  Real files stay an order of magnitude below it, at their size
-#: or decoded at 1/4 to 4 times it (docs/tuning.md, "limits.py: decode work").
+#: over the output's pixels.  Real files reach 30 at most, at their size or decoded at 1/4
+#: to 4 times it (docs/tuning.md, "limits.py: decode work").
 MAX_OVERDRAW = 256
 
 #: Render work (pixel, Gaussian evaluations) allowed whatever the output size, so a
