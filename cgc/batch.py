@@ -30,8 +30,6 @@ import secrets
 import sys
 import time
 
-from cgc.errors import FormatError
-
 MANIFEST = "manifest.jsonl"
 TEMP_SUFFIX = ".cgc-partial"
 INSTALL_HINT = 'pip install "cgc[batch]"'
@@ -541,15 +539,9 @@ def _summary(dst, records, seconds, decode):
 def main(argv=None):
     """``cgc batch`` as a program of its own (``python -m cgc.batch SRC DST ...``), its
     errors reported as cgc's CLI reports them."""
-    parser = argparse.ArgumentParser(prog="cgc")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        args.func(args)
-    except (FormatError, ValueError, OSError) as exc:
-        print(f"cgc: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    from cgc.cli import main as cli_main
+
+    return cli_main(["batch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
