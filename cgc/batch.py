@@ -36,10 +36,12 @@ INSTALL_HINT = 'pip install "cgc[batch]"'
 # One manifest line per image and run, in this order; None where it does not apply.
 FIELDS = ("source", "status", "source_bytes", "output", "output_bytes", "bpp", "psnr",
           "seconds", "worker", "error")
-# cgc.encode's parameters that a batch passes on, and bpp: a size budget per pixel, made a
-# max_bytes for each image's size.
+# cgc.encode's parameters that a batch passes on.
 ENCODE_OPTIONS = ("n_gaussians", "iterations", "coarse_iterations", "seed", "device",
-                  "max_bytes", "bpp", "psnr", "refine", "bits", "init", "fill")
+                  "max_bytes", "bpp", "quality", "psnr", "refine", "bits", "init", "fill",
+                  "preset", "tune")
+# Those that set the size or quality: at most one.
+TARGET_OPTIONS = ("max_bytes", "bpp", "quality", "psnr")
 
 
 def require_distributed():
@@ -64,7 +66,7 @@ def encode_tree(src, dst, *, client=None, workers=None, progress=None, **encode_
     unknown = sorted(set(encode_options) - set(ENCODE_OPTIONS))
     if unknown:
         raise TypeError(f"encode_tree() got unexpected options {', '.join(unknown)}")
-    _check_budget(encode_options)
+    _check_options(encode_options)
     return _run_tree(_encode_file, src, dst, image_extensions(), ".cgc", encode_options,
                      client, workers, progress)
 
@@ -140,14 +142,20 @@ def _restored_environment(*names):
                 os.environ[name] = value
 
 
-def _check_budget(options):
-    bpp = options.get("bpp")
-    if bpp is None:
-        return
-    if options.get("max_bytes") is not None:
-        raise ValueError("give bpp or max_bytes, not both")
-    if not 0 < bpp < 1e6:  # NaN fails too
-        raise ValueError(f"--bpp must be positive and finite, got {bpp}")
+def _check_options(options):
+    """The errors cgc.encode would raise for every image, raised once before the batch."""
+    from cgc.image.presets import budget_bytes, get_preset, quality_bpp
+
+    targets = [name for name in TARGET_OPTIONS if options.get(name) is not None]
+    if len(targets) > 1:
+        raise ValueError(f"give one of {', '.join(TARGET_OPTIONS)}, not "
+                         f"{' and '.join(targets)}")
+    if options.get("preset") is not None:
+        get_preset(options["preset"])
+    if options.get("quality") is not None:
+        quality_bpp(options["quality"])
+    if options.get("bpp") is not None:
+        budget_bytes(options["bpp"], 1, 1)
 
 
 def _run_tree(task, src, dst, extensions, suffix, options, client, workers, progress):
@@ -307,7 +315,7 @@ def _encode_file(source, output, options):
         image = load_image(source)
         height, width = image.shape[:2]
         start = time.perf_counter()
-        data = cgc.encode(image, progress=False, **_encode_arguments(options, height, width))
+        data = cgc.encode(image, progress=False, **options)
         record["seconds"] = round(time.perf_counter() - start, 3)
         write_atomic(output, data)
         quality = psnr(to_uint8(image), cgc.decode(data, device=options.get("device", "cpu")))
@@ -350,21 +358,6 @@ def _decode_file(source, output, options):
 
 def _bpp(size, height, width):
     return round(8 * size / (height * width), 4)
-
-
-def _encode_arguments(options, height, width):
-    """cgc.encode's keyword arguments for an image of this size: bpp made max_bytes."""
-    from cgc.image.container import SMALLEST_FILE
-
-    arguments = dict(options)
-    bpp = arguments.pop("bpp", None)
-    if bpp is not None:
-        arguments["max_bytes"] = int(bpp * height * width / 8)
-        if arguments["max_bytes"] < SMALLEST_FILE:
-            raise ValueError(f"--bpp {bpp} is {arguments['max_bytes']} bytes for this "
-                             f"{width}x{height} image, below the smallest .cgc file "
-                             f"({SMALLEST_FILE} bytes)")
-    return arguments
 
 
 def _whole_cgc(path):
@@ -425,12 +418,14 @@ def write_atomic(path, data):
 
 CLI_OPTIONS = {"n": "n_gaussians", "iterations": "iterations",
                "coarse_iterations": "coarse_iterations", "seed": "seed",
-               "max_bytes": "max_bytes", "bpp": "bpp", "psnr": "psnr", "refine": "refine"}
+               "max_bytes": "max_bytes", "bpp": "bpp", "quality": "quality", "psnr": "psnr",
+               "refine": "refine", "preset": "preset", "tune": "tune"}
 
 
 def add_parser(subparsers):
     """Add the ``batch`` subcommand to cgc's subparsers (cgc/cli.py)."""
-    from cgc.image.fit import COARSE_PER_FINE, DEFAULT_ITERATIONS
+    from cgc.image.fit import COARSE_PER_FINE
+    from cgc.image.presets import DEFAULT_PRESET, PRESETS
 
     p = subparsers.add_parser(
         "batch", help="every image under a folder -> .cgc (or --decode), in parallel on "
@@ -453,17 +448,23 @@ def add_parser(subparsers):
     fit = p.add_argument_group("encode options (as cgc encode)")
     fit.add_argument("-n", type=int, default=unset,
                      help="number of Gaussians (default: one per 64 pixels)")
+    fit.add_argument("--preset", choices=tuple(PRESETS), default=unset,
+                     help=f"encode time against quality (default {DEFAULT_PRESET})")
     fit.add_argument("--iterations", type=int, default=unset,
-                     help=f"fit steps at full resolution (default {DEFAULT_ITERATIONS})")
+                     help="fit steps at full resolution (default: the preset's)")
     fit.add_argument("--coarse-iterations", type=int, default=unset,
                      help="fit steps at half resolution before them (default: "
                           f"{COARSE_PER_FINE:g} per full-resolution step, none for very "
                           "dense fits)")
     fit.add_argument("--seed", type=int, default=unset, help="(default 0)")
+    fit.add_argument("--tune", choices=("psnr", "ssim"), default=unset,
+                     help="what the fit minimises (default psnr)")
     budget = fit.add_mutually_exclusive_group()
     budget.add_argument("--max-bytes", type=int, default=unset, help="file size limit")
     budget.add_argument("--bpp", type=float, default=unset,
                         help="file size limit in bits per pixel of each image")
+    budget.add_argument("-q", "--quality", type=float, default=unset,
+                        help="0 to 100, a size limit in bits per pixel (as cgc encode -q)")
     budget.add_argument("--psnr", type=float, default=unset,
                         help="quality target instead: the smallest file found that "
                              "decodes at least this many dB PSNR")

@@ -7,9 +7,7 @@ import re
 import sys
 import time
 
-import numpy as np
 
-from cgc.image.container import SMALLEST_FILE
 from cgc.errors import FormatError
 from cgc.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
 
@@ -41,21 +39,13 @@ def _encode_one(args, source, target):
         image = load_image(io.BytesIO(sys.stdin.buffer.read()), "standard input")
     else:
         image = load_image(source)
-    max_bytes = args.max_bytes
-    if args.bpp is not None:
-        if not 0 < args.bpp < 1e6:  # NaN fails too
-            raise ValueError(f"--bpp must be positive and finite, got {args.bpp}")
-        max_bytes = int(args.bpp * image.shape[0] * image.shape[1] / 8)
-        if max_bytes < SMALLEST_FILE:
-            raise ValueError(f"--bpp {args.bpp} is {max_bytes} bytes for this "
-                             f"{image.shape[1]}x{image.shape[0]} image, below the smallest "
-                             f".cgc file ({SMALLEST_FILE} bytes)")
     start = time.perf_counter()
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
                       coarse_iterations=args.coarse_iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False,
-                      max_bytes=max_bytes, refine=args.refine, psnr=args.psnr,
-                      tune=args.tune)
+                      max_bytes=args.max_bytes, bpp=args.bpp, quality=args.quality,
+                      refine=args.refine, psnr=args.psnr, tune=args.tune,
+                      preset=args.preset)
     elapsed = time.perf_counter() - start
     _write(target, data)
     h, w = image.shape[:2]
@@ -185,7 +175,7 @@ def cmd_demo(args):
     data = cgc.encode(image, n_gaussians=args.n, iterations=args.iterations,
                       coarse_iterations=args.coarse_iterations, seed=args.seed,
                       device=args.device, progress=None if args.progress else False,
-                      tune=args.tune)
+                      tune=args.tune, preset=args.preset)
     encode_s = time.perf_counter() - start
     cgc.decode(data, device=args.device)  # warm-up, so the timing below is steady-state
     start = time.perf_counter()
@@ -236,17 +226,21 @@ def cmd_decompress(args):
 
 
 def build_parser():
-    from cgc.image.fit import COARSE_PER_FINE, DEFAULT_ITERATIONS
+    from cgc.image.fit import COARSE_PER_FINE
+    from cgc.image.presets import DEFAULT_PRESET, PRESETS
 
     parser = argparse.ArgumentParser(prog="cgc", description="Compact Gaussian Codec")
     parser.add_argument("-v", "--verbose", action="store_true", help="log fit diagnostics")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def fit_options(p, iterations):
+    def fit_options(p):
         p.add_argument("-n", type=int, default=None,
                        help="number of Gaussians (default: one per 64 pixels)")
-        p.add_argument("--iterations", type=int, default=iterations,
-                       help="fit steps at full resolution")
+        p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                       help="encode time against quality (default %(default)s): its fit "
+                            "steps, refinement and growth, unless given below")
+        p.add_argument("--iterations", type=int, default=None,
+                       help="fit steps at full resolution (default: the preset's)")
         p.add_argument("--coarse-iterations", type=int, default=None,
                        help="fit steps at half resolution before them (default: "
                             f"{COARSE_PER_FINE:g} per full-resolution step, none for very "
@@ -268,16 +262,19 @@ def build_parser():
     p = sub.add_parser("encode", help="image -> .cgc",
                        usage="cgc encode [options] INPUT OUTPUT | INPUT... -o DIR")
     paths(p, ".cgc")
-    fit_options(p, DEFAULT_ITERATIONS)
+    fit_options(p)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--max-bytes", type=int, default=None,
                         help="file size limit; -n then defaults to what typically fits")
     budget.add_argument("--bpp", type=float, default=None,
                         help="file size limit in bits per pixel (as --max-bytes)")
+    budget.add_argument("-q", "--quality", type=float, default=None,
+                        help="0 to 100, a size limit of 0.1 * 2^(q/20) bits per pixel "
+                             "(0.57 at 50, 1.35 at 75): larger is bigger and better")
     budget.add_argument("--psnr", type=float, default=None,
                         help="quality target instead: the smallest file found that decodes "
                              "at least this many dB PSNR (several encodes)")
-    p.add_argument("--no-refine", dest="refine", action="store_false",
+    p.add_argument("--no-refine", dest="refine", action="store_false", default=None,
                    help="store the nearest codes of the fit instead of the refined ones")
     metrics_option(p)
     p.set_defaults(func=cmd_encode)
@@ -303,7 +300,7 @@ def build_parser():
     p = sub.add_parser("demo", help="encode and decode the bundled sample, print metrics")
     p.add_argument("input", nargs="?", help="image to use instead of the bundled sample")
     p.add_argument("--out-dir", default="cgc-demo")
-    fit_options(p, DEFAULT_ITERATIONS)
+    fit_options(p)
     metrics_option(p)
     p.set_defaults(func=cmd_demo)
 

@@ -228,7 +228,8 @@ def test_decode_round_trip(client, encoded, tmp_path, capsys):
     (["{src}", "{dst}", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
      "--workers sizes the local cluster"),
     (["{src}", "{dst}", "--decode", "-n", "5"], "--decode takes no encode options"),
-    (["{src}", "{dst}", "--bpp", "0"], "--bpp must be positive"),
+    (["{src}", "{dst}", "--bpp", "0"], "bpp must be positive"),
+    (["{src}", "{dst}", "-q", "120"], "quality must be a number from 0 to 100"),
 ])
 def test_command_line_errors(arguments, message, source, tmp_path, capsys):
     (tmp_path / "empty").mkdir()

@@ -105,7 +105,7 @@ def test_encode_budget_errors(workdir, capsys):
         assert "bpp" in line or "max_bytes" in line, line
     # A bpp below the smallest file is reported in the user's terms, before any fit.
     line = assert_one_error_line(capsys, main(["encode", str(png), out, "--bpp", "1"] + FAST))
-    assert "--bpp 1.0 is 112 bytes for this 32x28 image" in line, line
+    assert "bpp=1.0 is 112 bytes for this 32x28 image" in line, line
     assert not (root / "never.cgc").exists()
 
 

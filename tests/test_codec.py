@@ -503,7 +503,7 @@ def test_unreachable_psnr_target(crop):
     ({"psnr": float("nan")}, "positive"), ({"psnr": float("inf")}, "positive"),
     ({"psnr": True}, "positive"), ({"psnr": "30"}, "positive"),
     ({"psnr": 30.0, "n_gaussians": 10}, "give psnr or n_gaussians"),
-    ({"psnr": 30.0, "max_bytes": 500}, "give psnr or max_bytes"),
+    ({"psnr": 30.0, "max_bytes": 500}, "not max_bytes and psnr"),
     ({"psnr": 30.0, "bits": (10, 9, 6, 7, 6, 6, 4, 4)}, "give psnr or bits"),
 ])
 def test_psnr_errors_before_fitting(crop, kwargs, match, monkeypatch):

@@ -8,10 +8,11 @@ import numpy as np
 from cgc.image.allocate import allocate
 from cgc.backends import get_backend
 from cgc.image.container import SMALLEST_FILE, pack, storage_order, unpack
-from cgc.image.fit import DEFAULT_ITERATIONS, fit
+from cgc.image.fit import fit
 from cgc.image.model import Gaussians, scaled_size
 from cgc.image.grow import GROW_ITERATION_SHARE, grow
 from cgc.image.loss import TUNES
+from cgc.image.presets import DEFAULT_PRESET, budget_bytes, get_preset, quality_bpp
 from cgc.image.prune import prune
 from cgc.imageio import to_float_image, to_uint8
 from cgc.metrics import psnr_of_mse
@@ -161,10 +162,11 @@ class _Fitter:
     pruned again rather than made anew."""
 
     def __init__(self, image, iterations, seed, device, progress, init, coarse_iterations,
-                 tune="psnr"):
+                 tune="psnr", overfit=True):
         self.image, self.iterations, self.seed, self.device = image, iterations, seed, device
         self.progress, self.init, self.coarse_iterations = progress, init, coarse_iterations
         self.tune = tune
+        self.overfit_share = OVERFIT_SHARE if overfit else 1.0
         self.made = []
         self.overfits = []
 
@@ -173,7 +175,7 @@ class _Fitter:
         if near:
             return min(near, key=lambda g: abs(len(g) - n_gaussians))
         height, width = self.image.shape[:2]
-        over = min(height * width, math.ceil(OVERFIT_SHARE * n_gaussians))
+        over = min(height * width, math.ceil(self.overfit_share * n_gaussians))
         steps = round(PRUNE_ITERATION_SHARE * self.iterations)
         if over <= n_gaussians or steps < 1 or not isinstance(self.init, str):
             # Nothing to prune, no steps to settle, or given starting Gaussians to fit.
@@ -202,9 +204,10 @@ class _Fitter:
                     device=self.device, progress=self.progress, loss=self.tune)
 
 
-def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, device="cpu",
-           progress=None, init="gradient", bits=None, max_bytes=None, refine=True, fill=True,
-           coarse_iterations=None, psnr=None, tune="psnr"):
+def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
+           progress=None, init="gradient", bits=None, max_bytes=None, refine=None, fill=None,
+           coarse_iterations=None, psnr=None, tune="psnr", preset=DEFAULT_PRESET, bpp=None,
+           quality=None):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
@@ -228,10 +231,35 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
     (DETAIL_COUNT_SHARE times as many, fewer at low rates); either file is kept only if it
     decodes better.  ``tune``: what the fits minimise (cgc.image.loss): "psnr", squared
     error, or "ssim", the mix of L1, L2 and 1 - SSIM; bit allocation, refinement and the
-    size and quality searches still judge by squared error."""
+    size and quality searches still judge by squared error.
+    ``preset``: "fast", "balanced", "high" or "ultra" (cgc.image.presets.PRESETS), the
+    defaults of ``iterations``, ``refine``, ``fill`` and whether to over-fit and prune.
+    ``bpp``: ``max_bytes`` given in bits per pixel of this image.  ``quality``: 0 to 100,
+    a rate of cgc.image.presets.quality_bpp bits per pixel.  At most one of ``max_bytes``,
+    ``bpp``, ``quality`` and ``psnr``."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
+    chosen = get_preset(preset)
+    iterations = chosen.iterations if iterations is None else iterations
+    refine = chosen.refine if refine is None else refine
+    fill = chosen.fill if fill is None else fill
+    targets = [name for name, value in (("max_bytes", max_bytes), ("bpp", bpp),
+                                        ("quality", quality), ("psnr", psnr))
+               if value is not None]
+    if len(targets) > 1:
+        raise ValueError(f"give one of max_bytes, bpp, quality and psnr, not "
+                         f"{' and '.join(targets)}")
+    if quality is not None:
+        bpp = quality_bpp(quality)
+    if bpp is not None:
+        if bits is not None:
+            raise ValueError(f"give bits or {targets[0]}, not both")
+        max_bytes = budget_bytes(bpp, height, width)
+        if max_bytes < SMALLEST_FILE:
+            raise ValueError(f"{targets[0]}={bpp if quality is None else quality} is "
+                             f"{max_bytes} bytes for this {width}x{height} image, below the "
+                             f"smallest .cgc file ({SMALLEST_FILE} bytes)")
     if bits is not None:
         bits = check_bits(bits)
         if max_bytes is not None:
@@ -254,7 +282,8 @@ def encode(image, n_gaussians=None, iterations=DEFAULT_ITERATIONS, seed=0, devic
             raise ValueError(f"give psnr or {given[0]}, not both")
     if tune not in TUNES:
         raise ValueError(f"tune must be one of {TUNES}, not {tune!r}")
-    fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations, tune)
+    fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations, tune,
+                     chosen.overfit)
     if psnr is not None:
         return _encode_to_psnr(image, float(psnr), fitter, refine, fill)
     count_from_budget = max_bytes is not None and n_gaussians is None

@@ -1,4 +1,4 @@
-"""Pillow reads and writes .cgc: ``Image.open("photo.cgc")``, ``im.save("x.cgc", bpp=0.5)``.
+"""Pillow reads and writes .cgc: ``Image.open("photo.cgc")``, ``im.save("x.cgc", quality=60)``.
 
 Registered when cgc is imported (Pillow has no entry point through which an installed
 package registers a format by itself; pillow-heif and pillow-avif-plugin register on import
@@ -12,10 +12,11 @@ from PIL import Image, ImageFile
 from cgc.image.container import HEADER, MAGIC, check_limits
 
 FORMAT = "CGC"
-#: Options of ``Image.save(..., format="CGC")``, passed to cgc.encode: ``bpp`` (bits per
-#: pixel, as ``cgc encode --bpp``) or ``max_bytes`` or ``psnr``, ``n_gaussians``,
-#: ``iterations``, ``seed``.
-SAVE_OPTIONS = ("bpp", "max_bytes", "psnr", "n_gaussians", "iterations", "seed")
+#: Options of ``Image.save(..., format="CGC")``, passed to cgc.encode: one of ``quality``
+#: (0 to 100, as ``cgc encode -q``), ``bpp`` (bits per pixel), ``max_bytes`` and ``psnr``;
+#: ``preset``, ``tune``, ``n_gaussians``, ``iterations``, ``seed``.
+SAVE_OPTIONS = ("quality", "bpp", "max_bytes", "psnr", "preset", "tune", "n_gaussians",
+                "iterations", "seed")
 
 
 def _accept(prefix):
@@ -88,15 +89,7 @@ def _save(image, fp, filename):
     from cgc.imageio import from_pil
 
     options = {k: v for k, v in image.encoderinfo.items() if k in SAVE_OPTIONS}
-    pixels = from_pil(image)
-    bpp = options.pop("bpp", None)
-    if bpp is not None:
-        if "max_bytes" in options:
-            raise ValueError("give bpp or max_bytes, not both")
-        if not 0 < bpp < 1e6:
-            raise ValueError(f"bpp must be positive and finite, got {bpp!r}")
-        options["max_bytes"] = int(bpp * pixels.shape[0] * pixels.shape[1] / 8)
-    fp.write(encode(pixels, progress=False, **options))
+    fp.write(encode(from_pil(image), progress=False, **options))
 
 
 def register():
