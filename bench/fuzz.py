@@ -7,7 +7,7 @@ to do with a finding).
     python bench/fuzz.py --format cgcl --seed 1 --dump 970 --out DIR    # input 970's bytes
     python bench/fuzz.py --format cgcl --replay FILE [--minimise]       # one file again
 
-Formats: cgc-v1, cgc-v2, cgc-v3 (cgc.decode), cgcl (cgc.lossless.decode) and cgcs
+Formats: cgc-v1, cgc-v2, cgc-v3, cgc-v4 (cgc.decode), cgcl (cgc.lossless.decode) and cgcs
 (cgc.lossless.checkpoint's contents, decompress and load).  Inputs are structure-aware
 mutations of fixed seeds with their CRCs recomputed (tests/fuzz/fuzz_mutate.py): input k
 is a function of the format, --seed and k.  An input passes when decoding returns or
@@ -47,7 +47,7 @@ sys.path[:0] = [ROOT, TESTS, os.path.join(TESTS, "fuzz")]
 
 from report import revision, write_report  # noqa: E402  (bench/report.py)
 
-FORMAT_NAMES = ("cgc-v1", "cgc-v2", "cgc-v3", "cgcl", "cgcs")
+FORMAT_NAMES = ("cgc-v1", "cgc-v2", "cgc-v3", "cgc-v4", "cgcl", "cgcs")
 FINDING_KINDS = ("exception", "crash", "sanitizer", "hang")
 SANITIZER_OPTIONS = {
     # Python's own allocations look like leaks; any report must end the worker.

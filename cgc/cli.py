@@ -45,7 +45,7 @@ def _encode_one(args, source, target):
                       device=args.device, progress=None if args.progress else False,
                       max_bytes=args.max_bytes, bpp=args.bpp, quality=args.quality,
                       refine=args.refine, psnr=args.psnr, tune=args.tune,
-                      preset=args.preset)
+                      preset=args.preset, layers=args.layers)
     elapsed = time.perf_counter() - start
     _write(target, data)
     h, w = image.shape[:2]
@@ -125,11 +125,15 @@ def _size(text):
 def cmd_decode(args):
     import cgc
 
+    if args.max_bytes is not None and args.max_bytes < 1:
+        raise ValueError(f"--max-bytes must be positive, got {args.max_bytes}")
     for source, target in _jobs(args, ".png"):
-        image = cgc.decode(_read(source), device=args.device, scale=args.scale,
-                           size=args.size)
+        data = _read(source)[:args.max_bytes]
+        image = cgc.decode(data, device=args.device, scale=args.scale, size=args.size)
         _write(target, _encoded_image(image, target))
-        _report(target, f"{image.shape[1]}x{image.shape[0]}")
+        layers = cgc.layer_info(data)
+        used = f", {layers.complete} of {layers.count} layers" if layers else ""
+        _report(target, f"{image.shape[1]}x{image.shape[0]}{used}")
 
 
 def _encoded_image(image, path):
@@ -227,6 +231,7 @@ def cmd_decompress(args):
 
 def build_parser():
     from cgc.image.fit import COARSE_PER_FINE
+    from cgc.image.layers import DEFAULT_LAYERS
     from cgc.image.presets import DEFAULT_PRESET, PRESETS
 
     parser = argparse.ArgumentParser(prog="cgc", description="Compact Gaussian Codec")
@@ -276,6 +281,11 @@ def build_parser():
                              "at least this many dB PSNR (several encodes)")
     p.add_argument("--no-refine", dest="refine", action="store_false", default=None,
                    help="store the nearest codes of the fit instead of the refined ones")
+    p.add_argument("--layers", type=int, nargs="?", const=DEFAULT_LAYERS, default=None,
+                   metavar="K",
+                   help=f"a progressive file of K layers, coarse to fine (default K "
+                        f"{DEFAULT_LAYERS}: the first about 1/8 of the file), any prefix of "
+                        f"which decodes")
     metrics_option(p)
     p.set_defaults(func=cmd_encode)
 
@@ -288,6 +298,9 @@ def build_parser():
                         help="render at this factor of the encoded size (e.g. 0.25, 2)")
     resize.add_argument("--size", type=_size, default=None, metavar="WIDTHxHEIGHT",
                         help="render at this size")
+    p.add_argument("--max-bytes", type=int, default=None, metavar="B",
+                   help="decode only the first B bytes, as a partial download: a "
+                        "progressive file gives the image of its complete layers")
     trusted_option(p)
     p.set_defaults(func=cmd_decode)
 

@@ -18,17 +18,23 @@ def describe(data):
 
 def _image(data):
     from cgc.image.container import VERSION_1_NAMES, unpack
+    from cgc.image.layers import layer_info
     from cgc.image.quantize import ATTRIBUTES
 
     packed = unpack(data)
     n = int(packed.codes.shape[0])
     names = VERSION_1_NAMES if packed.version == 1 else ATTRIBUTES
-    return {"format": "cgc", "version": packed.version, "bytes": len(data),
-            "width": packed.width, "height": packed.height, "gaussians": n,
-            "bpp": 8 * len(data) / (packed.width * packed.height),
-            "bits_per_gaussian": 8 * len(data) / n,
-            "code_bits": {name: q.bits for name, q in zip(names, packed.quantisers)},
-            "stream_bytes": dict(packed.stream_sizes)}
+    described = {"format": "cgc", "version": packed.version, "bytes": len(data),
+                 "width": packed.width, "height": packed.height, "gaussians": n,
+                 "bpp": 8 * len(data) / (packed.width * packed.height),
+                 "bits_per_gaussian": 8 * len(data) / n,
+                 "code_bits": {name: q.bits for name, q in zip(names, packed.quantisers)},
+                 "stream_bytes": dict(packed.stream_sizes)}
+    if packed.layers is not None:
+        # Where each layer ends: the prefix a progressive viewer needs for it.
+        described["layers"] = [{"gaussians": count, "end": end} for count, end in
+                               zip(packed.layers, layer_info(data).ends)]
+    return described
 
 
 def _lossless(data, container):
@@ -68,6 +74,10 @@ def text(path, info):
                   "code bits   " + " ".join(f"{k}={v}" for k, v in info["code_bits"].items()),
                   "streams (bytes):"]
         lines += [f"  {name:<12}{size:>8}" for name, size in info["stream_bytes"].items()]
+        if "layers" in info:
+            lines.append("layers (Gaussians, first bytes that decode them):")
+            lines += [f"  {k + 1:<3}{layer['gaussians']:>8}{layer['end']:>10}"
+                      for k, layer in enumerate(info["layers"])]
         return lines
     share = 100 * info["bytes"] / max(info["original_bytes"], 1)
     lines.append(f"size        {info['bytes']} bytes, {share:.2f} % of "

@@ -5,12 +5,16 @@ import math
 
 import numpy as np
 
+from cgc.errors import FormatError
 from cgc.image.allocate import allocate
 from cgc.backends import get_backend
-from cgc.image.container import SMALLEST_FILE, pack, storage_order, unpack
+from cgc.image.container import (LAYERED_VERSION, SMALLEST_FILE, pack, peek_version,
+                                 storage_order, unpack)
 from cgc.image.fit import fit
 from cgc.image.model import Gaussians, scaled_size
 from cgc.image.grow import GROW_ITERATION_SHARE, grow
+from cgc.image.layers import (MAX_LAYERS, LayerReader, check_layers, layer_counts, pack_layers,
+                              read_layers, storage_order_in_layers)
 from cgc.image.loss import TUNES
 from cgc.image.presets import DEFAULT_PRESET, budget_bytes, get_preset, quality_bpp
 from cgc.image.prune import prune
@@ -68,11 +72,13 @@ def default_n_gaussians(height, width):
     return max(1, math.ceil(height * width / PIXELS_PER_GAUSSIAN))
 
 
-def quantise_gaussians(gaussians, bits=DEFAULT_BITS):
+def quantise_gaussians(gaussians, bits=DEFAULT_BITS, layers=None):
     """(codes in the file's order, quantisers, the dequantised Gaussians a decoder will
-    see)."""
+    see); ``layers``: the Gaussian counts of a progressive file's layers, in order."""
     quantisers, codes = quantise(gaussians.params, bits)
-    codes = codes[storage_order(codes, [q.bits for q in quantisers])]
+    widths = [q.bits for q in quantisers]
+    codes = codes[storage_order(codes, widths) if layers is None
+                  else storage_order_in_layers(codes, widths, layers)]
     return codes, quantisers, Gaussians(dequantise(quantisers, codes),
                                         gaussians.height, gaussians.width)
 
@@ -84,9 +90,20 @@ def encode_gaussians(gaussians, bits=DEFAULT_BITS):
     return pack(gaussians.width, gaussians.height, quantisers, codes)
 
 
-def decode_gaussians(data):
-    """Parse .cgc bytes back into the dequantised Gaussians."""
-    packed = unpack(data)
+def _pack(gaussians, quantisers, codes, layers):
+    if layers is None:
+        return pack(gaussians.width, gaussians.height, quantisers, codes)
+    return pack_layers(gaussians.width, gaussians.height, quantisers, codes, layers)
+
+
+def decode_gaussians(data, strict=True):
+    """Parse .cgc bytes back into the dequantised Gaussians; of a progressive file, those
+    of the complete layers of ``data``, which may be a prefix (cgc.image.layers)."""
+    data = bytes(data)
+    if peek_version(data) == LAYERED_VERSION:
+        packed, _ = read_layers(data, strict=strict)
+    else:
+        packed = unpack(data)
     params = dequantise(packed.quantisers, packed.codes, packed.colour_space)
     return Gaussians(params, packed.height, packed.width)
 
@@ -106,7 +123,7 @@ def grown_count(n_gaussians, file_bytes, max_bytes, height, width):
     return min(height * width, max(n_gaussians, int(n_gaussians * min(MAX_GROWTH, ratio))))
 
 
-def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
+def _encode_fitted(gaussians, image, bits, max_bytes, refine, device, layers=None):
     """Bytes of fitted Gaussians: widths (given or allocated), codes (refined if asked).
 
     The allocation sizes streams in an order and contexts close to the file's, not equal
@@ -119,6 +136,7 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
     alone can keep the widths: docs/tuning.md, "image/codec.py: budget overshoot")."""
     fallback = None
     budget = max_bytes
+    counts = None if layers is None else layer_counts(len(gaussians), layers)
     for _ in range(ALLOCATION_TRIES):
         if bits is None:
             try:
@@ -129,14 +147,14 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device):
                 break
         else:
             chosen = bits
-        codes, quantisers, _ = quantise_gaussians(gaussians, chosen)
-        data = pack(gaussians.width, gaussians.height, quantisers, codes)
+        codes, quantisers, _ = quantise_gaussians(gaussians, chosen, counts)
+        data = _pack(gaussians, quantisers, codes, counts)
         if max_bytes is None or len(data) <= max_bytes:
             if not refine:
                 return data
             fallback = fallback or data
             refined = refine_codes(codes, quantisers, image, device=device)
-            data = pack(gaussians.width, gaussians.height, quantisers, refined)
+            data = _pack(gaussians, quantisers, refined, counts)
             if max_bytes is None or len(data) <= max_bytes:
                 return data
         if bits is not None:  # fixed widths: nothing to allocate again
@@ -162,11 +180,12 @@ class _Fitter:
     pruned again rather than made anew."""
 
     def __init__(self, image, iterations, seed, device, progress, init, coarse_iterations,
-                 tune="psnr", overfit=True):
+                 tune="psnr", overfit=True, layers=None):
         self.image, self.iterations, self.seed, self.device = image, iterations, seed, device
         self.progress, self.init, self.coarse_iterations = progress, init, coarse_iterations
         self.tune = tune
         self.overfit_share = OVERFIT_SHARE if overfit else 1.0
+        self.layers = layers  # a progressive file's layer count, or None
         self.made = []
         self.overfits = []
 
@@ -189,25 +208,32 @@ class _Fitter:
                 source = self._fit(over)
                 self.overfits.append(source)
             gaussians = prune(source, self.image, n_gaussians, steps, seed=self.seed,
-                              device=self.device, progress=self.progress, loss=self.tune)
+                              device=self.device, progress=self.progress, loss=self.tune,
+                              layers=self.counts(n_gaussians))
         self.made.append(gaussians)
         return gaussians
 
     def _fit(self, n_gaussians):
         return fit(self.image, n_gaussians, iterations=self.iterations, seed=self.seed,
                    device=self.device, progress=self.progress, init=self.init,
-                   coarse_iterations=self.coarse_iterations, loss=self.tune)
+                   coarse_iterations=self.coarse_iterations, loss=self.tune,
+                   layers=self.counts(n_gaussians))
+
+    def counts(self, n_gaussians):
+        """The Gaussians of each layer of a fit of ``n_gaussians`` (None: no layers)."""
+        return None if self.layers is None else layer_counts(n_gaussians, self.layers)
 
     def grow(self, gaussians, n_gaussians):
         return grow(gaussians, self.image, n_gaussians,
                     round(GROW_ITERATION_SHARE * self.iterations), seed=self.seed,
-                    device=self.device, progress=self.progress, loss=self.tune)
+                    device=self.device, progress=self.progress, loss=self.tune,
+                    layers=self.counts(n_gaussians))
 
 
 def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
            progress=None, init="gradient", bits=None, max_bytes=None, refine=None, fill=None,
            coarse_iterations=None, psnr=None, tune="psnr", preset=DEFAULT_PRESET, bpp=None,
-           quality=None):
+           quality=None, layers=None):
     """Fit Gaussians to an image and return the .cgc bytes.
 
     ``image``: (H, W, 3) or (H, W) array, uint8, uint16 or float in [0, 1].  ``n_gaussians``
@@ -236,7 +262,10 @@ def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
     defaults of ``iterations``, ``refine``, ``fill`` and whether to over-fit and prune.
     ``bpp``: ``max_bytes`` given in bits per pixel of this image.  ``quality``: 0 to 100,
     a rate of cgc.image.presets.quality_bpp bits per pixel.  At most one of ``max_bytes``,
-    ``bpp``, ``quality`` and ``psnr``."""
+    ``bpp``, ``quality`` and ``psnr``.  ``layers``: a progressive file (format version 4) of
+    this many layers, coarse to fine (1 to MAX_LAYERS; cgc.image.layers.DEFAULT_LAYERS is
+    4), whose every prefix holding whole layers decodes; the fits weigh the image of each
+    run of layers from the first too (cgc.fit(layers=)).  None: a version-3 file."""
     image = to_float_image(image)
     height, width = image.shape[:2]
     # Argument errors before the fit, not after it.
@@ -282,8 +311,14 @@ def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
             raise ValueError(f"give psnr or {given[0]}, not both")
     if tune not in TUNES:
         raise ValueError(f"tune must be one of {TUNES}, not {tune!r}")
+    if layers is not None:
+        if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or not (
+                1 <= layers <= MAX_LAYERS):
+            raise ValueError(f"layers must be an integer from 1 to {MAX_LAYERS}, got "
+                             f"{layers!r}")
+        layers = int(layers)
     fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations, tune,
-                     chosen.overfit)
+                     chosen.overfit, layers)
     if psnr is not None:
         return _encode_to_psnr(image, float(psnr), fitter, refine, fill)
     count_from_budget = max_bytes is not None and n_gaussians is None
@@ -310,11 +345,11 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
         if count > n_gaussians:
             try:
                 return _encode_fitted(fitter.fit(count), image, bits, max_bytes, refine,
-                                      device), None
+                                      device, fitter.layers), None
             except ValueError:  # the detail count does not fit the budget
                 pass
     gaussians = fitter.fit(n_gaussians)
-    data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device)
+    data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device, fitter.layers)
     if not fill:
         return data, None
     mse = _mse(data, image, device)
@@ -331,7 +366,8 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
     if candidate is None:
         return data, mse
     try:
-        candidate_data = _encode_fitted(candidate, image, bits, max_bytes, refine, device)
+        candidate_data = _encode_fitted(candidate, image, bits, max_bytes, refine, device,
+                                        fitter.layers)
     except ValueError:  # the new count does not fit the budget even at 1-bit codes
         return data, mse
     candidate_mse = _mse(candidate_data, image, device)
@@ -391,17 +427,23 @@ def _encode_to_psnr(image, target, fitter, refine, fill):
     return data
 
 
-def decode(data, device="cpu", scale=None, size=None, to_host=True):
+def decode(data, device="cpu", scale=None, size=None, to_host=True, strict=True):
     """Decode .cgc bytes to a uint8 (H, W, 3) image, by default of the encoded size; with
     ``to_host=False`` an array of the device's module (CuPy for "cuda"), left there.
 
     ``size=(height, width)``, or ``scale`` (a factor; the size is rounded), renders the
     Gaussians onto another grid instead (cgc.Gaussians.resized): enlarged, the model is
     sampled more finely; reduced, each output pixel is close to the mean of the pixels it
-    covers."""
+    covers.  A progressive file (``encode(layers=)``) may be cut short anywhere after its
+    first layer: the image is that of its complete layers (``cgc.layer_info`` says how
+    many).  A damaged layer raises FormatError, or with ``strict=False`` gives the image of
+    the layers before it, with a RuntimeWarning."""
     if scale is not None and size is not None:
         raise ValueError("give scale or size, not both")
-    gaussians = decode_gaussians(data)
+    return _render(decode_gaussians(data, strict), device, scale, size, to_host)
+
+
+def _render(gaussians, device, scale, size, to_host):
     if scale is not None:
         size = scaled_size(gaussians.height, gaussians.width, scale)
     if size is not None:
@@ -411,3 +453,51 @@ def decode(data, device="cpu", scale=None, size=None, to_host=True):
     limits.check_render(gaussians)
     image = gaussians.render(device=device, clip=False, to_host=to_host)
     return to_uint8(image) if to_host else to_uint8(image, get_backend(device).xp)
+
+
+def decode_progressive(chunks, device="cpu", scale=None, size=None, to_host=True,
+                       strict=True):
+    """Decode a .cgc file arriving in pieces: ``chunks`` is an iterable of bytes (a socket's
+    reads, a file read in blocks).  Yields (layers, image) each time a progressive file's
+    layers complete: the image of its first ``layers`` layers, as ``decode`` gives it with
+    the same options; when several complete in one chunk, only the image of all of them.
+    A version 1-3 file yields once, (1, image), when it has all come.  A damaged layer
+    raises FormatError after the images of the layers before it (``strict=False``: a
+    RuntimeWarning, and the iteration ends); so do chunks that end before the file does."""
+    if scale is not None and size is not None:
+        raise ValueError("give scale or size, not both")
+    received = bytearray()
+    reader = None
+    shown = 0
+    for chunk in chunks:
+        received += chunk
+        if reader is None:
+            version = peek_version(received)
+            if version is None:
+                continue
+            if version != LAYERED_VERSION:
+                reader = False
+        if reader is False:
+            continue
+        reader = reader or LayerReader()
+        complete = reader.advance(received)
+        if complete > shown:
+            shown = complete
+            packed = reader.packed()
+            params = dequantise(packed.quantisers, packed.codes, packed.colour_space)
+            gaussians = Gaussians(params, packed.height, packed.width)
+            yield complete, _render(gaussians, device, scale, size, to_host)
+        if reader.info is not None and reader.info.damaged is not None:
+            check_layers(reader, strict)
+            return
+    if reader is False or (reader is None and received):
+        yield 1, decode(bytes(received), device, scale, size, to_host)
+        return
+    info = reader.info if reader else None
+    if info is None or info.complete < info.count:
+        have = 0 if info is None else info.complete
+        total = "?" if info is None else info.count
+        raise FormatError(f"the stream ended after {len(received)} bytes, {have} of "
+                          f"{total} layers")
+    if len(received) != info.ends[-1]:
+        raise FormatError(f"{len(received) - info.ends[-1]} bytes after the last layer")

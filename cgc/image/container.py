@@ -29,7 +29,9 @@ from cgc.image.quantize import ATTRIBUTES, Quantiser
 
 MAGIC = b"\x8bCGC"
 VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# Progressive files, in layers (cgc/image/layers.py).
+LAYERED_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 HEADER = struct.Struct("<4sHHIII")  # magic, version, flags, width, height, n_gaussians
 QUANTISER = struct.Struct("<BBff")  # bits, transform, lo, hi
 STREAM_LENGTH = struct.Struct("<I")
@@ -41,7 +43,7 @@ MAX_GAUSSIANS = 1 << 20
 
 VERSION_1_BITS = container_legacy.VERSION_1_BITS
 VERSION_1_NAMES = container_legacy.VERSION_1_NAMES
-COLOUR_SPACE = {1: "rgb", 2: "ycocg", 3: "ycocg"}
+COLOUR_SPACE = {1: "rgb", 2: "ycocg", 3: "ycocg", 4: "ycocg"}
 X_COLUMN, Y_COLUMN = 0, 1
 # Version 3: the attribute streams after the positions, in two groups that decode in
 # parallel with the positions: the first of each is coded in one context, the other two in
@@ -73,6 +75,7 @@ class Packed:
     quantisers: list
     codes: np.ndarray  # (N, 8) uint32, in the file's order
     stream_sizes: dict  # stream name -> bytes
+    layers: list = None  # version 4: the Gaussian count of each layer read
 
     @property
     def colour_space(self):
@@ -144,6 +147,16 @@ def attribute_stream(codes, col, bits):
 def pack(width, height, quantisers, codes):
     """Serialise quantised Gaussians (codes (N, 8), any order) into .cgc bytes; the file
     holds them in storage order."""
+    codes = check_codes(width, height, quantisers, codes)
+    n = codes.shape[0]
+    bits = [q.bits for q in quantisers]
+    body = b"".join([header(VERSION, width, height, n, quantisers),
+                     stream_block(codes[storage_order(codes, bits)], bits)])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def check_codes(width, height, quantisers, codes):
+    """Codes (N, 8) uint32 within the format's limits and their quantisers' widths."""
     codes = np.asarray(codes, dtype=np.uint32)
     n = codes.shape[0]
     check_limits(width, height, n, ValueError)
@@ -154,17 +167,21 @@ def pack(width, height, quantisers, codes):
         q.validate()
     if np.any(codes > np.array([q.levels for q in quantisers], dtype=np.uint32)):
         raise ValueError("codes exceed their quantiser width")
-    bits = [q.bits for q in quantisers]
-    codes = codes[storage_order(codes, bits)]
+    return codes
+
+
+def header(version, width, height, n, quantisers):
+    """The header and quantiser table."""
+    return b"".join([HEADER.pack(MAGIC, version, 0, width, height, n)]
+                    + [QUANTISER.pack(q.bits, q.transform, q.lo, q.hi) for q in quantisers])
+
+
+def stream_block(codes, bits):
+    """The stream-length table and the seven streams of codes (N, 8) in storage order."""
     streams = [position_stream(codes[:, X_COLUMN], codes[:, Y_COLUMN], bits[X_COLUMN],
                                bits[Y_COLUMN])]
     streams += [attribute_stream(codes, col, bits) for col in ATTRIBUTE_STREAMS]
-    parts = [HEADER.pack(MAGIC, VERSION, 0, width, height, n)]
-    parts += [QUANTISER.pack(q.bits, q.transform, q.lo, q.hi) for q in quantisers]
-    parts += [STREAM_LENGTH.pack(len(s)) for s in streams]
-    parts += streams
-    body = b"".join(parts)
-    return body + struct.pack("<I", zlib.crc32(body))
+    return b"".join([STREAM_LENGTH.pack(len(s)) for s in streams] + streams)
 
 
 def stream_names(bits, version=VERSION):
@@ -184,6 +201,21 @@ def check_limits(width, height, n, error):
         raise error(f"Gaussian count {n} out of range for {width}x{height}")
 
 
+def peek_version(data):
+    """The version of a file starting with ``data``, None if too few bytes came to tell;
+    FormatError for a bad magic or an unknown version."""
+    start = bytes(data[:HEADER.size])
+    if start[:len(MAGIC)] != MAGIC[:len(start)]:
+        raise FormatError("not a .cgc file (bad magic)")
+    if len(start) < 6:
+        return None
+    (version,) = struct.unpack_from("<H", start, 4)
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported .cgc version {version} (this reader knows "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
+    return version
+
+
 def _check_header(data):
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise FormatError("not a .cgc file (bad magic)")
@@ -193,20 +225,18 @@ def _check_header(data):
     if version not in READABLE_VERSIONS:
         raise FormatError(f"unsupported .cgc version {version} (this reader knows "
                           f"{', '.join(map(str, READABLE_VERSIONS))})")
-    (stored_crc,) = struct.unpack_from("<I", data, len(data) - 4)
-    if zlib.crc32(data[:-4]) != stored_crc:
-        raise FormatError("checksum mismatch: the file is corrupt or truncated")
+    if version != LAYERED_VERSION:  # version 4 has a CRC per part (cgc.image.layers)
+        (stored_crc,) = struct.unpack_from("<I", data, len(data) - 4)
+        if zlib.crc32(data[:-4]) != stored_crc:
+            raise FormatError("checksum mismatch: the file is corrupt or truncated")
     if flags != 0:
         raise FormatError(f"unknown header flags {flags:#x}")
     check_limits(width, height, n, FormatError)
     return version, width, height, n
 
 
-def unpack(data):
-    """Parse and verify .cgc bytes; returns a :class:`Packed`."""
-    data = bytes(data)
-    version, width, height, n = _check_header(data)
-    limits.check_count(n, len(data))
+def read_quantisers(data, version):
+    """The quantiser table after the header (FormatError if it is cut short or invalid)."""
     pos = HEADER.size
     if pos + QUANTISER.size * len(ATTRIBUTES) + 4 > len(data):
         raise FormatError("truncated .cgc quantiser table")
@@ -222,12 +252,31 @@ def unpack(data):
                               f"{VERSION_1_BITS[k]}")
         quantisers.append(q)
         pos += QUANTISER.size
+    return quantisers
+
+
+def header_fields(data):
+    """(version, width, height, n, quantisers) of a file's start, checked; for versions 1 to
+    3 the whole file's CRC is checked too."""
+    version, width, height, n = _check_header(data)
+    return version, width, height, n, read_quantisers(data, version)
+
+
+def unpack(data):
+    """Parse and verify a whole .cgc file; returns a :class:`Packed`."""
+    data = bytes(data)
+    version, width, height, n, quantisers = header_fields(data)
+    if version == LAYERED_VERSION:
+        from cgc.image.layers import read_layers
+
+        return read_layers(data, whole=True)[0]
+    limits.check_count(n, len(data))
+    pos = HEADER.size + QUANTISER.size * len(ATTRIBUTES)
     bits = [q.bits for q in quantisers]
     names = stream_names(bits, version)
     if pos + STREAM_LENGTH.size * len(names) + 4 > len(data):
         raise FormatError("truncated .cgc stream-length table")
-    lengths = [STREAM_LENGTH.unpack_from(data, pos + STREAM_LENGTH.size * i)[0]
-               for i in range(len(names))]
+    lengths = stream_lengths(data, pos, len(names))
     pos += STREAM_LENGTH.size * len(names)
     if pos + sum(lengths) + 4 != len(data):
         raise FormatError("stream lengths disagree with the file size")
@@ -238,13 +287,19 @@ def unpack(data):
     if version < 3:
         codes = container_legacy.decode_codes(blocks, names, quantisers, n, version)
     else:
-        codes = _decode_codes(blocks, bits, n)
+        codes = decode_codes(blocks, bits, n)
     sizes = dict(zip(names, lengths))
     return Packed(version, width, height, quantisers, codes, sizes)
 
 
-def _decode_codes(blocks, bits, n):
-    """(N, 8) uint32 codes, in storage order, from a version-3 file's streams."""
+def stream_lengths(data, pos, count):
+    return [STREAM_LENGTH.unpack_from(data, pos + STREAM_LENGTH.size * i)[0]
+            for i in range(count)]
+
+
+def decode_codes(blocks, bits, n):
+    """(N, 8) uint32 codes, in storage order, from a version-3 file's streams (or a
+    version-4 layer's)."""
     for col, block in zip(ATTRIBUTE_STREAMS, blocks[1:]):
         if 8 * (len(block) + 8) < n * bits[col] * MIN_MODELLED_BIT_COST:
             raise FormatError(f"the {ATTRIBUTES[col]} stream is too short for {n} Gaussians")

@@ -39,6 +39,9 @@ COARSE_PER_FINE = 1.5
 # Fits with fewer pixels per Gaussian at half resolution skip the coarse stage, which lost
 # PSNR on them (measurements: docs/tuning.md, "image/fit.py: coarse stage").
 MIN_COARSE_PIXELS_PER_GAUSSIAN = 4
+# A layered fit weighs the image of each run of layers short of the whole by this share of
+# the whole image's loss (measurements: docs/tuning.md, "image/fit.py: layered fits").
+LAYER_WEIGHT = 0.1
 # Learning rates in parameter units per step: pixels for position and Cholesky factor,
 # linear RGB for colour.  Position and Cholesky rates hold at every density
 # (measurements: docs/tuning.md, "image/fit.py: learning rates").
@@ -140,7 +143,7 @@ def default_coarse_iterations(height, width, n_gaussians, iterations):
 
 def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
         device="cpu", progress=None, log_every=100, max_variance=None, relocation=None,
-        coarse_iterations=None, loss="psnr"):
+        coarse_iterations=None, loss="psnr", layers=None):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
     ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
@@ -168,7 +171,11 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``log_every`` is 0.  By default (None) fits with at least 16 pixels per Gaussian at
     full resolution relocate in both stages, denser ones do not; True or False decides.
     ``loss``: "psnr" (squared error) or "ssim" (L1, L2 and 1 - SSIM), or a
-    :mod:`cgc.image.loss` object."""
+    :mod:`cgc.image.loss` object.
+    ``layers``: Gaussian counts adding up to ``n_gaussians``, for a progressive file: the
+    image of each run of Gaussians from the first (layers 1, 1-2, 1-3 ...) is fitted too,
+    at LAYER_WEIGHT of the whole image's loss each, so that every prefix of the layers
+    renders a good image (docs/tuning.md, "image/fit.py: layered fits")."""
     loss = get_loss(loss)
     target_np = to_float_image(image)
     height, width = target_np.shape[:2]
@@ -190,6 +197,12 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
                          "are at full resolution")
     if relocation is None:
         relocation = relocates_by_default(height, width, n_gaussians)
+    if layers is not None:
+        layers = [int(k) for k in layers]
+        if min(layers, default=0) < 1 or sum(layers) != n_gaussians:
+            raise ValueError(f"layers must be positive counts adding up to n_gaussians "
+                             f"({n_gaussians}), got {layers}")
+        loss = _Layered(loss, np.cumsum([0] + layers))
     backend = get_backend(device)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(coarse_iterations + iterations, enabled=show)
@@ -248,15 +261,20 @@ class _Stage:
         for step in range(1, iterations + 1):
             bins = backend.bin(params, height, width)
             want_diag = log_every and (step % log_every == 0 or step == iterations)
-            rendered = backend.render_forward(params, height, width, bins,
-                                              weight=bool(want_diag))
-            if want_diag:
-                rendered, coverage = rendered
-            clipped = xp.clip(rendered, 0.0, 1.0)
-            diff = clipped - target
-            grad_image = xp.ascontiguousarray(
-                self.loss.gradient(xp, clipped, target).astype(params.dtype))
-            grads = backend.render_backward(params, height, width, grad_image, bins)
+            if isinstance(self.loss, _Layered):
+                rendered, grads = self.loss.step(backend, params, target, bins)
+                if want_diag:
+                    _, coverage = backend.render_forward(params, height, width, bins,
+                                                         weight=True)
+            else:
+                rendered = backend.render_forward(params, height, width, bins,
+                                                  weight=bool(want_diag))
+                if want_diag:
+                    rendered, coverage = rendered
+                grad_image = xp.ascontiguousarray(self.loss.gradient(
+                    xp, xp.clip(rendered, 0.0, 1.0), target).astype(params.dtype))
+                grads = backend.render_backward(params, height, width, grad_image, bins)
+            diff = xp.clip(rendered, 0.0, 1.0) - target
             check = step % CHECK_EVERY == 0 or step == iterations
             if check:
                 _check_finite(xp, grads, "gradient")
@@ -292,6 +310,43 @@ class _Stage:
                                  time.perf_counter() - start)
         self.done += iterations
         return backend.to_numpy(params)
+
+
+class _Layered:
+    """A fit's loss over nested images: the whole image, and at LAYER_WEIGHT each the image
+    of every run of layers from the first but the whole.  The Gaussians of layer j draw in
+    the images of runs 1..k for k >= j, so their cotangent is the sum of those images'
+    loss gradients; each layer renders and back-propagates on its own bins."""
+
+    def __init__(self, loss, bounds):
+        self.loss, self.bounds = loss, [int(b) for b in bounds]
+
+    def step(self, backend, params, target, bins):
+        """(the whole image, dL/dparams) of one step."""
+        xp = backend.xp
+        height, width = target.shape[:2]
+        slices = list(zip(self.bounds[:-1], self.bounds[1:]))
+        if len(slices) == 1:
+            rendered = backend.render_forward(params, height, width, bins)
+            runs = [rendered]
+        else:
+            runs, total = [], None
+            for start, end in slices:
+                part = backend.render_forward(params[start:end], height, width)
+                total = part if total is None else total + part
+                runs.append(total)
+        grads = xp.empty_like(params)
+        cotangent = None
+        for k in reversed(range(len(slices))):
+            weight = 1.0 if k == len(slices) - 1 else LAYER_WEIGHT
+            grad = weight * self.loss.gradient(xp, xp.clip(runs[k], 0.0, 1.0), target)
+            cotangent = grad if cotangent is None else cotangent + grad
+            start, end = slices[k]
+            grads[start:end] = backend.render_backward(
+                params[start:end], height, width,
+                xp.ascontiguousarray(cotangent.astype(params.dtype)),
+                bins if len(slices) == 1 else None)
+        return runs[-1], grads
 
 
 def _log_diagnostics(backend, label, step, mse, coverage, params, bounds, elapsed):

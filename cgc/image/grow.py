@@ -26,11 +26,12 @@ GROW_LR_SHARE = 0.3
 
 
 def grow(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progress=None,
-         loss="psnr"):
+         loss="psnr", layers=None):
     """``gaussians`` fitted to ``image`` (float32 (H, W, 3) in [0, 1]) plus new ones up to
     ``n_gaussians``, all fitted for ``iterations`` more steps; None if there is nothing to
     add (no more Gaussians asked for, or too few pixels with any error to place them).
-    ``loss`` as cgc.fit's; the new Gaussians go where the squared error is."""
+    ``loss`` and ``layers`` as cgc.fit's; the new Gaussians go where the squared error
+    is, after the others (in the last layers)."""
     height, width = gaussians.height, gaussians.width
     extra = int(n_gaussians) - len(gaussians)
     if extra < 1 or n_gaussians > height * width:
@@ -49,4 +50,5 @@ def grow(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progre
     log.info("growing from %d to %d Gaussians", len(gaussians), n_gaussians)
     lr = scaled_rates(height, width, n_gaussians, GROW_LR_SHARE)
     return fit(image, n_gaussians, iterations=iterations, seed=seed, init=start, lr=lr,
-               device=device, progress=progress, relocation=False, loss=loss)
+               device=device, progress=progress, relocation=False, loss=loss,
+               layers=layers)

@@ -28,10 +28,11 @@ def energy(params):
 
 
 def prune(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progress=None,
-          loss="psnr"):
+          loss="psnr", layers=None):
     """The ``n_gaussians`` of ``gaussians`` with the most energy (ties to the lower index),
     in their order, fitted to ``image`` for ``iterations`` more steps at PRUNE_LR_SHARE of
-    the learning rates, without relocation, minimising ``loss`` (as cgc.fit)."""
+    the learning rates, without relocation, minimising ``loss`` over ``layers`` (as
+    cgc.fit)."""
     n_gaussians = int(n_gaussians)
     if not 1 <= n_gaussians <= len(gaussians):
         raise ValueError(f"cannot prune {len(gaussians)} Gaussians to {n_gaussians}")
@@ -40,4 +41,4 @@ def prune(gaussians, image, n_gaussians, iterations, seed=0, device="cpu", progr
     lr = scaled_rates(gaussians.height, gaussians.width, n_gaussians, PRUNE_LR_SHARE)
     return fit(image, n_gaussians, iterations=iterations, seed=seed,
                init=gaussians.params[keep].copy(), lr=lr, device=device, progress=progress,
-               relocation=False, loss=loss)
+               relocation=False, loss=loss, layers=layers)

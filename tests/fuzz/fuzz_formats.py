@@ -1,5 +1,5 @@
 """The file formats of the fuzz harness (bench/fuzz.py runs campaigns, tests/test_fuzz.py a
-short one): for each of cgc-v1, cgc-v2, cgc-v3 (docs/format.md), cgcl and cgcs
+short one): for each of cgc-v1, cgc-v2, cgc-v3, cgc-v4 (docs/format.md), cgcl and cgcs
 (docs/lossless-format.md), its seed files, a map of its fields and chunks, how to make its
 CRCs valid again after an edit, and the decode an input must survive.
 
@@ -20,6 +20,7 @@ import os
 import re
 import struct
 import traceback
+import warnings
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,10 +31,12 @@ import numpy as np
 import cgc
 import cgc.lossless as lossless
 from cgc.errors import FormatError
-from cgc.image.codec import decode_gaussians, encode_gaussians
+from cgc.image.codec import decode_gaussians, encode_gaussians, quantise_gaussians
 from cgc.image.container import (HEADER, MAGIC, MAX_GAUSSIANS, MAX_PIXELS, MAX_SIDE,
-                                 QUANTISER, STREAM_LENGTH, stream_names)
+                                 QUANTISER, STREAM_LENGTH, STREAM_NAMES, stream_names)
 from cgc.image.container_legacy import STREAM_ORDER, VERSION_1_BITS
+from cgc.image.layers import (LAYER_ENTRY, LAYER_TABLE, MAX_LAYERS, MIN_LAYER_BYTES,
+                              layer_counts, pack_layers)
 from cgc.image.model import Gaussians
 from cgc.image.quantize import (ATTRIBUTES, DEFAULT_BITS, canonical_cholesky,
                                 fit_quantisers, to_attributes)
@@ -168,6 +171,14 @@ class _Map:
 # ----------------------------------------------------------------------------- .cgc
 
 def _cgc_walk(m):
+    version, n, bits = _cgc_head_walk(m)
+    names = stream_names(bits, version if version in (1, 2) else 3)
+    m.limit = len(m.data) - 4  # the CRC
+    _cgc_streams_walk(m, names, version, n)
+
+
+def _cgc_head_walk(m):
+    """The header and quantiser table: (version, n, code widths)."""
     m.skip(len(MAGIC))
     version = m.uint(2, "version", (0, 1, 2, 3, 4, 0xFFFF))
     m.uint(2, "flags", (1, 0x8000))
@@ -184,12 +195,15 @@ def _cgc_walk(m):
         m.f32(name + ".lo")
         m.f32(name + ".hi")
         m.span(start, m.pos, "cgc.quantiser")
-    names = stream_names(bits, version if version in (1, 2) else 3)
+    return version, n, bits
+
+
+def _cgc_streams_walk(m, names, version, n):
+    """A stream-length table and its streams, up to ``m.limit``."""
     table = m.pos
     lengths = [m.uint(STREAM_LENGTH.size, name + ".length", (0, 1, 4, 5, 1 << 31))
                for name in names]
     start = m.pos
-    m.limit = len(m.data) - 4  # the CRC
     for k, length in enumerate(lengths):
         adjust = ((table + STREAM_LENGTH.size * k, STREAM_LENGTH.size),)
         m.span(start, start + length, "cgc.stream", adjust)
@@ -201,6 +215,50 @@ def _cgc_walk(m):
             m.pos = start
             m.uint(1, "stream.first_byte", (1, 0x80))
         start += length
+
+
+def _cgc_layers_walk(m):
+    """A version-4 file (docs/format.md, "Version 4: layers")."""
+    version, n, bits = _cgc_head_walk(m)
+    count = m.uint(2, "layers.count", (0, 1, 2, MAX_LAYERS, MAX_LAYERS + 1, 0xFFFF))
+    m.uint(2, "layers.reserved", (1,))
+    sizes = []
+    for k in range(min(count, MAX_LAYERS + 1)):
+        m.uint(4, "layer.gaussians", (0, 1, n, n + 1))
+        sizes.append(m.uint(4, "layer.bytes", (0, MIN_LAYER_BYTES - 1, MIN_LAYER_BYTES,
+                                                1 << 31)))
+    m.skip(4)  # the header's CRC
+    for size in sizes:
+        start = m.pos
+        m.span(start, start + size, "cgc.layer")
+        m.limit = min(len(m.data), start + size) - 4
+        m.attempt(_cgc_streams_walk, list(STREAM_NAMES), version, n)
+        m.limit = len(m.data)
+        m.pos = start
+        m.skip(size)
+
+
+def fix_cgc_layer_crcs(data):
+    """A version-4 file's header CRC and each layer's CRC, recomputed where the header's
+    layer table says the parts are."""
+    table = HEADER.size + QUANTISER.size * len(ATTRIBUTES)
+    if len(data) < table + LAYER_TABLE.size:
+        return data
+    count = LAYER_TABLE.unpack_from(data, table)[0]
+    end = table + LAYER_TABLE.size + LAYER_ENTRY.size * count
+    if end + 4 > len(data):
+        return data
+    data = bytearray(data)
+    data[end:end + 4] = struct.pack("<I", zlib.crc32(bytes(data[:end])))
+    start = end + 4
+    for k in range(count):
+        size = LAYER_ENTRY.unpack_from(data, table + LAYER_TABLE.size + LAYER_ENTRY.size * k)[1]
+        if size < 4 or start + size > len(data):
+            break
+        body = bytes(data[start:start + size - 4])
+        data[start + size - 4:start + size] = struct.pack("<I", zlib.crc32(body))
+        start += size
+    return bytes(data)
 
 
 def _rans_block_walk(m, start, end, n, adjust):
@@ -429,7 +487,8 @@ _CGC_SHAPES = ((1, 1, 1, (1,) * 8), (9, 4, 5, None), (24, 11, 13, (2, 2, 4, 4, 4
 
 
 def _cgc_seeds(version):
-    golden = {1: "small_v1.cgc", 2: "small_v2.cgc", 3: "small.cgc"}[version]
+    golden = {1: "small_v1.cgc", 2: "small_v2.cgc", 3: "small.cgc",
+              4: "small_v4.cgc"}[version]
     seeds = [_golden(golden)]
     rng = np.random.default_rng(1000 + version)
     for n, height, width, bits in _CGC_SHAPES:
@@ -440,6 +499,10 @@ def _cgc_seeds(version):
             bits = tuple(int(b) for b in rng.integers(1, 17, len(ATTRIBUTES)))
         if version == 3:
             seeds.append(encode_gaussians(gaussians, bits))
+        elif version == 4:
+            counts = layer_counts(n, min(n, 1 + len(seeds) % 4))
+            codes, quantisers, _ = quantise_gaussians(gaussians, bits, counts)
+            seeds.append(pack_layers(width, height, quantisers, codes, counts))
         else:
             seeds.append(_legacy_file(gaussians, bits, version))
     return seeds
@@ -548,6 +611,21 @@ def _decode_cgc(data):
         cgc.decode(data)
 
 
+def _decode_cgc_layers(data):
+    """Strictly, then leniently (the layers before a damaged one), then as a stream."""
+    try:
+        _decode_cgc(data)
+    except FormatError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gaussians = decode_gaussians(data, strict=False)
+            if gaussians.height * gaussians.width <= RENDER_PIXELS:
+                half = len(data) // 2
+                for _ in cgc.decode_progressive([data[:half], data[half:]], strict=False):
+                    pass
+        raise
+
+
 def _decode_cgcs(data):
     checkpoint.contents(data)
     checkpoint.decompress(data)
@@ -587,6 +665,8 @@ FORMATS = {f.name: f for f in (
     Format("cgc-v1", lambda: _cgc_seeds(1), _cgc_walk, fix_cgc_crc, _decode_cgc),
     Format("cgc-v2", lambda: _cgc_seeds(2), _cgc_walk, fix_cgc_crc, _decode_cgc),
     Format("cgc-v3", lambda: _cgc_seeds(3), _cgc_walk, fix_cgc_crc, _decode_cgc),
+    Format("cgc-v4", lambda: _cgc_seeds(4), _cgc_layers_walk, fix_cgc_layer_crcs,
+           _decode_cgc_layers),
     Format("cgcl", _cgcl_seeds, _cgcl_walk, fix_cgcl_crc, lossless.decode),
     Format("cgcs", _cgcs_seeds, _cgcs_walk, fix_cgcs_crcs, _decode_cgcs),
 )}

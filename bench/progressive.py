@@ -1,0 +1,152 @@
+"""Progressive files (format version 4) on Kodak: what the layers cost, and how good each
+prefix is, against JPEG 2000's quality layers measured the same way in the same run.
+
+Per image and rate (0.5 and 1 bpp by default), with one preset for every cgc encode:
+
+* version 3 and version 4 (``--layers``, 4) at the rate: bytes and PSNR;
+* each prefix of the version-4 file that ends a layer: its bytes and the PSNR of its
+  image, and the PSNR of a version-3 file encoded directly at that many bytes;
+* the overhead at equal PSNR: the version-4 file's bytes against the bytes the version-3
+  rate-distortion curve (the direct files and the full one, interpolated in log bytes)
+  needs for its PSNR;
+* JPEG 2000 (Pillow's OpenJPEG, the settings of bench/classical.py) with one quality layer
+  per prefix rate: the image of its first k layers against a JPEG 2000 file made directly
+  at that rate.
+
+Results (JSON with the git revision, rewritten after every image): bench/results/
+progressive.json, or --out.
+
+    python bench/progressive.py [--kodak DIR] [--images 01 02] [--bpp 0.5 1]
+                                [--layers 4] [--preset fast]
+"""
+import argparse
+import io
+import os
+import statistics
+import sys
+
+import numpy as np
+from PIL import Image
+
+from kodak_fit import KODAK, ROOT, kodak_paths  # bench/kodak_fit.py, beside this script
+
+import cgc
+from cgc.imageio import load_image, to_uint8
+from cgc.metrics import psnr
+from report import revision, write_report
+
+# As bench/classical.py: the colour transform on, irreversible wavelet, rates as ratios
+# against 24 bits per pixel.
+J2K = dict(quality_mode="rates", irreversible=True, mct=1)
+
+
+def jpeg2000(image, rates, layers=None):
+    """(bytes, PSNR) of a JPEG 2000 file with one quality layer per rate (bpp, ascending),
+    decoded with its first ``layers`` layers (all by default)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG2000",
+                                quality_layers=[24.0 / r for r in rates], **J2K)
+    size = buffer.tell()
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        decoded.layers = layers or len(rates)
+        return size, psnr(image, np.asarray(decoded.convert("RGB")))
+
+
+def bytes_for(points, quality):
+    """Bytes the (bytes, PSNR) curve needs for ``quality``, linear in log bytes between
+    neighbours (extrapolated from the two ends)."""
+    points = sorted(points)
+    for (b0, q0), (b1, q1) in zip(points, points[1:]):
+        if q0 <= quality <= q1 or (b1, q1) == points[-1]:
+            break
+    if q1 == q0:
+        return b1
+    t = (quality - q0) / (q1 - q0)
+    return float(np.exp(np.log(b0) + t * (np.log(b1) - np.log(b0))))
+
+
+def measure(image, bpp, layers, preset):
+    pixels = image.shape[0] * image.shape[1]
+    single = cgc.encode(image, bpp=bpp, preset=preset, progress=False)
+    layered = cgc.encode(image, bpp=bpp, preset=preset, layers=layers, progress=False)
+    info = cgc.layer_info(layered)
+    row = {"bpp": bpp, "v3_bytes": len(single), "v3_psnr": psnr(image, cgc.decode(single)),
+           "v4_bytes": len(layered), "v4_psnr": psnr(image, cgc.decode(layered)),
+           "layer_gaussians": info.gaussians, "prefixes": []}
+    curve = [(len(single), row["v3_psnr"])]
+    for end in info.ends[:-1]:
+        direct = cgc.encode(image, max_bytes=end, preset=preset, progress=False)
+        prefix = {"bytes": end, "bpp": round(8 * end / pixels, 4),
+                  "psnr": psnr(image, cgc.decode(layered[:end])),
+                  "direct_bytes": len(direct), "direct_psnr": psnr(image, cgc.decode(direct))}
+        prefix["gap_db"] = prefix["direct_psnr"] - prefix["psnr"]
+        row["prefixes"].append(prefix)
+        curve.append((len(direct), prefix["direct_psnr"]))
+    row["v3_bytes_at_v4_psnr"] = bytes_for(curve, row["v4_psnr"])
+    row["overhead"] = len(layered) / row["v3_bytes_at_v4_psnr"] - 1
+    rates = [p["bpp"] for p in row["prefixes"]] + [8 * len(layered) / pixels]
+    row["jpeg2000"] = []
+    for k, rate in enumerate(rates[:-1], 1):
+        _, layered_psnr = jpeg2000(image, rates, layers=k)
+        _, direct_psnr = jpeg2000(image, [rate])
+        row["jpeg2000"].append({"bpp": rate, "layers_psnr": layered_psnr,
+                                "direct_psnr": direct_psnr,
+                                "gap_db": direct_psnr - layered_psnr})
+    size, whole = jpeg2000(image, rates)
+    _, direct = jpeg2000(image, [rates[-1]])
+    row["jpeg2000_whole"] = {"bytes": size, "psnr": whole, "direct_psnr": direct}
+    return row
+
+
+def summarise(images, rates, layers):
+    summary = {}
+    for bpp in rates:
+        rows = [r for image in images for r in image["rates"] if r["bpp"] == bpp]
+        if not rows:
+            continue
+        gaps = [[r["prefixes"][k]["gap_db"] for r in rows] for k in range(layers - 1)]
+        j2k = [[r["jpeg2000"][k]["gap_db"] for r in rows] for k in range(layers - 1)]
+        summary[str(bpp)] = {
+            "images": len(rows),
+            "mean_overhead": statistics.mean(r["overhead"] for r in rows),
+            "max_overhead": max(r["overhead"] for r in rows),
+            "mean_v4_psnr_loss_db": statistics.mean(r["v3_psnr"] - r["v4_psnr"] for r in rows),
+            "prefix_mean_bpp": [statistics.mean(r["prefixes"][k]["bpp"] for r in rows)
+                                for k in range(layers - 1)],
+            "prefix_mean_gap_db": [statistics.mean(g) for g in gaps],
+            "prefix_max_gap_db": [max(g) for g in gaps],
+            "jpeg2000_mean_gap_db": [statistics.mean(g) for g in j2k],
+            "jpeg2000_whole_loss_db": statistics.mean(
+                r["jpeg2000_whole"]["direct_psnr"] - r["jpeg2000_whole"]["psnr"] for r in rows)}
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kodak", default=KODAK, help="folder of kodimNN.png")
+    parser.add_argument("--images", nargs="*", help="NN of kodimNN.png (default: all)")
+    parser.add_argument("--bpp", nargs="*", type=float, default=[0.5, 1.0])
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
+                                                      "progressive.json"))
+    args = parser.parse_args(argv)
+    report = {**revision(), "preset": args.preset, "layers": args.layers, "images": []}
+    for path in kodak_paths(args.kodak, args.images):
+        image = to_uint8(load_image(path))
+        entry = {"image": os.path.basename(path), "rates": []}
+        report["images"].append(entry)
+        for bpp in args.bpp:
+            row = measure(image, bpp, args.layers, args.preset)
+            entry["rates"].append(row)
+            print(entry["image"], bpp, f"overhead {100 * row['overhead']:.2f} %",
+                  "gaps", [round(p["gap_db"], 2) for p in row["prefixes"]],
+                  "j2k", [round(p["gap_db"], 2) for p in row["jpeg2000"]], flush=True)
+        report["summary"] = summarise(report["images"], args.bpp, args.layers)
+        write_report(args.out, report)
+    print(report["summary"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
