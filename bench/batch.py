@@ -9,7 +9,7 @@ fsync.  The cluster's start is timed apart.  Every batch output must equal the s
 byte for byte.  Results: bench/results/batch.json with the git revision.
 
     python bench/batch.py [--kodak DIR] [--images 01 02] [--workers 1 2]
-                          [-n N] [--iterations K] [--seed S] [--bpp B]
+                          [-n N] [--iterations K] [--seed S] [--bpp B] [--preset P]
 """
 import argparse
 import os
@@ -30,21 +30,18 @@ def encode_options(args):
     """encode_tree's options from the command line; unset ones keep cgc.encode's
     defaults."""
     given = {"n_gaussians": args.n, "iterations": args.iterations,
-             "coarse_iterations": args.coarse_iterations, "seed": args.seed, "bpp": args.bpp}
+             "coarse_iterations": args.coarse_iterations, "seed": args.seed, "bpp": args.bpp,
+             "preset": args.preset}
     return {name: value for name, value in given.items() if value is not None}
 
 
 def serial_pass(paths, options, out):
     """Read, encode and write each image in turn; (seconds, {name: bytes})."""
-    encode_arguments = dict(options)
-    bpp = encode_arguments.pop("bpp", None)
     files = {}
     start = time.perf_counter()
     for path in paths:
         image = load_image(path)
-        if bpp is not None:
-            encode_arguments["max_bytes"] = int(bpp * image.shape[0] * image.shape[1] / 8)
-        data = cgc.encode(image, progress=False, **encode_arguments)
+        data = cgc.encode(image, progress=False, **options)
         name = os.path.splitext(os.path.basename(path))[0] + ".cgc"
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
@@ -97,6 +94,7 @@ def main():
     parser.add_argument("--coarse-iterations", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--bpp", type=float, default=None)
+    parser.add_argument("--preset", default=None)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "batch.json"))
     args = parser.parse_args()
     info = revision()  # at the start: the code that the whole run measured

@@ -49,7 +49,11 @@ def jpeg2000(image, rates, layers=None):
     size = buffer.tell()
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        decoded.layers = layers or len(rates)
+        # Pillow passes its ``layers`` attribute to OpenJPEG only along with a reduction;
+        # the tile's arguments are (codec, reduce, layers, offset, length).
+        tile = decoded.tile[0]
+        decoded.tile = [tile._replace(args=(tile.args[0], 0, layers or len(rates),
+                                            *tile.args[3:]))]
         return size, psnr(image, np.asarray(decoded.convert("RGB")))
 
 
