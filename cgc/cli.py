@@ -33,10 +33,18 @@ def _encode_one(args, source, target):
     import cgc
     from cgc.imageio import load_image
 
-    if source == "-":
+    from cgc.image.svg import is_svg, load_svg
+
+    data = sys.stdin.buffer.read() if source == "-" else None
+    init = "gradient"
+    if is_svg(source) or (data is not None and _looks_like_svg(data)):
+        image, init = load_svg(source if data is None else data, args.size)
+    elif args.size is not None:
+        raise ValueError("--size applies to SVG input only (cgc decode --size resizes)")
+    elif data is not None:
         import io
 
-        image = load_image(io.BytesIO(sys.stdin.buffer.read()), "standard input")
+        image = load_image(io.BytesIO(data), "standard input")
     else:
         image = load_image(source)
     start = time.perf_counter()
@@ -45,7 +53,7 @@ def _encode_one(args, source, target):
                       device=args.device, progress=None if args.progress else False,
                       max_bytes=args.max_bytes, bpp=args.bpp, quality=args.quality,
                       refine=args.refine, psnr=args.psnr, tune=args.tune,
-                      preset=args.preset, layers=args.layers)
+                      preset=args.preset, layers=args.layers, init=init)
     elapsed = time.perf_counter() - start
     _write(target, data)
     h, w = image.shape[:2]
@@ -58,6 +66,13 @@ def _encode_one(args, source, target):
                             for name, value in measured[:3 if args.metrics else 1]) + ", "
     _report(target, f"{len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
                     f"{quality}{elapsed:.1f} s")
+
+
+def _looks_like_svg(data):
+    """Whether bytes from standard input are SVG markup (or gzip-compressed .svgz)."""
+    head = data[:512].lstrip()
+    return data[:2] == b"\x1f\x8b" or head.startswith(b"<svg") or (
+        head.startswith(b"<?xml") and b"<svg" in data[:4096])
 
 
 def _jobs(args, suffix):
@@ -264,7 +279,7 @@ def build_parser():
         p.add_argument("-o", "--output-dir", default=None, metavar="DIR",
                        help=f"write each INPUT to DIR/<name>{suffix}")
 
-    p = sub.add_parser("encode", help="image -> .cgc",
+    p = sub.add_parser("encode", help="image or SVG drawing -> .cgc",
                        usage="cgc encode [options] INPUT OUTPUT | INPUT... -o DIR")
     paths(p, ".cgc")
     fit_options(p)
@@ -281,6 +296,9 @@ def build_parser():
                              "at least this many dB PSNR (several encodes)")
     p.add_argument("--no-refine", dest="refine", action="store_false", default=None,
                    help="store the nearest codes of the fit instead of the refined ones")
+    p.add_argument("--size", type=_size, default=None, metavar="WIDTHxHEIGHT",
+                   help="SVG input: rasterise at the largest size within this, keeping the "
+                        "aspect ratio (default: the drawing's own size)")
     p.add_argument("--layers", type=int, nargs="?", const=DEFAULT_LAYERS, default=None,
                    metavar="K",
                    help=f"a progressive file of K layers, coarse to fine (default K "

@@ -10,7 +10,7 @@ from cgc.image.allocate import allocate
 from cgc.backends import get_backend
 from cgc.image.container import (LAYERED_VERSION, SMALLEST_FILE, pack, peek_version,
                                  storage_order, unpack)
-from cgc.image.fit import fit
+from cgc.image.fit import fit, is_method
 from cgc.image.model import Gaussians, scaled_size
 from cgc.image.grow import GROW_ITERATION_SHARE, grow
 from cgc.image.layers import (MAX_LAYERS, LayerReader, check_layers, layer_counts, pack_layers,
@@ -196,7 +196,7 @@ class _Fitter:
         height, width = self.image.shape[:2]
         over = min(height * width, math.ceil(self.overfit_share * n_gaussians))
         steps = round(PRUNE_ITERATION_SHARE * self.iterations)
-        if over <= n_gaussians or steps < 1 or not isinstance(self.init, str):
+        if over <= n_gaussians or steps < 1 or not is_method(self.init):
             # Nothing to prune, no steps to settle, or given starting Gaussians to fit.
             gaussians = self._fit(n_gaussians)
         else:

@@ -107,11 +107,20 @@ def _check_finite(xp, array, what):
         f"({len(bad)} non-finite entries in all)")
 
 
+def is_method(init):
+    """Whether ``init`` makes parameters for any target (a method's name, or a callable
+    ``init(target, n_gaussians, seed)``), rather than giving them."""
+    return isinstance(init, str) or callable(init)
+
+
 def _starting_params(init, target, n_gaussians, seed):
-    """float32 (n_gaussians, 8) parameters: initialised by the method named ``init`` for
-    ``target``, or a checked copy of the given array (the fit writes into it)."""
+    """float32 (n_gaussians, 8) parameters: initialised by the method named ``init`` (or
+    the callable ``init``) for ``target``, or a checked copy of the given array (the fit
+    writes into it)."""
     if isinstance(init, str):
         return initialise(target, n_gaussians, init, seed)
+    if callable(init):
+        init = init(target, n_gaussians, seed)
     params = np.array(init, dtype=np.float32)
     if params.shape != (n_gaussians, 8):
         raise ValueError(f"init parameters must have shape ({n_gaussians}, 8), "
@@ -162,8 +171,11 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``log_every`` iterations loss, PSNR, coverage and collapsed scales go to the
     ``cgc.fit`` logger.  Gradients and parameters are checked for non-finite values every
     ``CHECK_EVERY`` iterations and at the last (:class:`FitDiagnosticError`).
-    ``init`` names a method of cgc.init, or gives the starting parameters as an
-    (``n_gaussians``, 8) array (``Gaussians.params`` of an earlier fit, to continue it).
+    ``init`` names a method of cgc.init, or is a callable ``init(target, n_gaussians,
+    seed)`` returning the (``n_gaussians``, 8) parameters for a target of any size (a
+    method of the caller's, such as cgc.image.svg's start from a drawing's geometry), or
+    gives the starting parameters as such an array (``Gaussians.params`` of an earlier
+    fit, to continue it).
     ``max_variance``: the largest covariance eigenvalue in square pixels (default
     (max(H, W) / 3)^2; a quarter of it at half resolution).
     ``relocation`` moves the least active Gaussians to the largest errors at a few early
@@ -189,10 +201,10 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
         raise ValueError("iterations must be non-negative")
     if coarse_iterations is None:
         coarse_iterations = (default_coarse_iterations(height, width, n_gaussians, iterations)
-                             if isinstance(init, str) else 0)
+                             if is_method(init) else 0)
     if coarse_iterations < 0:
         raise ValueError("coarse_iterations must be non-negative")
-    if coarse_iterations and not isinstance(init, str):
+    if coarse_iterations and not is_method(init):
         raise ValueError("coarse_iterations needs init to name a method: given parameters "
                          "are at full resolution")
     if relocation is None:

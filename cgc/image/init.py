@@ -22,7 +22,7 @@ def _mean_spacing(height, width, n):
     return float(np.sqrt(height * width / n))
 
 
-def _set_colours(params, image):
+def set_colours(params, image):
     """Colour each Gaussian with the target at its footprint, divided by the coverage there.
 
     Renders once with unit colours to get the coverage W(p) = sum_g w_g(p), then gives every
@@ -48,7 +48,7 @@ def init_random(image, n, rng):
     params[:, 0] = rng.uniform(0, width, n)
     params[:, 1] = rng.uniform(0, height, n)
     params[:, 2] = params[:, 4] = SIGMA_FACTOR * _mean_spacing(height, width, n)
-    _set_colours(params, image)
+    set_colours(params, image)
     return params
 
 
@@ -84,7 +84,7 @@ def init_gradient(image, n, rng):
     sigma = SIGMA_FACTOR * _mean_spacing(height, width, n) / np.sqrt(density)
     params[:, 2] = sigma
     params[:, 4] = sigma
-    _set_colours(params, image)
+    set_colours(params, image)
     return params
 
 
