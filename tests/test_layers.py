@@ -1,6 +1,7 @@
 """Progressive .cgc files (format version 4, cgc.image.layers): layer counts, round trips,
 every prefix, damage, streaming decode, the golden file, the layered fit and its gradient,
 and the command line."""
+import io
 import os
 import struct
 import warnings
@@ -361,3 +362,14 @@ def test_command_line(crop, tmp_path, capsys):
     np.testing.assert_array_equal(part, cgc.decode(data[:info.ends[1]]))
     assert main(["decode", str(out), str(png), "--max-bytes", "50"]) == 1
     assert "truncated" in capsys.readouterr().err
+
+
+def test_pillow_opens_progressive_files(layered):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(layered)) as image:
+        assert image.format == "CGC" and image.size == (80, 64)
+        np.testing.assert_array_equal(np.asarray(image), cgc.decode(layered))
+    with Image.open(io.BytesIO(layered)) as image:
+        image.thumbnail((40, 40))
+        assert image.size == (40, 32)
