@@ -22,6 +22,7 @@ from cgc.image.codec import decode_gaussians, encode_gaussians, quantise_gaussia
 from cgc.errors import FormatError
 from cgc.image.model import Gaussians
 from cgc.image.quantize import ATTRIBUTES, DEFAULT_BITS, LINEAR, LOG, Quantiser
+from golden_files import check_golden
 from rans_blocks import rans_encode
 from cgc_files import (QUANT_OFFSET, assert_all_format_errors, golden_gaussians, outcome,
                        replace_stream, stream_lengths, stream_span,
@@ -160,20 +161,8 @@ def test_encoder_refuses_sizes_its_decoder_rejects(height, width):
 # ----------------------------------------------------------------------------- golden file
 
 def test_golden_file_bytes(request):
-    data = encode_gaussians(golden_gaussians(), GOLDEN_BITS)
-    if request.config.getoption("--regen-golden"):
-        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
-        with open(GOLDEN, "wb") as f:
-            f.write(data)
-    if not os.path.exists(GOLDEN):
-        pytest.fail(f"golden file {GOLDEN} is missing; {REGEN_HINT}")
-    with open(GOLDEN, "rb") as f:
-        golden = f.read()
-    if data != golden:
-        first = next((i for i, (a, b) in enumerate(zip(data, golden)) if a != b),
-                     min(len(data), len(golden)))
-        pytest.fail(f"encode_gaussians no longer produces {GOLDEN} ({len(data)} bytes vs "
-                    f"{len(golden)}, first difference at byte {first}); {REGEN_HINT}")
+    check_golden(request, GOLDEN, encode_gaussians(golden_gaussians(), GOLDEN_BITS),
+                 REGEN_HINT)
 
 
 def test_golden_file_decodes_to_the_quantised_gaussians():

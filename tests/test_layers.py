@@ -23,6 +23,7 @@ from cgc.image.layers import (LAYER_ENTRY, LAYER_TABLE, MAX_LAYERS, MIN_LAYER_BY
 from cgc.image.loss import SquaredError
 from cgc.image.quantize import ATTRIBUTES, LINEAR, LOG, Quantiser
 from cgc_files import golden_gaussians
+from golden_files import check_golden
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "small_v4.cgc")
 GOLDEN_BITS = (12, 9, 7, 8, 6, 7, 5, 2)  # as tests/golden/small.cgc
@@ -298,15 +299,7 @@ def golden_bytes():
 
 
 def test_golden_file(request):
-    data = golden_bytes()
-    if request.config.getoption("--regen-golden"):
-        with open(GOLDEN, "wb") as f:
-            f.write(data)
-    if not os.path.exists(GOLDEN):
-        pytest.fail(f"golden file {GOLDEN} is missing; {REGEN_HINT}")
-    with open(GOLDEN, "rb") as f:
-        golden = f.read()
-    assert data == golden, REGEN_HINT
+    golden = check_golden(request, GOLDEN, golden_bytes(), REGEN_HINT)
     assert HEADER.unpack_from(golden) == (MAGIC, 4, 0, 23, 17, 40)
     assert LAYER_TABLE.unpack_from(golden, TABLE) == (3, 0)
     counts = [LAYER_ENTRY.unpack_from(golden, TABLE + 4 + 8 * k)[0] for k in range(3)]

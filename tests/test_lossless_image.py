@@ -13,6 +13,7 @@ from cgc.lossless import _lossless_cy
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, LAYOUT_PLANAR,
                                  LAYOUT_PLANAR_RGB)
 from cgc.lossless.model import PlaneModel
+from golden_files import check_golden
 from test_lossless import bits, cpu_decoder, decode_poisoned, with_crc
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden")
@@ -127,13 +128,7 @@ def golden_inputs():
 def test_golden_stream(request, name):
     array, kwargs = golden_inputs()[name]
     path = os.path.join(GOLDEN_DIR, name)
-    data = lossless.encode(array, **kwargs)
-    if request.config.getoption("--regen-golden"):
-        with open(path, "wb") as f:
-            f.write(data)
-    with open(path, "rb") as f:
-        golden = f.read()
-    assert data == golden, f"{name}: the encoder's output changed; {REGEN_HINT}"
+    golden = check_golden(request, path, lossless.encode(array, **kwargs), REGEN_HINT)
     assert np.array_equal(bits(lossless.decode(golden)), bits(array))
 
 
