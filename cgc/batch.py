@@ -424,8 +424,7 @@ CLI_OPTIONS = {"n": "n_gaussians", "iterations": "iterations",
 
 def add_parser(subparsers):
     """Add the ``batch`` subcommand to cgc's subparsers (cgc/cli.py)."""
-    from cgc.image.fit import COARSE_PER_FINE
-    from cgc.image.presets import DEFAULT_PRESET, PRESETS
+    from cgc.cli import add_fit_options
 
     p = subparsers.add_parser(
         "batch", help="every image under a folder -> .cgc (or --decode), in parallel on "
@@ -446,19 +445,7 @@ def add_parser(subparsers):
     # and --decode can refuse any that were given.
     unset = argparse.SUPPRESS
     fit = p.add_argument_group("encode options (as cgc encode)")
-    fit.add_argument("-n", type=int, default=unset,
-                     help="number of Gaussians (default: one per 64 pixels)")
-    fit.add_argument("--preset", choices=tuple(PRESETS), default=unset,
-                     help=f"encode time against quality (default {DEFAULT_PRESET})")
-    fit.add_argument("--iterations", type=int, default=unset,
-                     help="fit steps at full resolution (default: the preset's)")
-    fit.add_argument("--coarse-iterations", type=int, default=unset,
-                     help="fit steps at half resolution before them (default: "
-                          f"{COARSE_PER_FINE:g} per full-resolution step, none for very "
-                          "dense fits)")
-    fit.add_argument("--seed", type=int, default=unset, help="(default 0)")
-    fit.add_argument("--tune", choices=("psnr", "ssim"), default=unset,
-                     help="what the fit minimises (default psnr)")
+    add_fit_options(fit, unset)
     budget = fit.add_mutually_exclusive_group()
     budget.add_argument("--max-bytes", type=int, default=unset, help="file size limit")
     budget.add_argument("--bpp", type=float, default=unset,

@@ -244,31 +244,41 @@ def cmd_decompress(args):
     print(f"{args.output}: {len(data)} bytes, {elapsed:.2f} s")
 
 
-def build_parser():
+def add_fit_options(p, unset=None):
+    """The fit's options, for cgc encode and demo and, with ``unset`` as every default
+    (argparse.SUPPRESS: options not given stay out of the namespace), cgc batch."""
     from cgc.image.fit import COARSE_PER_FINE
-    from cgc.image.layers import DEFAULT_LAYERS
     from cgc.image.presets import DEFAULT_PRESET, PRESETS
+
+    def default(value):
+        return value if unset is None else unset
+
+    p.add_argument("-n", type=int, default=default(None),
+                   help="number of Gaussians (default: one per 64 pixels)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=default(DEFAULT_PRESET),
+                   help=f"encode time against quality (default {DEFAULT_PRESET}): its fit "
+                        f"steps, refinement and growth, unless given below")
+    p.add_argument("--iterations", type=int, default=default(None),
+                   help="fit steps at full resolution (default: the preset's)")
+    p.add_argument("--coarse-iterations", type=int, default=default(None),
+                   help="fit steps at half resolution before them (default: "
+                        f"{COARSE_PER_FINE:g} per full-resolution step, none for very dense "
+                        "fits)")
+    p.add_argument("--seed", type=int, default=default(0), help="(default 0)")
+    p.add_argument("--tune", choices=("psnr", "ssim"), default=default("psnr"),
+                   help="what the fit minimises: squared error (psnr, the default) or a mix "
+                        "of L1, L2 and 1 - SSIM (ssim)")
+
+
+def build_parser():
+    from cgc.image.layers import DEFAULT_LAYERS
 
     parser = argparse.ArgumentParser(prog="cgc", description="Compact Gaussian Codec")
     parser.add_argument("-v", "--verbose", action="store_true", help="log fit diagnostics")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def fit_options(p):
-        p.add_argument("-n", type=int, default=None,
-                       help="number of Gaussians (default: one per 64 pixels)")
-        p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                       help="encode time against quality (default %(default)s): its fit "
-                            "steps, refinement and growth, unless given below")
-        p.add_argument("--iterations", type=int, default=None,
-                       help="fit steps at full resolution (default: the preset's)")
-        p.add_argument("--coarse-iterations", type=int, default=None,
-                       help="fit steps at half resolution before them (default: "
-                            f"{COARSE_PER_FINE:g} per full-resolution step, none for very "
-                            "dense fits)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--tune", choices=("psnr", "ssim"), default="psnr",
-                       help="what the fit minimises: squared error (psnr) or a mix of L1, "
-                            "L2 and 1 - SSIM (ssim)")
+        add_fit_options(p)
         p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
         p.add_argument("--no-progress", dest="progress", action="store_false")
 

@@ -104,6 +104,11 @@ def decode_gaussians(data, strict=True):
         packed, _ = read_layers(data, strict=strict)
     else:
         packed = unpack(data)
+    return _dequantised(packed)
+
+
+def _dequantised(packed):
+    """The Gaussians a decoder sees of a :class:`cgc.image.container.Packed`."""
     params = dequantise(packed.quantisers, packed.codes, packed.colour_space)
     return Gaussians(params, packed.height, packed.width)
 
@@ -483,10 +488,8 @@ def decode_progressive(chunks, device="cpu", scale=None, size=None, to_host=True
         complete = reader.advance(received)
         if complete > shown:
             shown = complete
-            packed = reader.packed()
-            params = dequantise(packed.quantisers, packed.codes, packed.colour_space)
-            gaussians = Gaussians(params, packed.height, packed.width)
-            yield complete, _render(gaussians, device, scale, size, to_host)
+            yield complete, _render(_dequantised(reader.packed()), device, scale, size,
+                                    to_host)
         if reader.info is not None and reader.info.damaged is not None:
             check_layers(reader, strict)
             return

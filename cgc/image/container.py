@@ -265,11 +265,11 @@ def header_fields(data):
 def unpack(data):
     """Parse and verify a whole .cgc file; returns a :class:`Packed`."""
     data = bytes(data)
-    version, width, height, n, quantisers = header_fields(data)
-    if version == LAYERED_VERSION:
+    if peek_version(data) == LAYERED_VERSION:  # its reader checks its own header
         from cgc.image.layers import read_layers
 
         return read_layers(data, whole=True)[0]
+    version, width, height, n, quantisers = header_fields(data)
     limits.check_count(n, len(data))
     pos = HEADER.size + QUANTISER.size * len(ATTRIBUTES)
     bits = [q.bits for q in quantisers]
