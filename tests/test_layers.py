@@ -169,7 +169,7 @@ def test_layered_gradient_matches_finite_differences():
     target = rng.uniform(0.3, 0.7, (height, width, 3))  # away from the clip at 0 and 1
     backend = get_backend("cpu")
     layered = fit_module._Layered(SquaredError(), [0, 2, n])
-    _, grads = layered.step(backend, params, target, None)
+    _, grads = layered.step(backend, params, target)
 
     def loss(p):
         first = backend.render_forward(np.ascontiguousarray(p[:2]), height, width)

@@ -271,14 +271,13 @@ class _Stage:
         activity = xp.zeros(n_gaussians, dtype=xp.float64)
         start = time.perf_counter()
         for step in range(1, iterations + 1):
-            bins = backend.bin(params, height, width)
             want_diag = log_every and (step % log_every == 0 or step == iterations)
-            if isinstance(self.loss, _Layered):
-                rendered, grads = self.loss.step(backend, params, target, bins)
+            if isinstance(self.loss, _Layered):  # bins its layers itself
+                rendered, grads = self.loss.step(backend, params, target)
                 if want_diag:
-                    _, coverage = backend.render_forward(params, height, width, bins,
-                                                         weight=True)
+                    _, coverage = backend.render_forward(params, height, width, weight=True)
             else:
+                bins = backend.bin(params, height, width)
                 rendered = backend.render_forward(params, height, width, bins,
                                                   weight=bool(want_diag))
                 if want_diag:
@@ -328,25 +327,23 @@ class _Layered:
     """A fit's loss over nested images: the whole image, and at LAYER_WEIGHT each the image
     of every run of layers from the first but the whole.  The Gaussians of layer j draw in
     the images of runs 1..k for k >= j, so their cotangent is the sum of those images'
-    loss gradients; each layer renders and back-propagates on its own bins."""
+    loss gradients; each layer renders and back-propagates on its own bins, made once a
+    step."""
 
     def __init__(self, loss, bounds):
         self.loss, self.bounds = loss, [int(b) for b in bounds]
 
-    def step(self, backend, params, target, bins):
+    def step(self, backend, params, target):
         """(the whole image, dL/dparams) of one step."""
         xp = backend.xp
         height, width = target.shape[:2]
         slices = list(zip(self.bounds[:-1], self.bounds[1:]))
-        if len(slices) == 1:
-            rendered = backend.render_forward(params, height, width, bins)
-            runs = [rendered]
-        else:
-            runs, total = [], None
-            for start, end in slices:
-                part = backend.render_forward(params[start:end], height, width)
-                total = part if total is None else total + part
-                runs.append(total)
+        bins = [backend.bin(params[start:end], height, width) for start, end in slices]
+        runs, total = [], None
+        for (start, end), layer_bins in zip(slices, bins):
+            part = backend.render_forward(params[start:end], height, width, layer_bins)
+            total = part if total is None else total + part
+            runs.append(total)
         grads = xp.empty_like(params)
         cotangent = None
         for k in reversed(range(len(slices))):
@@ -356,8 +353,7 @@ class _Layered:
             start, end = slices[k]
             grads[start:end] = backend.render_backward(
                 params[start:end], height, width,
-                xp.ascontiguousarray(cotangent.astype(params.dtype)),
-                bins if len(slices) == 1 else None)
+                xp.ascontiguousarray(cotangent.astype(params.dtype)), bins[k])
         return runs[-1], grads
 
 
