@@ -67,6 +67,7 @@ EXTENSIONS = {
     "cgc.image._container_cy": "cgc/image/_container_cy.pyx",
     "cgc.image._refine_cy": "cgc/image/_refine_cy.pyx",
     "cgc.lossless._lossless_cy": "cgc/lossless/_lossless_cy.pyx",
+    "cgc.video._pframe_cy": "cgc/video/_pframe_cy.pyx",
 }
 extensions = [
     Extension(

@@ -31,10 +31,15 @@ def cmd_encode(args):
 
 def _encode_one(args, source, target):
     import cgc
+    from cgc.image.presets import DEFAULT_PRESET
     from cgc.imageio import load_image
-
     from cgc.image.svg import is_svg, load_svg
+    from cgc.video import cli as video_cli
 
+    if video_cli.is_video_job(source, target):
+        return video_cli.encode(args, source, target, _write, _report)
+    if args.gop is not None:
+        raise ValueError("--gop applies to videos (a .cgcv OUTPUT) only")
     data = sys.stdin.buffer.read() if source == "-" else None
     init = "gradient"
     if is_svg(source) or (data is not None and _looks_like_svg(data)):
@@ -53,7 +58,7 @@ def _encode_one(args, source, target):
                       device=args.device, progress=None if args.progress else False,
                       max_bytes=args.max_bytes, bpp=args.bpp, quality=args.quality,
                       refine=args.refine, psnr=args.psnr, tune=args.tune,
-                      preset=args.preset, layers=args.layers, init=init)
+                      preset=args.preset or DEFAULT_PRESET, layers=args.layers, init=init)
     elapsed = time.perf_counter() - start
     _write(target, data)
     h, w = image.shape[:2]
@@ -139,11 +144,17 @@ def _size(text):
 
 def cmd_decode(args):
     import cgc
+    from cgc.video import cli as video_cli
 
     if args.max_bytes is not None and args.max_bytes < 1:
         raise ValueError(f"--max-bytes must be positive, got {args.max_bytes}")
     for source, target in _jobs(args, ".png"):
         data = _read(source)[:args.max_bytes]
+        if video_cli.is_video_data(data):
+            video_cli.decode(args, data, target, _report)
+            continue
+        if args.codec is not None:
+            raise ValueError("--codec applies to videos (a .cgcv INPUT) only")
         image = cgc.decode(data, device=args.device, scale=args.scale, size=args.size)
         _write(target, _encoded_image(image, target))
         layers = cgc.layer_info(data)
@@ -289,10 +300,16 @@ def build_parser():
         p.add_argument("-o", "--output-dir", default=None, metavar="DIR",
                        help=f"write each INPUT to DIR/<name>{suffix}")
 
-    p = sub.add_parser("encode", help="image or SVG drawing -> .cgc",
+    p = sub.add_parser("encode", help="image or SVG drawing -> .cgc; video (a file or a "
+                                      "folder of images) -> .cgcv",
                        usage="cgc encode [options] INPUT OUTPUT | INPUT... -o DIR")
     paths(p, ".cgc")
     fit_options(p)
+    # Images take the default preset, videos cgc.video's (fast): None tells them apart.
+    p.set_defaults(preset=None)
+    p.add_argument("--gop", type=int, default=None,
+                   help="video: most frames from one I-frame to the next (default "
+                        "60; 1 codes every frame as an image)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--max-bytes", type=int, default=None,
                         help="file size limit; -n then defaults to what typically fits")
@@ -317,9 +334,14 @@ def build_parser():
     metrics_option(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help=".cgc -> PNG, JPEG, WebP, TIFF ... (by extension)",
+    p = sub.add_parser("decode", help=".cgc -> PNG, JPEG, WebP, TIFF ... (by extension); "
+                                      ".cgcv -> .mkv (lossless FFV1), .mp4, .webm, .y4m or "
+                                      "DIR/ of PNG frames",
                        usage="cgc decode [options] INPUT OUTPUT | INPUT... -o DIR")
     paths(p, ".png")
+    p.add_argument("--codec", default=None,
+                   help="video: the output's codec, any PyAV has (default by suffix: ffv1 "
+                        "for .mkv, libx264 for .mp4, libvpx-vp9 for .webm)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     resize = p.add_mutually_exclusive_group()
     resize.add_argument("--scale", type=float, default=None,

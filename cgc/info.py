@@ -1,14 +1,17 @@
 """What a cgc file holds, for ``cgc info``: a dictionary (``--json``) and its text form.
 
-Any of the three formats: a .cgc image, a cgc.lossless stream, a cgc.lossless checkpoint,
-told apart by their magic; each is validated as a decoder would, without decoding."""
+Any of the four formats: a .cgc image, a .cgcv video, a cgc.lossless stream, a
+cgc.lossless checkpoint, told apart by their magic; each is validated as a decoder would, without decoding."""
 import numpy as np
 
 
 def describe(data):
     """A JSON-ready dict of the file ``data``; FormatError when it is not a valid one."""
     from cgc.lossless import checkpoint, format as lossless_format
+    from cgc.video import container as video_container
 
+    if data[:4] == video_container.MAGIC:
+        return _video(data)
     if data[:4] == lossless_format.MAGIC:
         return _lossless(data, lossless_format.parse(data))
     if data[:4] == checkpoint.MAGIC:
@@ -35,6 +38,17 @@ def _image(data):
         described["layers"] = [{"gaussians": count, "end": end} for count, end in
                                zip(packed.layers, layer_info(data).ends)]
     return described
+
+
+def _video(data):
+    from cgc.video import info
+
+    video = info(data)
+    return {"format": "cgcv", "bytes": video.bytes, "width": video.width,
+            "height": video.height, "frame_rate": list(video.rate), "frames": video.frames,
+            "i_frames": video.i_frames, "p_frames": video.p_frames,
+            "seconds": video.seconds, "bits_per_second": video.bits_per_second,
+            "bpp": video.bits_per_pixel}
 
 
 def _lossless(data, container):
@@ -79,6 +93,16 @@ def text(path, info):
             lines += [f"  {k + 1:<3}{layer['gaussians']:>8}{layer['end']:>10}"
                       for k, layer in enumerate(info["layers"])]
         return lines
+    if info["format"] == "cgcv":
+        numerator, denominator = info["frame_rate"]
+        return lines + [f"size        {info['bytes']} bytes",
+                        f"video       {info['width']}x{info['height']}, "
+                        f"{numerator / denominator:.3f} frames/s ({numerator}/{denominator})",
+                        f"frames      {info['frames']}: {info['i_frames']} I, "
+                        f"{info['p_frames']} P",
+                        f"duration    {info['seconds']:.2f} s",
+                        f"bitrate     {info['bits_per_second'] / 1000:.1f} kbit/s, "
+                        f"{info['bpp']:.4f} bpp"]
     share = 100 * info["bytes"] / max(info["original_bytes"], 1)
     lines.append(f"size        {info['bytes']} bytes, {share:.2f} % of "
                  f"{info['original_bytes']}")

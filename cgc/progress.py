@@ -7,7 +7,8 @@ class ProgressBar:
     """Redraws one line on stderr at most 10 times a second; silent when disabled."""
 
     def __init__(self, total, enabled=True, width=30, stream=None):
-        self.total = max(int(total), 1)
+        # total None: a count of unknown length (frames of a stream), shown without a bar.
+        self.total = None if total is None else max(int(total), 1)
         self.enabled = enabled
         self.width = width
         self.stream = stream or sys.stderr
@@ -18,11 +19,15 @@ class ProgressBar:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if now - self._last < 0.1 and done < self.total:
+        if now - self._last < 0.1 and (self.total is None or done < self.total):
             return
         self._last = now
-        filled = int(self.width * done / self.total)
         rate = done / max(now - self._start, 1e-9)
+        if self.total is None:
+            self.stream.write(f"\r{done} {rate:6.1f} it/s {note}")
+            self.stream.flush()
+            return
+        filled = int(self.width * done / self.total)
         self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] "
                           f"{done}/{self.total} {rate:6.1f} it/s {note}")
         self.stream.flush()

@@ -282,3 +282,49 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
                                                width)
                 _fill_weights(weights, params[g], True, height, width)
     return moves
+
+
+def revert_updates(float[:, ::1] params, const np.int64_t[::1] candidates,
+                   float[:, ::1] old, const double[::1] saved, double price,
+                   float[:, :, ::1] target):
+    """The rate-distortion pass of a video P-frame (cgc/video/encoder.py): visiting the
+    ``candidates`` (rows of ``params``, the frame's Gaussians with their updates) in turn,
+    take back an update, the row becoming ``old[c]``, where that raises the squared error
+    of the clipped render by less than ``price`` times ``saved[c]``, the bits the update
+    costs.  ``params`` change in place; returns the uint8 mask of the updates taken back.
+    Work: one splat of every Gaussian, then a few passes over each candidate's box."""
+    cdef Py_ssize_t n = params.shape[0], m = candidates.shape[0], g, c
+    cdef int height = target.shape[0], width = target.shape[1], k
+    cdef double cost
+    if not (params.shape[1] == 8 and old.shape[0] == m and old.shape[1] == 8
+            and saved.shape[0] == m and target.shape[2] == 3):
+        raise ValueError("revert_updates: inconsistent array shapes")
+    for c in range(m):
+        if not 0 <= candidates[c] < n:
+            raise ValueError("revert_updates: candidate outside the Gaussians")
+    reverted = np.zeros(m, dtype=np.uint8)
+    cdef np.uint8_t[::1] taken = reverted
+    cdef double[:, :, ::1] render = _with_slack((3, height, width), np.float64)
+    cdef double[:, ::1] weights = _with_slack((height, width), np.float64)
+    target = _with_slack((3, height, width), np.float32,
+                         np.moveaxis(np.asarray(target), 2, 0))
+    with nogil:
+        for g in range(n):
+            _fill_weights(weights, params[g], False, height, width)
+            _splat(render, weights, params[g], 1.0, height, width)
+            _fill_weights(weights, params[g], True, height, width)
+        for c in range(m):
+            g = candidates[c]
+            _fill_weights(weights, params[g], False, height, width)
+            cost = _move_cost(&render[0, 0, 0], &target[0, 0, 0], &weights[0, 0],
+                              &params[g, 0], &old[c, 0], height, width)
+            if cost < price * saved[c]:
+                _splat(render, weights, params[g], -1.0, height, width)
+                _fill_weights(weights, params[g], True, height, width)
+                _fill_weights(weights, old[c], False, height, width)
+                _splat(render, weights, old[c], 1.0, height, width)
+                for k in range(8):
+                    params[g, k] = old[c, k]
+                taken[c] = 1
+            _fill_weights(weights, params[g], True, height, width)
+    return reverted

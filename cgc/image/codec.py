@@ -445,10 +445,12 @@ def decode(data, device="cpu", scale=None, size=None, to_host=True, strict=True)
     the layers before it, with a RuntimeWarning."""
     if scale is not None and size is not None:
         raise ValueError("give scale or size, not both")
-    return _render(decode_gaussians(data, strict), device, scale, size, to_host)
+    return render_gaussians(decode_gaussians(data, strict), device, scale, size, to_host)
 
 
-def _render(gaussians, device, scale, size, to_host):
+def render_gaussians(gaussians, device="cpu", scale=None, size=None, to_host=True):
+    """Decoded Gaussians to a uint8 image, as ``decode`` renders them (the render's work
+    checked against cgc.limits first)."""
     if scale is not None:
         size = scaled_size(gaussians.height, gaussians.width, scale)
     if size is not None:
@@ -488,7 +490,7 @@ def decode_progressive(chunks, device="cpu", scale=None, size=None, to_host=True
         complete = reader.advance(received)
         if complete > shown:
             shown = complete
-            yield complete, _render(_dequantised(reader.packed()), device, scale, size,
+            yield complete, render_gaussians(_dequantised(reader.packed()), device, scale, size,
                                     to_host)
         if reader.info is not None and reader.info.damaged is not None:
             check_layers(reader, strict)

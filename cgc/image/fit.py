@@ -22,7 +22,7 @@ from cgc.image.model import COLUMNS, Gaussians
 from cgc.imageio import to_float_image
 from cgc.metrics import psnr_of_mse
 from cgc.image.init import initialise
-from cgc.image.loss import get_loss
+from cgc.image.loss import SquaredError, get_loss
 from cgc.progress import ProgressBar
 from cgc.image.relocate import relocate, relocates_by_default, relocation_steps
 
@@ -152,7 +152,7 @@ def default_coarse_iterations(height, width, n_gaussians, iterations):
 
 def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
         device="cpu", progress=None, log_every=100, max_variance=None, relocation=None,
-        coarse_iterations=None, loss="psnr", layers=None):
+        coarse_iterations=None, loss="psnr", layers=None, fixed=None):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
     ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
@@ -187,10 +187,22 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     ``layers``: Gaussian counts adding up to ``n_gaussians``, for a progressive file: the
     image of each run of Gaussians from the first (layers 1, 1-2, 1-3 ...) is fitted too,
     at LAYER_WEIGHT of the whole image's loss each, so that every prefix of the layers
-    renders a good image (docs/tuning.md, "image/fit.py: layered fits")."""
+    renders a good image (docs/tuning.md, "image/fit.py: layered fits").
+    ``fixed``: a float (H, W, 3) image to which the Gaussians' render is added, the render
+    of Gaussians held still (a render is a sum over Gaussians, so fitting some to the
+    image less the render of the others is fitting them with the others in place); with
+    the squared-error loss, given parameters and no layers."""
     loss = get_loss(loss)
     target_np = to_float_image(image)
     height, width = target_np.shape[:2]
+    if fixed is not None:
+        fixed = np.asarray(fixed, dtype=np.float32)
+        if fixed.shape != target_np.shape or not np.isfinite(fixed).all():
+            raise ValueError(f"fixed must be a finite image of shape {target_np.shape}")
+        if not isinstance(loss, SquaredError) or layers is not None or is_method(init):
+            raise ValueError("fixed needs the squared-error loss, no layers and given "
+                             "starting parameters")
+        target_np = target_np - fixed
     n_gaussians = int(n_gaussians)
     if n_gaussians < 1:
         raise ValueError("n_gaussians must be at least 1")

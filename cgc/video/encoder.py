@@ -1,0 +1,313 @@
+"""Encoding videos: I-frames as images, P-frames as the changes a short warm-started fit
+makes to the previous frame's Gaussians, with rate control and scene cuts.
+
+Read me first
+-------------
+* A group of pictures starts with an I-frame (cgc.encode of the frame).  Each P-frame
+  then starts from the Gaussians the decoder holds, moves ADD_SHARE of them (the weakest)
+  to where the error is, fits all of them to the frame for a few steps, and codes what
+  changed (cgc.video.pframe) at the coarsest delta step of STEPS that still reaches the
+  target quality.
+* The target quality is ``psnr``, or with ``bpp`` the PSNR of the group's I-frame, whose
+  budget is set so that the group, its P-frames at their measured share of an I-frame,
+  meets the rate; what the last groups over- or underspent moves the next budget.
+* A P-frame that costs as much as an I-frame, or stays CUT_DB below the target (a cut to a
+  new scene), is coded as an I-frame instead.
+Choices and their measurements: docs/tuning.md, "video/encode.py".
+"""
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cgc.backends import get_backend
+from cgc.image.codec import encode as encode_image, render_gaussians
+from cgc.image.container import SMALLEST_FILE, unpack
+from cgc.image.fit import fit, scaled_rates
+from cgc.image.presets import get_preset
+from cgc.image import _refine_cy
+from cgc.image.prune import energy
+from cgc.image.quantize import dequantise, to_attributes
+from cgc.image.container import X_COLUMN, Y_COLUMN
+from cgc.image.rate import SLOPE_DB
+from scipy.ndimage import uniform_filter
+from cgc.image.relocate import RELOCATE_SIGMA_FACTOR, place_at_errors
+from cgc.imageio import to_float_image, to_uint8
+from cgc.metrics import psnr_of_mse
+from cgc.progress import ProgressBar
+from cgc.video.container import I_FRAME, P_FRAME, pack
+from cgc.video.motion import global_motion
+from cgc.video.pframe import State, apply_p_frame, moved_codes, pack_p_frame, zigzag
+
+DEFAULT_GOP = 60
+DEFAULT_RATE = 30
+# A P-frame's fit: this share of its preset's full-resolution steps, at this share of the
+# learning rates (a continued fit, as cgc.image.grow's).
+P_ITERATION_SHARE = 1.0
+P_LR_SHARE = 1.0
+# Share of the Gaussians moved to the largest errors in each P-frame.
+ADD_SHARE = 0.02
+# A Gaussian is fitted in a P-frame where the moved state's squared error, averaged over
+# ACTIVE_WINDOW times the Gaussians' mean spacing, is over ACTIVE_ERROR_SHARE of the
+# target quality's; the others stay as they are.
+ACTIVE_WINDOW = 2.0
+ACTIVE_ERROR_SHARE = 1.0
+# Delta steps tried for each P-frame, finest first.
+STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
+# Updates whose error saved is worth less than this share of their bits at the I-frame's
+# rate-distortion slope are taken back (_Encoder._worth_sending); an update's flag costs
+# about UPDATE_FLAG_BITS more than a kept Gaussian's.
+REVERT_PRICE_SHARE = 1.0
+UPDATE_FLAG_BITS = 1.0
+# With a target rate, P-frames aim at this many dB below their I-frame.
+P_OFFSET_DB = 1.0
+# Before a group has measured it: a P-frame's size as a share of an I-frame's.
+P_SHARE = 0.3
+# The over- or underspending one group's budget may make up for, in frames' budgets.
+MAX_CARRY_FRAMES = 0.5
+
+
+def encode(frames, bpp=None, psnr=None, gop=DEFAULT_GOP, rate=None, preset="fast",
+           device="cpu", seed=0, progress=None):
+    """Encode a video to .cgcv bytes.
+
+    ``frames``: a (T, H, W, 3) array, an iterable of (H, W, 3) arrays (uint8, or float in
+    [0, 1]), or the path of a video file or a folder of images (cgc.video.io; the file's
+    frame rate unless ``rate`` is given).  ``bpp``: the mean rate to aim at, in bits per
+    pixel of every frame; ``psnr``: a constant quality in dB (each I-frame the smallest
+    cgc.encode file reaching it, each P-frame the cheapest reaching it); exactly one.
+    ``gop``: most frames from one I-frame to the next (1: every frame an I-frame).
+    ``rate``: frames per second, a number or (numerator, denominator), 30 by default.
+    ``preset``: the I-frames' cgc.encode preset, whose fit steps set the P-frames' too."""
+    if (bpp is None) == (psnr is None):
+        raise ValueError("give one of bpp and psnr")
+    for name, value in (("bpp", bpp), ("psnr", psnr)):
+        if value is not None and (isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating)) or not 0 < value < math.inf):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if isinstance(gop, bool) or not isinstance(gop, (int, np.integer)) or gop < 1:
+        raise ValueError(f"gop must be a positive integer, got {gop!r}")
+    chosen = get_preset(preset)
+    if isinstance(frames, (str, Path)):
+        from cgc.video.io import read_video
+
+        frames, file_rate = read_video(frames)
+        rate = file_rate if rate is None else rate
+    encoder = _Encoder(bpp, psnr, int(gop), chosen, preset, device, seed)
+    coded = []
+    shape = None
+    bar = ProgressBar(len(frames) if hasattr(frames, "__len__") else None,
+                      sys.stderr.isatty() if progress is None else progress)
+    for k, frame in enumerate(frames):
+        image = to_float_image(frame)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"frame {k} has shape {np.shape(frame)}, not (H, W, 3)")
+        if shape is None:
+            shape = image.shape
+        elif image.shape != shape:
+            raise ValueError(f"frame {k} is {image.shape[1]}x{image.shape[0]}, frame 0 "
+                             f"{shape[1]}x{shape[0]}: every frame must be the same size")
+        coded.append(encoder.frame(image))
+        bar.update(k + 1, f"{'IP'[coded[-1][0]]} {len(coded[-1][1])} B")
+    bar.close()
+    if not coded:
+        raise ValueError("no frames to encode")
+    return pack(shape[1], shape[0], DEFAULT_RATE if rate is None else rate, coded)
+
+
+class _Encoder:
+    """The state of one encode: the decoder's state and the rate control's counts."""
+
+    def __init__(self, bpp, psnr, gop, chosen, preset, device, seed):
+        self.bpp, self.psnr, self.gop, self.preset = bpp, psnr, gop, preset
+        self.device, self.seed = device, seed
+        self.p_iterations = max(1, round(P_ITERATION_SHARE * chosen.iterations))
+        self.state = None
+        self.frames = 0  # frames coded
+        self.spent = 0  # bytes spent
+        self.since_i = 0  # P-frames since the last I-frame
+        self.i_bytes = 0
+        self.i_psnr = None  # of the group's I-frame
+        self.p_share = P_SHARE
+        self.group_p_bytes = []
+
+    def frame(self, image):
+        """(type, payload) of the next frame, the state advanced past it."""
+        coded = None
+        if self.state is not None and self.since_i + 1 < self.gop:
+            coded = self._p_frame(image)
+        if coded is None:
+            coded = self._i_frame(image)
+        self.frames += 1
+        self.spent += len(coded[1])
+        return coded
+
+    def _i_frame(self, image):
+        height, width = image.shape[:2]
+        if self.group_p_bytes:
+            self.p_share = float(np.mean(self.group_p_bytes)) / self.i_bytes
+        self.group_p_bytes = []
+        if self.psnr is not None:
+            data = encode_image(image, psnr=self.psnr, preset=self.preset, device=self.device,
+                                seed=self.seed)
+        else:
+            frame_bytes = self.bpp * height * width / 8
+            carry = frame_bytes * self.frames - self.spent
+            limit = MAX_CARRY_FRAMES * self.gop * frame_bytes
+            group = self.gop * frame_bytes + min(max(carry, -limit), limit)
+            budget = group / (1 + (self.gop - 1) * self.p_share)
+            data = encode_image(image, max_bytes=max(SMALLEST_FILE, int(budget)),
+                                preset=self.preset, device=self.device, seed=self.seed)
+        self.state = State.intra(unpack(data))
+        self.i_bytes = len(data)
+        self.i_psnr = self._psnr(self.state, image)
+        self.since_i = 0
+        return I_FRAME, data
+
+    def _p_frame(self, image):
+        """(P_FRAME, payload), or None where an I-frame should be coded instead."""
+        height, width = image.shape[:2]
+        state = self.state
+        motion = self._motion(image)
+        removed, target, added = self._fit(state, image, motion)
+        candidates = []
+        for step in STEPS:
+            stepped = self._worth_sending(state, image, motion, target, removed, added, step)
+            payload = pack_p_frame(state, stepped, removed, added, [step] * target.shape[1],
+                                   motion)
+            after = apply_p_frame(state, payload, height, width)
+            candidates.append((payload, after, self._psnr(after, image)))
+        # The smallest P-frame reaching the target quality, else the best one.
+        passing = [c for c in candidates if c[2] >= self._target_psnr()]
+        payload, after, quality = (min(passing, key=lambda c: len(c[0])) if passing
+                                   else max(candidates, key=lambda c: c[2]))
+        if len(payload) >= self.i_bytes * 2 ** ((quality - self.i_psnr) / SLOPE_DB):
+            return None  # an I-frame of this quality would cost less: a new scene
+        self.state = after
+        self.since_i += 1
+        self.group_p_bytes.append(len(payload))
+        return P_FRAME, payload
+
+    def _worth_sending(self, state, image, motion, target, removed, added, step):
+        """``target`` with the updates at ``step`` that do not pay for their bits taken
+        back: those whose error saved, at the group's I-frame's price of a bit
+        (``_bit_price``), is less than the bits they cost (cgc.image._refine_cy.
+        revert_updates)."""
+        height, width = image.shape[:2]
+        moved, inside = moved_codes(state, motion)
+        levels = np.array([q.levels for q in state.quantisers], np.int64)
+        delta = np.clip(np.round((target.astype(np.int64) - moved) / step), -(moved // step),
+                        (levels - moved) // step).astype(np.int64)
+        stepped = moved + step * delta
+        kept = inside & ~removed
+        changed = np.flatnonzero(kept & np.any(delta != 0, axis=1))
+        if not len(changed):
+            return stepped
+        rows = np.flatnonzero(kept)
+        params = np.concatenate([dequantise(state.quantisers, stepped[rows].astype(np.uint32)),
+                                 dequantise(state.quantisers, added)])
+        old = dequantise(state.quantisers, moved[changed].astype(np.uint32))
+        # A code's bits: about those of an Elias gamma code of its zigzagged delta.
+        zz = zigzag(delta[changed])
+        saved = np.sum(np.where(zz > 0, 2 * np.floor(np.log2(zz + 1)) + 1, 0), axis=1) \
+            + UPDATE_FLAG_BITS
+        reverted = _refine_cy.revert_updates(params, np.searchsorted(rows, changed), old,
+                                             saved.astype(np.float64), self._bit_price(image),
+                                             np.ascontiguousarray(image, np.float32))
+        stepped[changed[reverted.astype(bool)]] = moved[changed[reverted.astype(bool)]]
+        return stepped
+
+    def _bit_price(self, image):
+        """Squared error (of [0, 1] channels, summed) a bit is worth at the group's I-frame:
+        its PSNR rises by SLOPE_DB per doubling of its bits, so at D (the target's error)
+        and R bits, dD/dR = D * SLOPE_DB / (10 log10(e) * R * ln 2); REVERT_PRICE_SHARE of
+        that."""
+        height, width = image.shape[:2]
+        error = 3 * height * width * 10 ** (-self._target_psnr() / 10)
+        return REVERT_PRICE_SHARE * error * SLOPE_DB / (
+            10 * math.log10(math.e) * 8 * self.i_bytes * math.log(2))
+
+    def _motion(self, image):
+        """The global motion from the last decoded frame to ``image``, in position codes."""
+        height, width = image.shape[:2]
+        reference = render_gaussians(self.state.gaussians(height, width), self.device)
+        shift = global_motion(reference.astype(np.float32) / 255, image)
+        motion = []
+        for column, pixels in zip((X_COLUMN, Y_COLUMN), shift):
+            q = self.state.quantisers[column]
+            step = (q.hi - q.lo) / q.levels if q.levels else 0.0
+            motion.append(int(round(pixels / step)) if step > 0 else 0)
+        return tuple(motion)
+
+    def _fit(self, state, image, motion):
+        """(removed mask, target codes (N, 8), added codes (M, 8)) of a P-frame: the state
+        moved by ``motion``; the Gaussians where the moved state's error is over
+        ACTIVE_ERROR_SHARE of the target's (the active ones) fitted with the others held
+        still, the weakest ADD_SHARE of them moved to the largest errors first; those
+        moved off the frame removed."""
+        height, width = image.shape[:2]
+        moved, inside = moved_codes(state, motion)
+        params = dequantise(state.quantisers, np.clip(moved, 0, None).astype(np.uint32))
+        n = len(params)
+        backend = get_backend(self.device)
+        rendered = _render(backend, params[inside], height, width)
+        residual = image - np.clip(rendered, 0.0, 1.0)
+        error = np.square(residual, dtype=np.float64).sum(axis=2)
+        spacing = math.sqrt(height * width / n)
+        local = uniform_filter(error, size=max(1, round(ACTIVE_WINDOW * spacing)),
+                               mode="nearest")
+        x, y = params[:, 0], params[:, 1]
+        removed = np.zeros(n, bool)
+        target_mse = 3 * 10 ** (-self._target_psnr() / 10)  # of three channels in [0, 1]
+        at = (np.clip(y, 0, height - 1).astype(np.int64), np.clip(x, 0, width - 1).astype(
+            np.int64))
+        active = inside & (local[at] > ACTIVE_ERROR_SHARE * target_mse)
+        # As many new Gaussians as left the frame, plus the weakest ADD_SHARE moved.
+        moving = min(int(ADD_SHARE * n), int(active.sum()))
+        count = min(moving + int((~inside).sum()), np.count_nonzero(error))
+        added = np.zeros((0, 8), np.float32)
+        if count > 0 and np.isfinite(error.sum()):
+            weakest = np.flatnonzero(active)[np.argsort(energy(params[active]),
+                                                        kind="stable")[:moving]]
+            removed[weakest], active[weakest] = True, False
+            rng = np.random.default_rng([self.seed, self.frames])
+            added = place_at_errors(residual, error.ravel(), count, RELOCATE_SIGMA_FACTOR
+                                    * spacing, rng)
+        target = moved.copy()
+        if active.any() or len(added):
+            still = ~active & ~removed & inside
+            fixed = _render(backend, params[still], height, width)
+            start = np.concatenate([params[active], added])
+            fitted = fit(image, len(start), iterations=self.p_iterations, seed=self.seed,
+                         init=start, lr=scaled_rates(height, width, n, P_LR_SHARE),
+                         device=self.device, progress=False, relocation=False, log_every=0,
+                         fixed=fixed).params
+            target[active] = _codes(fitted[:int(active.sum())], state.quantisers)
+            added = fitted[int(active.sum()):]
+        return removed, target, _codes(added, state.quantisers)
+
+    def _target_psnr(self):
+        """A P-frame's target quality: ``psnr``, or P_OFFSET_DB below the I-frame's."""
+        return self.psnr if self.psnr is not None else self.i_psnr - P_OFFSET_DB
+
+    def _psnr(self, state, image):
+        height, width = image.shape[:2]
+        decoded = render_gaussians(state.gaussians(height, width), self.device)
+        mse = np.mean((decoded.astype(np.float64) - to_uint8(image)) ** 2)
+        return psnr_of_mse(mse, 255)
+
+
+def _render(backend, params, height, width):
+    """The float32 (H, W, 3) render of parameters (N, 8), N possibly 0, unclipped."""
+    if not len(params):
+        return np.zeros((height, width, 3), np.float32)
+    return backend.to_numpy(backend.render_forward(backend.from_numpy(
+        np.ascontiguousarray(params)), height, width))
+
+
+def _codes(params, quantisers):
+    """Codes (N, 8) of parameters under the group's quantisers (clipped to their ranges)."""
+    attributes = to_attributes(params)
+    return np.stack([q.quantise(attributes[:, k]) for k, q in enumerate(quantisers)],
+                    axis=1).astype(np.uint32)
