@@ -100,9 +100,10 @@ def encode(frames, bpp=None, psnr=None, gop=DEFAULT_GOP, rate=None, preset="fast
     bar = ProgressBar(len(frames) if hasattr(frames, "__len__") else None,
                       sys.stderr.isatty() if progress is None else progress)
     for k, frame in enumerate(frames):
-        image = to_float_image(frame)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"frame {k} has shape {np.shape(frame)}, not (H, W, 3)")
+        try:
+            image = to_float_image(frame)
+        except ValueError as exc:
+            raise ValueError(f"frame {k}: {exc}") from None
         if shape is None:
             shape = image.shape
         elif image.shape != shape:
@@ -171,7 +172,13 @@ class _Encoder:
         state = self.state
         motion = self._motion(image)
         removed, target, added = self._fit(state, image, motion)
-        candidates = []
+        # The first candidate changes nothing but the motion: static content costs a flag
+        # per Gaussian.
+        moved, _ = moved_codes(state, motion)
+        nothing = pack_p_frame(state, moved, np.zeros(len(state), bool),
+                               np.zeros((0, 8), np.uint32), [1] * 8, motion)
+        after = apply_p_frame(state, nothing, height, width)
+        candidates = [(nothing, after, self._psnr(after, image))]
         for step in STEPS:
             stepped = self._worth_sending(state, image, motion, target, removed, added, step)
             payload = pack_p_frame(state, stepped, removed, added, [step] * target.shape[1],

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from cgc.imageio import load_image, save_image
+from cgc.imageio import load_image, save_image, to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".y4m", ".avi", ".mov")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
@@ -42,7 +42,7 @@ def read_video(path):
                        if name.lower().endswith(IMAGE_SUFFIXES))
         if not names:
             raise ValueError(f"no images in the folder {path}")
-        return (load_image(os.path.join(path, name)) for name in names), None
+        return (to_uint8(load_image(os.path.join(path, name))) for name in names), None
     av = _av()
     try:
         container = av.open(path)
