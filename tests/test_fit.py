@@ -55,6 +55,32 @@ def test_fit_continues_from_given_parameters(image):
     assert render_psnr(more, image) > render_psnr(first, image)
 
 
+def test_fixed_gaussians_are_fitted_around(image):
+    """fit(fixed=) fits some Gaussians with others held still: the loss is that of the
+    clipped sum, so the moved ones end better than a fit that ignores the held ones."""
+    first = cgc.fit(image, 120, iterations=60, progress=False)
+    held, moved = first.params[:60], first.params[60:].copy()
+    moved[:, :2] += np.random.default_rng(0).normal(0, 2.0, (60, 2)).astype(np.float32)
+    height, width = image.shape[:2]
+    fixed = Gaussians(held, height, width).render(clip=False)
+
+    def together(params):
+        return render_psnr(Gaussians(np.concatenate([held, params]), height, width), image)
+
+    around = cgc.fit(image, 60, iterations=40, init=moved, fixed=fixed, relocation=False,
+                     progress=False)
+    alone = cgc.fit(image, 60, iterations=40, init=moved, relocation=False, progress=False)
+    assert together(around.params) > together(moved) + 1.0
+    assert together(around.params) > together(alone.params) + 1.0
+    for kwargs, match in [({"fixed": fixed[:-1]}, "shape"), ({"fixed": fixed * np.nan}, "finite"),
+                          ({"fixed": fixed, "loss": "ssim"}, "squared-error"),
+                          ({"fixed": fixed, "layers": [30, 30]}, "squared-error")]:
+        with pytest.raises(ValueError, match=match):
+            cgc.fit(image, 60, iterations=1, init=moved, progress=False, **kwargs)
+    with pytest.raises(ValueError, match="given"):
+        cgc.fit(image, 60, iterations=1, fixed=fixed, progress=False)
+
+
 def test_deterministic_for_a_seed(image):
     a = cgc.fit(image, 80, iterations=10, seed=3, init="random", progress=False)
     b = cgc.fit(image, 80, iterations=10, seed=3, init="random", progress=False)

@@ -202,7 +202,6 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
         if not isinstance(loss, SquaredError) or layers is not None or is_method(init):
             raise ValueError("fixed needs the squared-error loss, no layers and given "
                              "starting parameters")
-        target_np = target_np - fixed
     n_gaussians = int(n_gaussians)
     if n_gaussians < 1:
         raise ValueError("n_gaussians must be at least 1")
@@ -243,7 +242,7 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
         params_np[:, :5] *= 2
     else:
         params_np = _starting_params(init, target_np, n_gaussians, seed)
-    params_np = stage.run(target_np, params_np, iterations, "step", max_variance)
+    params_np = stage.run(target_np, params_np, iterations, "step", max_variance, fixed)
     bar.close()
     return Gaussians(params_np, height, width)
 
@@ -261,10 +260,11 @@ class _Stage:
         self.log_every = log_every
         self.done = 0  # steps of earlier stages, for the progress bar
 
-    def run(self, target_np, params_np, iterations, label, max_variance):
+    def run(self, target_np, params_np, iterations, label, max_variance, fixed=None):
         """``params_np`` (float32 numpy) after ``iterations`` steps towards ``target_np``,
         with covariance eigenvalues up to ``max_variance`` (None: fit's default) in its
-        pixels."""
+        pixels; ``fixed`` (numpy, as the target) is added to every render before it is
+        clipped and compared (fit's ``fixed``)."""
         backend, xp, log_every = self.backend, self.backend.xp, self.log_every
         height, width = target_np.shape[:2]
         n_gaussians = len(params_np)
@@ -274,6 +274,8 @@ class _Stage:
         params = backend.from_numpy(params_np)
         backend.clamp_scales(params, bounds)
         target = backend.from_numpy(target_np)
+        if fixed is not None:
+            fixed = backend.from_numpy(fixed)
         m = xp.zeros_like(params)
         v = xp.zeros_like(params)
         relocate_at = set(relocation_steps(iterations)) if self.relocation else set()
@@ -294,6 +296,8 @@ class _Stage:
                                                   weight=bool(want_diag))
                 if want_diag:
                     rendered, coverage = rendered
+                if fixed is not None:  # the image is clipped with the held Gaussians in
+                    rendered = rendered + fixed
                 grad_image = xp.ascontiguousarray(self.loss.gradient(
                     xp, xp.clip(rendered, 0.0, 1.0), target).astype(params.dtype))
                 grads = backend.render_backward(params, height, width, grad_image, bins)

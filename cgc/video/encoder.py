@@ -8,11 +8,13 @@ Read me first
   to where the error is, fits all of them to the frame for a few steps, and codes what
   changed (cgc.video.pframe) at the coarsest delta step of STEPS that still reaches the
   target quality.
-* The target quality is ``psnr``, or with ``bpp`` the PSNR of the group's I-frame, whose
-  budget is set so that the group, its P-frames at their measured share of an I-frame,
-  meets the rate; what the last groups over- or underspent moves the next budget.
-* A P-frame that costs as much as an I-frame, or stays CUT_DB below the target (a cut to a
-  new scene), is coded as an I-frame instead.
+* The target quality is ``psnr``, or with ``bpp`` P_OFFSET_DB under the PSNR of the
+  group's I-frame.  The I-frames' rate starts where a group of P-frames at a typical share
+  of an I-frame meets the mean rate asked, and each I-frame corrects it by how far the
+  frames so far are off that rate.
+* A P-frame that costs more than an I-frame of its quality would (the group's I-frame's
+  bytes, scaled by SLOPE_DB per doubling) is coded as an I-frame instead: a cut to a new
+  scene, or content moving beyond what the P-frame's fit follows.
 Choices and their measurements: docs/tuning.md, "video/encode.py".
 """
 import math
@@ -60,12 +62,20 @@ STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
 # about UPDATE_FLAG_BITS more than a kept Gaussian's.
 REVERT_PRICE_SHARE = 1.0
 UPDATE_FLAG_BITS = 1.0
-# With a target rate, P-frames aim at this many dB below their I-frame.
+# With a target rate, P-frames aim first at P_OFFSET_DB below their I-frame; after each,
+# the aim moves by P_GAIN times the dB its bytes were off the plan (SLOPE_DB per doubling),
+# within MAX_OFFSET_DB of the I-frame.  The plan: what the rest of a nominal group's bytes
+# leave each P-frame, at least MIN_P_PLAN of a frame's mean budget.
 P_OFFSET_DB = 1.0
-# Before a group has measured it: a P-frame's size as a share of an I-frame's.
+P_GAIN = 0.5
+MAX_OFFSET_DB = 10.0
+MIN_P_PLAN = 0.1
+# The first I-frame's rate: that of a group of NOMINAL_GROUP frames (at most gop) whose
+# P-frames take P_SHARE of its bytes each, meeting the mean rate asked; each I-frame after
+# it corrects the rate by at most MAX_RATE_STEP's square root.
 P_SHARE = 0.3
-# The over- or underspending one group's budget may make up for, in frames' budgets.
-MAX_CARRY_FRAMES = 0.5
+NOMINAL_GROUP = 30
+MAX_RATE_STEP = 2.0
 
 
 def encode(frames, bpp=None, psnr=None, gop=DEFAULT_GOP, rate=None, preset="fast",
@@ -130,8 +140,11 @@ class _Encoder:
         self.since_i = 0  # P-frames since the last I-frame
         self.i_bytes = 0
         self.i_psnr = None  # of the group's I-frame
-        self.p_share = P_SHARE
-        self.group_p_bytes = []
+        # The I-frames' rate: a group of NOMINAL_GROUP frames (or gop) at the mean rate,
+        # its P-frames P_SHARE of its I-frame each; then set by what is spent.
+        group = min(gop, NOMINAL_GROUP)
+        self.i_bpp = None if bpp is None else bpp * group / (1 + (group - 1) * P_SHARE)
+        self.p_plan, self.p_offset = None, P_OFFSET_DB
 
     def frame(self, image):
         """(type, payload) of the next frame, the state advanced past it."""
@@ -145,23 +158,28 @@ class _Encoder:
         return coded
 
     def _i_frame(self, image):
-        height, width = image.shape[:2]
-        if self.group_p_bytes:
-            self.p_share = float(np.mean(self.group_p_bytes)) / self.i_bytes
-        self.group_p_bytes = []
         if self.psnr is not None:
             data = encode_image(image, psnr=self.psnr, preset=self.preset, device=self.device,
                                 seed=self.seed)
         else:
-            frame_bytes = self.bpp * height * width / 8
-            carry = frame_bytes * self.frames - self.spent
-            limit = MAX_CARRY_FRAMES * self.gop * frame_bytes
-            group = self.gop * frame_bytes + min(max(carry, -limit), limit)
-            budget = group / (1 + (self.gop - 1) * self.p_share)
+            height, width = image.shape[:2]
+            if self.frames:
+                # What was meant to be spent so far over what was: the I-frames' rate moves
+                # by the square root of it, every I-frame, towards the mean rate asked.
+                ratio = self.bpp * height * width * self.frames / (8 * self.spent)
+                self.i_bpp *= min(max(ratio, 1 / MAX_RATE_STEP), MAX_RATE_STEP) ** 0.5
+            budget = self.i_bpp * height * width / 8
             data = encode_image(image, max_bytes=max(SMALLEST_FILE, int(budget)),
                                 preset=self.preset, device=self.device, seed=self.seed)
         self.state = State.intra(unpack(data))
         self.i_bytes = len(data)
+        if self.bpp is not None:
+            # What each P-frame of a nominal group may spend, the I-frame paid for.
+            height, width = image.shape[:2]
+            group = min(self.gop, NOMINAL_GROUP)
+            frame_bytes = self.bpp * height * width / 8
+            self.p_plan = max((group * frame_bytes - self.i_bytes) / max(group - 1, 1),
+                              MIN_P_PLAN * frame_bytes)
         self.i_psnr = self._psnr(self.state, image)
         self.since_i = 0
         return I_FRAME, data
@@ -193,7 +211,11 @@ class _Encoder:
             return None  # an I-frame of this quality would cost less: a new scene
         self.state = after
         self.since_i += 1
-        self.group_p_bytes.append(len(payload))
+        if self.bpp is not None:
+            # Over the plan, aim lower next time; under it, higher (P_GAIN of the gap).
+            gap = SLOPE_DB * math.log2(len(payload) / self.p_plan)
+            self.p_offset = min(max(self.p_offset + P_GAIN * gap, -MAX_OFFSET_DB),
+                                MAX_OFFSET_DB)
         return P_FRAME, payload
 
     def _worth_sending(self, state, image, motion, target, removed, added, step):
@@ -296,7 +318,7 @@ class _Encoder:
 
     def _target_psnr(self):
         """A P-frame's target quality: ``psnr``, or P_OFFSET_DB below the I-frame's."""
-        return self.psnr if self.psnr is not None else self.i_psnr - P_OFFSET_DB
+        return self.psnr if self.psnr is not None else self.i_psnr - self.p_offset
 
     def _psnr(self, state, image):
         height, width = image.shape[:2]
