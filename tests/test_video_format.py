@@ -1,8 +1,10 @@
 """The .cgcv format (docs/video-format.md): container, P-frames against hand-computed states,
 the golden file, and damaged files of every kind."""
+import math
 import os
 import struct
 import zlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ GOLDEN_BITS = (12, 9, 7, 8, 6, 7, 5, 2)  # as tests/golden/small.cgc
 REGEN_HINT = ("run `python -m pytest tests/test_video_format.py --regen-golden` to rewrite "
               "it, but only for an intended format change")
 WIDTH, HEIGHT = 23, 17
+MOTION = ("mx", "my", "zoom", "l11", "l22")  # the P-frame's first five fields
 
 
 def i_frame():
@@ -33,15 +36,30 @@ def i_state():
     return State.intra(unpack(i_frame()))
 
 
-def p_edit(state, seed, motion=(0, 0)):
+def moved(state, motion):
+    """The state's codes moved as docs/video-format.md says, in exact fractions here:
+    positions zoomed about the middle of their range, rounded half up, then shifted; l11
+    and l22 shifted and clipped."""
+    mx, my, zoom, s11, s22 = motion
+    levels = [q.levels for q in state.quantisers]
+    scale = Fraction(65536 + zoom, 65536)
+    codes = state.codes.astype(np.int64)
+    for column, shift in ((0, mx), (1, my)):
+        half = Fraction(levels[column], 2)
+        codes[:, column] = [shift + math.floor(scale * (k - half) + half + Fraction(1, 2))
+                            for k in codes[:, column]]
+    for column, shift in ((2, s11), (4, s22)):
+        codes[:, column] = np.clip(codes[:, column] + shift, 0, levels[column])
+    return codes
+
+
+def p_edit(state, seed, motion=(0, 0, 0, 0, 0)):
     """A P-frame's inputs: updates to a few Gaussians (some past their codes' range), one
     removed, two added; with the codes the test expects, worked out here by hand."""
     rng = np.random.default_rng(seed)
     n = len(state)
     levels = np.array([q.levels for q in state.quantisers])
-    target = state.codes.astype(np.int64)
-    target[:, 0] += motion[0]
-    target[:, 1] += motion[1]
+    target = moved(state, motion)
     changed = rng.choice(n, 6, replace=False)
     target[changed] += rng.integers(-40, 41, (6, 8))
     removed = np.zeros(n, bool)
@@ -95,9 +113,9 @@ def _varint(data, pos):
 def p_fields(payload):
     """The fields of a P-frame as docs/video-format.md lays them out, read here."""
     fields, pos = {}, 0
-    for name in ("mx", "my", "updated", "removed", "added"):
+    for name in MOTION + ("updated", "removed", "added"):
         fields[name], pos = _varint(payload, pos)
-    for name in ("mx", "my"):
+    for name in MOTION:
         fields[name] = int(unzigzag(fields[name]))
     fields["widths"] = list(payload[pos:pos + 8])
     fields["steps"] = list(payload[pos + 8:pos + 16])
@@ -109,8 +127,8 @@ def p_fields(payload):
 
 def p_payload(fields):
     """A P-frame made of ``fields`` (p_fields' dict), whatever their values."""
-    return b"".join([varint(zigzag(fields["mx"])), varint(zigzag(fields["my"])),
-                     varint(fields["updated"]), varint(fields["removed"]),
+    return b"".join([varint(zigzag(fields[name])) for name in MOTION]
+                    + [varint(fields["updated"]), varint(fields["removed"]),
                      varint(fields["added"]), bytes(fields["widths"]),
                      bytes(fields["steps"]), varint(len(fields["stream"])),
                      fields["stream"], fields["rest"]])
@@ -136,28 +154,26 @@ def _keys(codes, state):
 
 def test_motion_moves_every_gaussian_and_drops_those_leaving():
     state = i_state()
-    motion = (300, -2)
-    target = state.codes.astype(np.int64)
-    target[:, 0] += motion[0]
-    target[:, 1] += motion[1]
+    motion = (300, -2, 3000, 2, -1)  # a zoom of 1 + 3000 / 65536, about 4.6 %
+    target = moved(state, motion)
     payload = pack_p_frame(state, target, np.zeros(len(state), bool),
                            np.zeros((0, 8), np.uint32), [1] * 8, motion)
     after = apply_p_frame(state, payload, HEIGHT, WIDTH)
     levels = np.array([q.levels for q in state.quantisers])
-    inside = (target[:, 0] <= levels[0]) & (target[:, 1] >= 0)
+    inside = np.all((target[:, :2] >= 0) & (target[:, :2] <= levels[:2]), axis=1)
     assert 0 < inside.sum() < len(state)
     expected = target[inside]
     assert sorted(map(tuple, after.codes.tolist())) == sorted(map(tuple, expected.tolist()))
     assert np.all(after.modes == KEEP)  # moved by the motion alone
     fields = p_fields(payload)
-    assert (fields["mx"], fields["my"], fields["updated"], fields["removed"],
-            fields["added"]) == (300, -2, 0, 0, 0)
+    assert tuple(fields[name] for name in MOTION + ("updated", "removed", "added")) == (
+        300, -2, 3000, 2, -1, 0, 0, 0)
 
 
 def golden_bytes():
     state = i_state()
     frames = [(I_FRAME, i_frame())]
-    for k, motion in enumerate([(0, 0), (40, -20)]):
+    for k, motion in enumerate([(0, 0, 0, 0, 0), (40, -20, 1500, 1, -1)]):
         target, removed, added = p_edit(state, seed=10 + k, motion=motion)
         payload = pack_p_frame(state, target, removed, added, [1, 1, 2, 1, 1, 1, 1, 1],
                                motion)
@@ -238,6 +254,7 @@ def _width(a, value):
     (_set("updated", 10 ** 6), "updated"),
     (_set("added", 10 ** 6), "count"),
     (_set("mx", 1 << 20), "motion"),
+    (_set("zoom", 1 << 15 | 1), "motion"),
     (_width(0, 17), "16 bits"),
     (lambda f: f["steps"].__setitem__(2, 0), "step of 0"),
     (lambda f: f.__setitem__("stream", f["stream"][:3] + b"\xff\xff" + f["stream"][5:]),
@@ -349,7 +366,7 @@ def test_writer_refuses_what_readers_would():
                      [0] * 8)
     with pytest.raises(ValueError, match="motion"):
         pack_p_frame(state, state.codes, np.zeros(len(state), bool), np.zeros((0, 8)),
-                     [1] * 8, (1 << 20, 0))
+                     [1] * 8, (1 << 20, 0, 0, 0, 0))
 
 
 def test_a_kept_frame_costs_little():
@@ -358,7 +375,8 @@ def test_a_kept_frame_costs_little():
                            np.zeros((0, 8), np.uint32), [1] * 8)
     after = apply_p_frame(state, payload, HEIGHT, WIDTH)
     assert np.array_equal(after.codes, state.codes[storage_order(state.codes, state.bits)])
-    # Five 1-byte varints, widths and steps, the stream's length and its 40 modes: the
-    # range coder's 5 bytes of ends and about 5 of modes, whose models start at even odds.
-    assert len(payload) <= 5 + 16 + 1 + 10
+    # Eight 1-byte varints (motion and counts), widths and steps, the stream's length and
+    # its 40 modes: the range coder's 5 bytes of ends and about 5 of modes, whose models
+    # start at even odds.
+    assert len(payload) <= 8 + 16 + 1 + 10
     assert not np.any(after.modes == REMOVE)

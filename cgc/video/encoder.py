@@ -40,7 +40,9 @@ from cgc.metrics import psnr_of_mse
 from cgc.progress import ProgressBar
 from cgc.video.container import I_FRAME, P_FRAME, pack
 from cgc.video.motion import global_motion
-from cgc.video.pframe import State, apply_p_frame, moved_codes, pack_p_frame, zigzag
+from cgc.video.pframe import (L11_COLUMN, L22_COLUMN, MAX_ZOOM, NO_MOTION, ZOOM_ONE, State,
+                              apply_p_frame, check_motion, moved_codes, pack_p_frame,
+                              zigzag)
 
 DEFAULT_GOP = 60
 DEFAULT_RATE = 30
@@ -258,16 +260,31 @@ class _Encoder:
             10 * math.log10(math.e) * 8 * self.i_bytes * math.log(2))
 
     def _motion(self, image):
-        """The global motion from the last decoded frame to ``image``, in position codes."""
+        """The global motion from the last decoded frame to ``image`` (a Motion in codes)."""
         height, width = image.shape[:2]
         reference = render_gaussians(self.state.gaussians(height, width), self.device)
-        shift = global_motion(reference.astype(np.float32) / 255, image)
-        motion = []
-        for column, pixels in zip((X_COLUMN, Y_COLUMN), shift):
-            q = self.state.quantisers[column]
+        dx, dy, scale = global_motion(reference.astype(np.float32) / 255, image)
+        zoom = int(np.clip(round((scale - 1) * ZOOM_ONE), -MAX_ZOOM, MAX_ZOOM))
+        scale = 1 + zoom / ZOOM_ONE  # as the decoder will apply it
+        quantisers = self.state.quantisers
+        shifts = []
+        # The image's zoom is about its centre, the codes' about their range's middle.
+        for column, pixels, centre in ((X_COLUMN, dx, width / 2), (Y_COLUMN, dy, height / 2)):
+            q = quantisers[column]
             step = (q.hi - q.lo) / q.levels if q.levels else 0.0
-            motion.append(int(round(pixels / step)) if step > 0 else 0)
-        return tuple(motion)
+            middle = q.lo + q.levels * step / 2
+            pixels += (1 - scale) * (centre - middle)
+            shifts.append(int(round(pixels / step)) if step > 0 else 0)
+        for column in (L11_COLUMN, L22_COLUMN):  # log quantisers: a scale is a shift
+            q = quantisers[column]
+            step = (q.hi - q.lo) / q.levels if q.levels else 0.0
+            shifts.append(int(round(math.log(scale) / step)) if step > 0 else 0)
+        levels = np.array([q.levels for q in quantisers])
+        try:
+            return check_motion((shifts[0], shifts[1], zoom, shifts[2], shifts[3]), levels,
+                                ValueError)
+        except ValueError:  # a motion past the codes' ranges: none
+            return NO_MOTION
 
     def _fit(self, state, image, motion):
         """(removed mask, target codes (N, 8), added codes (M, 8)) of a P-frame: the state

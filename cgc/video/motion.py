@@ -1,11 +1,15 @@
-"""Global motion: the translation that best maps the previous decoded frame onto the next.
+"""Global motion: the zoom and translation that best map the previous decoded frame onto
+the next.
 
-A P-frame moves all its Gaussians by one translation before its per-Gaussian changes (a
-camera's pan costs two numbers, not a delta per Gaussian).  The search minimises the mean
-squared difference of the overlapping parts of the two frames (in grey), exhaustively on a
-coarse copy and then within a few pixels at each finer one, and refines the last integer
-estimate to a fraction of a pixel by a parabola through the neighbouring costs."""
+A P-frame moves all its Gaussians by one motion before its per-Gaussian changes (a camera's
+pan or zoom costs a few numbers, not a delta per Gaussian).  The translation search
+minimises the mean squared difference of the overlapping parts of the two frames (in
+grey), exhaustively on a coarse copy and then within a few pixels at each finer one, and
+refines the last integer estimate to a fraction of a pixel by a parabola through the
+neighbouring costs.  Then zooms of SCALES about the frame's centre, each with translations
+within a pixel of it, are tried on a grid of sample points."""
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 # Most motion searched, in pixels per frame along each axis.
 MAX_MOTION = 64
@@ -13,6 +17,12 @@ MAX_MOTION = 64
 COARSE_SIDE = 48
 # Candidate shifts must keep this share of each frame overlapping.
 MIN_OVERLAP = 0.5
+# Zooms tried (s, the scale of the next frame's content against the previous), the
+# translations tried with each (pixels about the translation found alone), and the
+# spacing of the sample points that judge them (pixels).
+SCALES = np.round(np.arange(0.97, 1.0301, 0.005), 4)
+NUDGES = np.arange(-1.0, 1.01, 0.5)
+SAMPLE_SPACING = 4
 
 
 def _grey(image):
@@ -46,9 +56,14 @@ def _best(reference, frame, centre, reach):
 
 
 def global_motion(reference, frame):
-    """(dx, dy) in pixels, floats: ``frame`` (H, W, 3) is close to ``reference`` moved by
-    dx to the right and dy down; (0.0, 0.0) where nothing moved, or frames too small to
-    search."""
+    """(dx, dy, s), floats: ``frame`` (H, W, 3) is close to ``reference`` zoomed by s about
+    the frame's centre, then moved by dx to the right and dy down; (0.0, 0.0, 1.0) where
+    nothing moved, or frames too small to search."""
+    dx, dy = _translation(reference, frame)
+    return _zoom(_grey(reference), _grey(frame), dx, dy)
+
+
+def _translation(reference, frame):
     pyramid = [(_grey(reference), _grey(frame))]
     while min(pyramid[-1][1].shape) >= 2 * COARSE_SIDE:
         pyramid.append(tuple(_halve(image) for image in pyramid[-1]))
@@ -60,6 +75,36 @@ def global_motion(reference, frame):
     for level in range(len(pyramid) - 2, -1, -1):
         best, costs = _best(*pyramid[level], (2 * best[0], 2 * best[1]), 2)
     return tuple(float(best[axis]) + _parabola(costs, best, axis) for axis in (0, 1))
+
+
+def _zoom(reference, frame, dx, dy):
+    """The best of SCALES with translations within NUDGES of (dx, dy), by the mean squared
+    difference at sample points whose source lies inside the reference; (dx, dy, 1.0)
+    unless a zoom does better than the translation alone."""
+    h, w = frame.shape
+    ys, xs = np.mgrid[SAMPLE_SPACING // 2:h:SAMPLE_SPACING, SAMPLE_SPACING // 2:w:SAMPLE_SPACING]
+    ys, xs = ys.ravel().astype(np.float64), xs.ravel().astype(np.float64)
+    if len(ys) < 16:
+        return dx, dy, 1.0
+    values = frame[ys.astype(int), xs.astype(int)]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+
+    def cost(s, tx, ty):
+        sy, sx = (ys - cy - ty) / s + cy, (xs - cx - tx) / s + cx
+        inside = (sy >= 0) & (sy <= h - 1) & (sx >= 0) & (sx <= w - 1)
+        if inside.sum() < MIN_OVERLAP * len(ys):
+            return np.inf
+        sampled = map_coordinates(reference, [sy[inside], sx[inside]], order=1)
+        return float(np.mean(np.square(sampled - values[inside])))
+
+    best = (cost(1.0, dx, dy), 1.0, dx, dy)
+    for s in SCALES:
+        for ny in NUDGES:
+            for nx in NUDGES:
+                candidate = (cost(s, dx + nx, dy + ny), s, dx + nx, dy + ny)
+                if candidate[0] < best[0]:
+                    best = candidate
+    return best[2], best[3], float(best[1])
 
 
 def _parabola(costs, best, axis):

@@ -6,7 +6,7 @@ Read me first
   (N, 8) of its Gaussians in storage order (cgc.image.container.storage_order), plus, per
   Gaussian, what the last frame did to it (its mode and its code change).  Encoder and
   decoder both reach the next state through ``apply_p_frame``, so they never drift.
-* A P-frame first moves every Gaussian by one translation (the global motion, in position
+* A P-frame first moves every Gaussian by one global motion (a zoom and a translation, in
   codes), then gives every Gaussian of the state a mode (keep, update, remove); an updated
   Gaussian's codes change by ``step * delta`` per attribute.  Modes and zigzagged deltas
   share one range-coded stream (cgc/video/_pframe_streams.h); new Gaussians follow, coded
@@ -16,6 +16,7 @@ Read me first
   the same attribute's change in the previous frame.
 """
 import struct
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,15 @@ MAX_STEP = 255
 # Context of a delta: its attribute's previous change, zigzagged, in these classes.
 CONTEXT_EDGES = np.array([0, 2, 8])
 MAX_VARINT_BYTES = 5  # a 32-bit value
+L11_COLUMN, L22_COLUMN = ATTRIBUTES.index("l11"), ATTRIBUTES.index("l22")
+# The global motion: position codes move by a zoom about the middle of their range, then
+# by x and y codes; l11 and l22 codes (log quantisers: a scale is a shift) by their own.
+# The zoom is s - 1 in units of 2^-ZOOM_BITS, |s - 1| at most a half.
+Motion = namedtuple("Motion", "x y zoom l11 l22")
+NO_MOTION = Motion(0, 0, 0, 0, 0)
+ZOOM_BITS = 16
+ZOOM_ONE = 1 << ZOOM_BITS
+MAX_ZOOM = ZOOM_ONE // 2
 
 
 @dataclass
@@ -88,22 +98,41 @@ def delta_contexts(previous, steps):
     return np.ascontiguousarray(np.searchsorted(CONTEXT_EDGES, moved, side="left"), np.uint8)
 
 
+def check_motion(motion, levels, error):
+    """``motion`` as a Motion of ints, within the codes' ranges (``error`` otherwise)."""
+    motion = Motion(*(int(m) for m in motion))
+    if (abs(motion.x) > levels[X_COLUMN] or abs(motion.y) > levels[Y_COLUMN]
+            or abs(motion.zoom) > MAX_ZOOM or abs(motion.l11) > levels[L11_COLUMN]
+            or abs(motion.l22) > levels[L22_COLUMN]):
+        raise error(f"motion {tuple(motion)} beyond the codes' ranges")
+    return motion
+
+
 def moved_codes(state, motion):
-    """(codes, inside): the state's codes (N, 8) as int64 with ``motion`` (x and y codes)
-    added to the positions, and the mask of those whose positions stay within their
-    codes' range.  The others have left the frame: a P-frame removes them before its
-    modes, which are of the Gaussians inside alone."""
+    """(codes, inside): the state's codes (N, 8) as int64 moved by ``motion`` (a Motion),
+    and the mask of those whose positions stay within their codes' range.  The others have
+    left the frame: a P-frame removes them before its modes, which are of the Gaussians
+    inside alone.
+
+    A position code k of L levels becomes round(s (k - L / 2) + L / 2) plus the shift,
+    s = 1 + zoom / 2^16, in integers (the halves rounding up); l11 and l22 codes (log
+    quantisers) shift by their own counts, clipped to their range; the rest stay."""
     levels = np.array([q.levels for q in state.quantisers], np.int64)
     codes = state.codes.astype(np.int64)
     inside = np.ones(len(codes), bool)
-    for column, shift in zip((X_COLUMN, Y_COLUMN), motion):
-        codes[:, column] += shift
-        inside &= (codes[:, column] >= 0) & (codes[:, column] <= levels[column])
+    scale = ZOOM_ONE + motion.zoom
+    for column, shift in ((X_COLUMN, motion.x), (Y_COLUMN, motion.y)):
+        k, top = codes[:, column], levels[column]
+        codes[:, column] = shift + ((scale * (2 * k - top) + ZOOM_ONE * top + ZOOM_ONE)
+                                    >> (ZOOM_BITS + 1))
+        inside &= (codes[:, column] >= 0) & (codes[:, column] <= top)
+    for column, shift in ((L11_COLUMN, motion.l11), (L22_COLUMN, motion.l22)):
+        codes[:, column] = np.clip(codes[:, column] + shift, 0, levels[column])
     return codes, inside
 
 
-def pack_p_frame(state, target, removed, added, steps, motion=(0, 0)):
-    """P-frame bytes taking ``state`` moved by ``motion`` (x and y codes) towards
+def pack_p_frame(state, target, removed, added, steps, motion=NO_MOTION):
+    """P-frame bytes taking ``state`` moved by ``motion`` (a Motion) towards
     ``target``: codes (N, 8) for its Gaussians (same order; the GOP's quantisers), of
     which the ``removed`` mask goes (and those the motion takes off the frame,
     ``moved_codes``), plus ``added`` codes (M, 8).  Each attribute's change is rounded to
@@ -113,9 +142,7 @@ def pack_p_frame(state, target, removed, added, steps, motion=(0, 0)):
     if steps.shape != (_ATTRS,) or steps.min() < 1 or steps.max() > MAX_STEP:
         raise ValueError(f"steps must be {_ATTRS} integers from 1 to {MAX_STEP}")
     levels = np.array([q.levels for q in state.quantisers], np.int64)
-    motion = tuple(int(m) for m in motion)
-    if any(abs(m) > levels[c] for m, c in zip(motion, (X_COLUMN, Y_COLUMN))):
-        raise ValueError(f"motion {motion} beyond the position codes' range")
+    motion = check_motion(motion, levels, ValueError)
     ref, inside = moved_codes(state, motion)
     ref = ref[inside]
     delta = np.round((np.asarray(target, np.int64)[inside] - ref) / steps).astype(np.int64)
@@ -186,14 +213,13 @@ def apply_p_frame(state, payload, height, width):
     """The state after P-frame ``payload`` (FormatError if it is not a valid one for
     ``state``)."""
     reader = _Reader(bytes(payload))
-    motion = tuple(int(unzigzag(reader.varint("motion"))) for _ in range(2))
+    motion = [int(unzigzag(reader.varint("motion"))) for _ in Motion._fields]
     n_updated, n_removed, n_added = (reader.varint(what)
                                      for what in ("updates", "removals", "additions"))
     fields = WIDTHS_AND_STEPS.unpack(reader.take(WIDTHS_AND_STEPS.size, "widths"))
     widths, steps = fields[:_ATTRS], np.array(fields[_ATTRS:], np.int64)
     levels = np.array([q.levels for q in state.quantisers], np.int64)
-    if any(abs(m) > levels[c] for m, c in zip(motion, (X_COLUMN, Y_COLUMN))):
-        raise FormatError(f"motion {motion} beyond the position codes' range")
+    motion = check_motion(motion, levels, FormatError)
     codes, inside = moved_codes(state, motion)
     n = int(inside.sum())
     if n_updated + n_removed > n:
