@@ -7,12 +7,13 @@ to do with a finding).
     python bench/fuzz.py --format cgcl --seed 1 --dump 970 --out DIR    # input 970's bytes
     python bench/fuzz.py --format cgcl --replay FILE [--minimise]       # one file again
 
-Formats: cgc-v1, cgc-v2, cgc-v3, cgc-v4 (cgc.decode), cgcl (cgc.lossless.decode) and cgcs
-(cgc.lossless.checkpoint's contents, decompress and load).  Inputs are structure-aware
-mutations of fixed seeds with their CRCs recomputed (tests/fuzz/fuzz_mutate.py): input k
-is a function of the format, --seed and k.  An input passes when decoding returns or
-raises cgc.FormatError; a finding is any other exception, a crash (a signal, a sanitizer
-report) or a hang (--timeout seconds on one input).
+Formats: cgc-v1, cgc-v2, cgc-v3, cgc-v4 (cgc.decode), cgcl (cgc.lossless.decode), cgcs
+(cgc.lossless.checkpoint's contents, decompress and load) and cgcv (cgc.video.decode and
+decode_frame).  Inputs are structure-aware mutations of fixed seeds with their CRCs
+recomputed (tests/fuzz/fuzz_mutate.py): input k is a function of the format, --seed and k.
+An input passes when decoding returns or raises cgc.FormatError; a finding is any other
+exception, a crash (a signal, a sanitizer report) or a hang (--timeout seconds on one
+input).
 
 Workers are subprocesses, each running a range of indices on one thread
 (OMP_NUM_THREADS=1: the inputs are small and the workers are the parallelism).  Before each
@@ -47,7 +48,7 @@ sys.path[:0] = [ROOT, TESTS, os.path.join(TESTS, "fuzz")]
 
 from report import revision, write_report  # noqa: E402  (bench/report.py)
 
-FORMAT_NAMES = ("cgc-v1", "cgc-v2", "cgc-v3", "cgc-v4", "cgcl", "cgcs")
+FORMAT_NAMES = ("cgc-v1", "cgc-v2", "cgc-v3", "cgc-v4", "cgcl", "cgcs", "cgcv")
 FINDING_KINDS = ("exception", "crash", "sanitizer", "hang")
 SANITIZER_OPTIONS = {
     # Python's own allocations look like leaks; any report must end the worker.

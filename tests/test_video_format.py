@@ -344,6 +344,10 @@ def test_index_entries_are_checked():
     p_first[INDEX_START + 12] = P_FRAME
     with pytest.raises(FormatError, match="frame 0: bad type"):
         decode(with_index_crc(bytes(p_first), 4))
+    reserved = bytearray(data)
+    reserved[entry + 14] = 1
+    with pytest.raises(FormatError, match="frame 1: reserved"):
+        decode(with_index_crc(bytes(reserved), 4))
     bad_offset = bytearray(data)
     struct.pack_into("<Q", bad_offset, entry, 5)
     with pytest.raises(FormatError, match="frame 1: offset 5"):

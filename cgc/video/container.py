@@ -21,7 +21,8 @@ from cgc.image.container import MAX_PIXELS, MAX_SIDE
 MAGIC = b"\x8bCGV"
 VERSION = 1
 HEADER = struct.Struct("<4sHHIIIII")  # magic, version, flags, width, height, rate, frames
-INDEX_ENTRY = struct.Struct("<QIBxxxI")  # offset, size, type, 3 reserved bytes, CRC-32
+INDEX_ENTRY = struct.Struct("<QIB3sI")  # offset, size, type, 3 reserved bytes, CRC-32
+RESERVED = bytes(3)
 CRC = struct.Struct("<I")
 I_FRAME, P_FRAME = 0, 1
 FRAME_TYPES = {I_FRAME: "I", P_FRAME: "P"}
@@ -87,7 +88,8 @@ def pack(width, height, rate, frames):
     for kind, payload in frames:
         if kind not in FRAME_TYPES:
             raise ValueError(f"unknown frame type {kind!r}")
-        entries.append(INDEX_ENTRY.pack(offset, len(payload), kind, zlib.crc32(payload)))
+        entries.append(INDEX_ENTRY.pack(offset, len(payload), kind, RESERVED,
+                                        zlib.crc32(payload)))
         offset += len(payload)
     index = b"".join(entries)
     return b"".join([head, CRC.pack(zlib.crc32(head)), index, CRC.pack(zlib.crc32(index))]
@@ -122,7 +124,11 @@ def read_index(data):
     frames = []
     offset = end + CRC.size
     for k in range(count):
-        frame = Frame(*INDEX_ENTRY.unpack_from(data, INDEX_START + INDEX_ENTRY.size * k))
+        offset_k, size, kind, reserved, crc = INDEX_ENTRY.unpack_from(
+            data, INDEX_START + INDEX_ENTRY.size * k)
+        frame = Frame(offset_k, size, kind, crc)
+        if reserved != RESERVED:
+            raise FormatError(f"frame {k}: reserved index bytes are not zero")
         if frame.type not in FRAME_TYPES or (k == 0 and frame.type != I_FRAME):
             raise FormatError(f"frame {k}: bad type {frame.type}")
         if frame.offset != offset:

@@ -1,7 +1,8 @@
 """The file formats of the fuzz harness (bench/fuzz.py runs campaigns, tests/test_fuzz.py a
 short one): for each of cgc-v1, cgc-v2, cgc-v3, cgc-v4 (docs/format.md), cgcl and cgcs
 (docs/lossless-format.md), its seed files, a map of its fields and chunks, how to make its
-CRCs valid again after an edit, and the decode an input must survive.
+CRCs valid again after an edit, and the decode an input must survive; cgcv
+(docs/video-format.md) is in fuzz_cgcv.py, registered in FORMATS with the others.
 
 * Seeds are made in memory from fixed random seeds (plus the golden files), so input k of
   a campaign is a function of the format, the campaign seed and k alone (fuzz_mutate.py).
@@ -42,6 +43,7 @@ from cgc.image.quantize import (ATTRIBUTES, DEFAULT_BITS, canonical_cholesky,
                                 fit_quantisers, to_attributes)
 from cgc.lossless import checkpoint
 from cgc.lossless.layout import ELEMENT_TYPES, MAX_TILE_ELEMENTS
+from fuzz_cgcv import cgcv_seeds, cgcv_walk, decode_cgcv, fix_cgcv_crcs
 from rans_blocks import rans_encode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -669,6 +671,7 @@ FORMATS = {f.name: f for f in (
            _decode_cgc_layers),
     Format("cgcl", _cgcl_seeds, _cgcl_walk, fix_cgcl_crc, lossless.decode),
     Format("cgcs", _cgcs_seeds, _cgcs_walk, fix_cgcs_crcs, _decode_cgcs),
+    Format("cgcv", cgcv_seeds, cgcv_walk, fix_cgcv_crcs, decode_cgcv),
 )}
 
 

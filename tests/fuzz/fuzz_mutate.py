@@ -533,4 +533,4 @@ _EXTRA = {"cgcl": ((edit_dimensions, 3), (change_version, 1)),
           "cgcs": ((mutate_stream, 60), (edit_json, 15), (edit_streams, 5),
                    (reshape_tensor, 3))}
 MUTATORS = {name: tuple(zip(*(_GENERIC + _EXTRA.get(name, ()))))
-            for name in ("cgc-v1", "cgc-v2", "cgc-v3", "cgc-v4", "cgcl", "cgcs")}
+            for name in ("cgc-v1", "cgc-v2", "cgc-v3", "cgc-v4", "cgcl", "cgcs", "cgcv")}
