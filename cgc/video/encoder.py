@@ -4,18 +4,20 @@ makes to the previous frame's Gaussians, with rate control and scene cuts.
 Read me first
 -------------
 * A group of pictures starts with an I-frame (cgc.encode of the frame).  Each P-frame
-  then starts from the Gaussians the decoder holds, moves ADD_SHARE of them (the weakest)
-  to where the error is, fits all of them to the frame for a few steps, and codes what
-  changed (cgc.video.pframe) at the coarsest delta step of STEPS that still reaches the
-  target quality.
+  then starts from the Gaussians the decoder holds, moved by the global motion
+  (cgc.video.motion); fits those where the error is above the target's, with the others
+  held, after moving ADD_SHARE of them (the weakest) and as many as left the frame to
+  where the error is; and codes what changed (cgc.video.pframe).  Of the candidates (no
+  change at all, or the fit at each delta step of STEPS, less the updates not worth their
+  bits), the smallest that reaches the target quality is kept, else the best.
 * The target quality is ``psnr``, or with ``bpp`` P_OFFSET_DB under the PSNR of the
-  group's I-frame.  The I-frames' rate starts where a group of P-frames at a typical share
-  of an I-frame meets the mean rate asked, and each I-frame corrects it by how far the
-  frames so far are off that rate.
+  group's I-frame, an aim that follows the P-frames' bytes.  An I-frame's rate is where a
+  group of the length and P-frame share measured so far meets the mean rate asked,
+  corrected by how far the frames so far are off that rate.
 * A P-frame that costs more than an I-frame of its quality would (the group's I-frame's
   bytes, scaled by SLOPE_DB per doubling) is coded as an I-frame instead: a cut to a new
   scene, or content moving beyond what the P-frame's fit follows.
-Choices and their measurements: docs/tuning.md, "video/encode.py".
+Choices and their measurements: docs/tuning.md, "video/encoder.py: P-frames".
 """
 import math
 import sys
@@ -73,8 +75,9 @@ P_GAIN = 0.5
 MAX_OFFSET_DB = 10.0
 MIN_P_PLAN = 0.1
 # The first I-frame's rate: that of a group of NOMINAL_GROUP frames (at most gop) whose
-# P-frames take P_SHARE of its bytes each, meeting the mean rate asked; each I-frame after
-# it corrects the rate by at most MAX_RATE_STEP's square root.
+# P-frames take P_SHARE of its bytes each, meeting the mean rate asked; later ones plan
+# with the groups' measured length and share, corrected by at most MAX_RATE_STEP's square
+# root towards the rate asked.
 P_SHARE = 0.3
 NOMINAL_GROUP = 30
 MAX_RATE_STEP = 2.0
@@ -139,6 +142,7 @@ class _Encoder:
         self.state = None
         self.frames = 0  # frames coded
         self.spent = 0  # bytes spent
+        self.i_frames = self.i_spent = self.p_spent = 0
         self.since_i = 0  # P-frames since the last I-frame
         self.i_bytes = 0
         self.i_psnr = None  # of the group's I-frame
@@ -157,6 +161,11 @@ class _Encoder:
             coded = self._i_frame(image)
         self.frames += 1
         self.spent += len(coded[1])
+        if coded[0] == I_FRAME:
+            self.i_frames += 1
+            self.i_spent += len(coded[1])
+        else:
+            self.p_spent += len(coded[1])
         return coded
 
     def _i_frame(self, image):
@@ -166,10 +175,16 @@ class _Encoder:
         else:
             height, width = image.shape[:2]
             if self.frames:
-                # What was meant to be spent so far over what was: the I-frames' rate moves
-                # by the square root of it, every I-frame, towards the mean rate asked.
+                # The groups so far: their mean length and their P-frames' share of an
+                # I-frame plan the next; the square root of what was meant to be spent over
+                # what was corrects it towards the mean rate asked.
+                group = min(self.gop, self.frames / self.i_frames)
+                share = (self.p_spent / (self.frames - self.i_frames)
+                         / (self.i_spent / self.i_frames)) if self.frames > self.i_frames \
+                    else P_SHARE
                 ratio = self.bpp * height * width * self.frames / (8 * self.spent)
-                self.i_bpp *= min(max(ratio, 1 / MAX_RATE_STEP), MAX_RATE_STEP) ** 0.5
+                self.i_bpp = (self.bpp * group / (1 + (group - 1) * share)
+                              * min(max(ratio, 1 / MAX_RATE_STEP), MAX_RATE_STEP) ** 0.5)
             budget = self.i_bpp * height * width / 8
             data = encode_image(image, max_bytes=max(SMALLEST_FILE, int(budget)),
                                 preset=self.preset, device=self.device, seed=self.seed)
