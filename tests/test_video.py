@@ -247,5 +247,8 @@ def test_command_line(tmp_path, clip, capsys):
 
     frames, _ = read_video(tmp_path / "decoded.mkv")
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected))
+    (tmp_path / "many").mkdir()
+    main(["decode", str(target), "-o", str(tmp_path / "many")])
+    assert len(os.listdir(tmp_path / "many" / "clip")) == 3
     assert main(["encode", str(source), str(tmp_path / "x.cgcv")]) not in (0, None)
     assert "needs --bpp" in capsys.readouterr().err

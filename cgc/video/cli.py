@@ -1,5 +1,6 @@
 """``cgc encode`` and ``cgc decode`` of videos (cgc/cli.py hands them over): a video file or
 a folder of images to .cgcv, and .cgcv to a video file or a folder of PNG frames."""
+import os
 import time
 
 from cgc.video.container import MAGIC
@@ -40,7 +41,8 @@ def encode(args, source, target, write, report):
         target += "v"  # -o DIR names outputs <name>.cgc; a video's is <name>.cgcv
     frames, rate = read_video(source)
     start = time.perf_counter()
-    data = cgc.video.encode(frames, bpp=args.bpp, psnr=args.psnr, gop=args.gop or DEFAULT_GOP, rate=rate,
+    data = cgc.video.encode(frames, bpp=args.bpp, psnr=args.psnr,
+                            gop=args.gop or DEFAULT_GOP, rate=rate,
                             preset=args.preset or "fast", device=args.device,
                             seed=args.seed, progress=None if args.progress else False)
     elapsed = time.perf_counter() - start
@@ -57,6 +59,8 @@ def decode(args, data, target, report):
     import cgc.video
     from cgc.video.io import write_video
 
+    if args.output_dir is not None and target.endswith(".png"):
+        target = target[:-len(".png")] + os.sep  # -o DIR: a folder of frames per video
     info = cgc.video.info(data)
     frames = cgc.video.decode(data, device=args.device)
     count = write_video(target, frames, info.rate, codec=args.codec)
