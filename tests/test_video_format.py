@@ -16,7 +16,8 @@ from cgc.video import decode, decode_frame, info
 from cgc.video.container import (CRC, HEADER, INDEX_ENTRY, INDEX_START, I_FRAME, MAGIC,
                                  MAX_FRAMES, P_FRAME, pack, read_index)
 from cgc.video.pframe import (ADDED, KEEP, REMOVE, UPDATE, State, apply_p_frame,
-                              pack_p_frame, unzigzag, varint, zigzag)
+                              pack_p_frame, unzigzag, zigzag)
+from cgc.varint import varint
 from cgc_files import golden_gaussians
 from golden_files import check_golden
 

@@ -16,6 +16,7 @@ import numpy as np
 from cgc.lossless._lossless_cy import (HAVE_CLMUL, METADATA_ERRORS, NUM_LANES, TABLE_ERRORS,
                            TABLE_SYMBOL_LIST_MAX, check_metadata, crc32, read_table)
 from cgc.errors import FormatError
+from cgc.varint import varint
 from cgc.lossless.layout import (ELEMENT_TYPES, LAYOUT_ARRAY, MAX_NDIM, MAX_TILE_ELEMENTS,
                                  check_layout, check_shape, layout_matrix_shape, tile_count)
 from cgc.lossless.model import PlaneModel
@@ -51,18 +52,9 @@ class Container:
         return layout_matrix_shape(self.shape, self.layout)
 
 
-def _varint(value):
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _table_bytes(freq):
     symbols = np.flatnonzero(freq)
-    out = bytearray(_varint(symbols.size))
+    out = bytearray(varint(symbols.size))
     if symbols.size == 0:
         return bytes(out)
     if symbols.size <= TABLE_SYMBOL_LIST_MAX:
@@ -72,7 +64,7 @@ def _table_bytes(freq):
         bitmap[symbols] = 1
         out.extend(np.packbits(bitmap, bitorder="little").tobytes())
     for s in symbols[:-1]:
-        out.extend(_varint(int(freq[s])))
+        out.extend(varint(int(freq[s])))
     return bytes(out)
 
 

@@ -25,6 +25,7 @@ from cgc.errors import FormatError
 from cgc.image.container import (MAX_GAUSSIANS, MIN_MODELLED_BIT_COST, STREAM_LENGTH,
                                  STREAM_NAMES, X_COLUMN, Y_COLUMN, decode_codes,
                                  storage_order, stream_block, stream_lengths)
+from cgc.varint import varint
 from cgc.video import _pframe_cy
 from cgc.image.quantize import ATTRIBUTES, dequantise
 from cgc.image.model import Gaussians
@@ -168,17 +169,6 @@ def pack_p_frame(state, target, removed, added, steps, motion=NO_MOTION):
         parts += [varint(length) for length in lengths]
         parts.append(block[STREAM_LENGTH.size * N_ADDED_STREAMS:])
     return b"".join(parts)
-
-
-def varint(value):
-    """LEB128 bytes of a non-negative integer below 2**32."""
-    value = int(value)
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 class _Reader:
