@@ -108,6 +108,16 @@ cdef void _splat(double[:, :, ::1] render, double[:, ::1] weights, float[::1] g,
                     render[ch, i, j] += sign * g[5 + ch] * w
 
 
+cdef void _splat_all(double[:, :, ::1] render, double[:, ::1] weights, float[:, ::1] params,
+                     int height, int width) noexcept nogil:
+    """render += every Gaussian of ``params``; ``weights`` is left zero, as it came."""
+    cdef Py_ssize_t g
+    for g in range(params.shape[0]):
+        _fill_weights(weights, params[g], False, height, width)
+        _splat(render, weights, params[g], 1.0, height, width)
+        _fill_weights(weights, params[g], True, height, width)
+
+
 cdef void _set_colour(float[::1] g, const np.uint32_t *code, float[:, ::1] values) noexcept nogil:
     cdef float rgb[3]
     _ycocg_to_rgb(values[5, code[0]], values[6, code[1]], values[7, code[2]], rgb)
@@ -267,10 +277,7 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
     target = _with_slack((3, height, width), np.float32,
                          np.moveaxis(np.asarray(target), 2, 0))
     with nogil:
-        for g in range(n):
-            _fill_weights(weights, params[g], False, height, width)
-            _splat(render, weights, params[g], 1.0, height, width)
-            _fill_weights(weights, params[g], True, height, width)
+        _splat_all(render, weights, params, height, width)
         for sweep in range(sweeps):
             for g in range(n):
                 _fill_weights(weights, params[g], False, height, width)
@@ -309,10 +316,7 @@ def revert_updates(float[:, ::1] params, const np.int64_t[::1] candidates,
     target = _with_slack((3, height, width), np.float32,
                          np.moveaxis(np.asarray(target), 2, 0))
     with nogil:
-        for g in range(n):
-            _fill_weights(weights, params[g], False, height, width)
-            _splat(render, weights, params[g], 1.0, height, width)
-            _fill_weights(weights, params[g], True, height, width)
+        _splat_all(render, weights, params, height, width)
         for c in range(m):
             g = candidates[c]
             _fill_weights(weights, params[g], False, height, width)

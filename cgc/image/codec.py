@@ -490,8 +490,8 @@ def decode_progressive(chunks, device="cpu", scale=None, size=None, to_host=True
         complete = reader.advance(received)
         if complete > shown:
             shown = complete
-            yield complete, render_gaussians(_dequantised(reader.packed()), device, scale, size,
-                                    to_host)
+            yield complete, render_gaussians(_dequantised(reader.packed()), device, scale,
+                                             size, to_host)
         if reader.info is not None and reader.info.damaged is not None:
             check_layers(reader, strict)
             return
