@@ -23,7 +23,6 @@ CGC_STREAM_NO_MEMORY when an allocation fails. */
 #define CGC_GAMMA_LENGTHS 24     /* a deviation of at most 2^21 needs 23 bits */
 #define CGC_GAMMA_MODELLED 2     /* mantissa bits below the leading one with models */
 
-#define CGC_ATTRIBUTE_TREE_BITS 8
 #define CGC_CONTEXTS 4
 
 typedef struct {
@@ -272,8 +271,8 @@ static inline unsigned cgc_context(uint32_t code, int bits)
 }
 
 typedef struct {
-    cgc_prob tree[CGC_CONTEXTS][1 << CGC_ATTRIBUTE_TREE_BITS];
-    cgc_prob low[CGC_CONTEXTS][16 - CGC_ATTRIBUTE_TREE_BITS];
+    cgc_prob tree[CGC_CONTEXTS][1 << CGC_CODE_TREE_BITS];
+    cgc_prob low[CGC_CONTEXTS][16 - CGC_CODE_TREE_BITS];
 } cgc_attribute_models;
 
 static inline void cgc_attribute_models_init(cgc_attribute_models *m)
@@ -288,21 +287,10 @@ static int cgc_attribute_encode(const uint32_t *codes, const uint8_t *contexts, 
 {
     cgc_attribute_models m;
     cgc_attribute_models_init(&m);
-    int tree_bits = bits < CGC_ATTRIBUTE_TREE_BITS ? bits : CGC_ATTRIBUTE_TREE_BITS;
-    int low_bits = bits - tree_bits;
     cgc_rc_encoder e;
     cgc_rc_encoder_init(&e);
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = contexts[i], node = 1;
-        uint32_t high = codes[i] >> low_bits;
-        for (int b = tree_bits - 1; b >= 0; b--) {
-            unsigned bit = (high >> b) & 1u;
-            cgc_rc_encode_bit(&e, &m.tree[c][node], bit);
-            node = 2 * node + bit;
-        }
-        for (int b = low_bits - 1; b >= 0; b--)
-            cgc_rc_encode_bit(&e, &m.low[c][b], (codes[i] >> b) & 1u);
-    }
+    for (size_t i = 0; i < n; i++)
+        cgc_rc_encode_code(&e, m.tree[contexts[i]], m.low[contexts[i]], bits, codes[i]);
     cgc_rc_encoder_flush(&e);
     if (e.failed) {
         free(e.out);
@@ -324,7 +312,7 @@ static int cgc_attribute_decoder_init(cgc_attribute_decoder *a, const uint8_t *i
                                       size_t size, int bits)
 {
     cgc_attribute_models_init(&a->models);
-    a->tree_bits = bits < CGC_ATTRIBUTE_TREE_BITS ? bits : CGC_ATTRIBUTE_TREE_BITS;
+    a->tree_bits = cgc_code_tree_bits(bits);
     a->low_bits = bits - a->tree_bits;
     return cgc_rc_decoder_init(&a->rc, in, size) ? CGC_STREAM_INVALID : 0;
 }
@@ -333,19 +321,14 @@ static int cgc_attribute_decoder_init(cgc_attribute_decoder *a, const uint8_t *i
 static inline uint32_t cgc_attribute_low_bits(cgc_attribute_decoder *a, unsigned context,
                                               unsigned node)
 {
-    uint32_t code = node - (1u << a->tree_bits);
-    for (int b = a->low_bits - 1; b >= 0; b--)
-        code = (code << 1) | cgc_rc_decode_bit(&a->rc, &a->models.low[context][b]);
-    return code;
+    return cgc_rc_decode_low(&a->rc, a->models.low[context], node, a->tree_bits,
+                             a->low_bits);
 }
 
 /* The top bits of a code, as a bit tree in `context`: returns the tree's final node. */
 static inline unsigned cgc_attribute_tree(cgc_attribute_decoder *a, unsigned context)
 {
-    unsigned node = 1;
-    for (int k = 0; k < a->tree_bits; k++)
-        node = 2 * node + cgc_rc_decode_bit(&a->rc, &a->models.tree[context][node]);
-    return node;
+    return cgc_rc_decode_tree(&a->rc, a->models.tree[context], a->tree_bits);
 }
 
 static int cgc_attribute_decode(const uint8_t *in, size_t size, const uint8_t *contexts,

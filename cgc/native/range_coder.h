@@ -196,4 +196,58 @@ static inline uint32_t cgc_rc_decode_direct(cgc_rc_decoder *d, int count)
     return value;
 }
 
+/* ---- codes of 1 to 16 bits ------------------------------------------------------------ */
+
+/* A code's top min(bits, CGC_CODE_TREE_BITS) bits as a bit tree over the models
+   tree[1 .. 2^tree_bits), then its lower bits with one model per position, low[b]: how the
+   image streams code an attribute and the video P-frames a delta. */
+#define CGC_CODE_TREE_BITS 8
+
+static inline int cgc_code_tree_bits(int bits)
+{
+    return bits < CGC_CODE_TREE_BITS ? bits : CGC_CODE_TREE_BITS;
+}
+
+static inline void cgc_rc_encode_code(cgc_rc_encoder *e, cgc_prob *tree, cgc_prob *low,
+                                      int bits, uint32_t code)
+{
+    int tree_bits = cgc_code_tree_bits(bits), low_bits = bits - tree_bits;
+    uint32_t high = code >> low_bits;
+    unsigned node = 1;
+    for (int b = tree_bits - 1; b >= 0; b--) {
+        unsigned bit = (high >> b) & 1u;
+        cgc_rc_encode_bit(e, &tree[node], bit);
+        node = 2 * node + bit;
+    }
+    for (int b = low_bits - 1; b >= 0; b--)
+        cgc_rc_encode_bit(e, &low[b], (code >> b) & 1u);
+}
+
+/* The final node of a code's bit tree of tree_bits bits. */
+static inline unsigned cgc_rc_decode_tree(cgc_rc_decoder *d, cgc_prob *tree, int tree_bits)
+{
+    unsigned node = 1;
+    for (int k = 0; k < tree_bits; k++)
+        node = 2 * node + cgc_rc_decode_bit(d, &tree[node]);
+    return node;
+}
+
+/* The code whose bit tree of tree_bits bits ended at `node`, with its low_bits lower bits. */
+static inline uint32_t cgc_rc_decode_low(cgc_rc_decoder *d, cgc_prob *low, unsigned node,
+                                         int tree_bits, int low_bits)
+{
+    uint32_t code = node - (1u << tree_bits);
+    for (int b = low_bits - 1; b >= 0; b--)
+        code = (code << 1) | cgc_rc_decode_bit(d, &low[b]);
+    return code;
+}
+
+static inline uint32_t cgc_rc_decode_code(cgc_rc_decoder *d, cgc_prob *tree, cgc_prob *low,
+                                          int bits)
+{
+    int tree_bits = cgc_code_tree_bits(bits);
+    return cgc_rc_decode_low(d, low, cgc_rc_decode_tree(d, tree, tree_bits), tree_bits,
+                             bits - tree_bits);
+}
+
 #endif

@@ -6,9 +6,9 @@
 
    A mode (0 keep, 1 update, 2 remove) is a 2-bit bit tree whose models are chosen by the
    Gaussian's mode in the frame before (0..2).  A delta of w bits is coded as the image
-   streams code an attribute (cgc/image/_gaussian_streams.h): its top min(w, 8) bits as a
-   bit tree, then its lower bits one model per position; the models are the attribute's,
-   chosen by a context 0..3 computed by the caller. */
+   streams code an attribute (cgc_rc_encode_code, cgc/native/range_coder.h): its top
+   min(w, 8) bits as a bit tree, then its lower bits one model per position; the models are
+   the attribute's, chosen by a context 0..3 computed by the caller. */
 #ifndef CGC_PFRAME_STREAMS_H
 #define CGC_PFRAME_STREAMS_H
 
@@ -23,12 +23,11 @@
 #define CGC_P_CONTEXTS 4
 #define CGC_P_MODE_CONTEXTS 3
 #define CGC_P_UPDATE 1
-#define CGC_P_TREE_BITS 8
 
 typedef struct {
     cgc_prob mode[CGC_P_MODE_CONTEXTS][4];
-    cgc_prob tree[CGC_P_ATTRIBUTES][CGC_P_CONTEXTS][1 << CGC_P_TREE_BITS];
-    cgc_prob low[CGC_P_ATTRIBUTES][CGC_P_CONTEXTS][16 - CGC_P_TREE_BITS];
+    cgc_prob tree[CGC_P_ATTRIBUTES][CGC_P_CONTEXTS][1 << CGC_CODE_TREE_BITS];
+    cgc_prob low[CGC_P_ATTRIBUTES][CGC_P_CONTEXTS][16 - CGC_CODE_TREE_BITS];
 } cgc_p_models;
 
 static cgc_p_models *cgc_p_models_new(void)
@@ -37,35 +36,6 @@ static cgc_p_models *cgc_p_models_new(void)
     if (m != NULL)
         cgc_probs_init(&m->mode[0][0], sizeof(cgc_p_models) / sizeof(cgc_prob));
     return m;
-}
-
-static inline void cgc_p_encode_delta(cgc_rc_encoder *e, cgc_p_models *m, int a, unsigned c,
-                                      int bits, uint32_t code)
-{
-    int tree_bits = bits < CGC_P_TREE_BITS ? bits : CGC_P_TREE_BITS;
-    int low_bits = bits - tree_bits;
-    uint32_t high = code >> low_bits;
-    unsigned node = 1;
-    for (int b = tree_bits - 1; b >= 0; b--) {
-        unsigned bit = (high >> b) & 1u;
-        cgc_rc_encode_bit(e, &m->tree[a][c][node], bit);
-        node = 2 * node + bit;
-    }
-    for (int b = low_bits - 1; b >= 0; b--)
-        cgc_rc_encode_bit(e, &m->low[a][c][b], (code >> b) & 1u);
-}
-
-static inline uint32_t cgc_p_decode_delta(cgc_rc_decoder *d, cgc_p_models *m, int a,
-                                          unsigned c, int bits)
-{
-    int tree_bits = bits < CGC_P_TREE_BITS ? bits : CGC_P_TREE_BITS;
-    unsigned node = 1;
-    for (int k = 0; k < tree_bits; k++)
-        node = 2 * node + cgc_rc_decode_bit(d, &m->tree[a][c][node]);
-    uint32_t code = node - (1u << tree_bits);
-    for (int b = bits - tree_bits - 1; b >= 0; b--)
-        code = (code << 1) | cgc_rc_decode_bit(d, &m->low[a][c][b]);
-    return code;
 }
 
 /* modes[i] < 3, mode_contexts[i] < 3, contexts[8 i + a] < 4, deltas[8 i + a] < 2^widths[a]
@@ -86,9 +56,11 @@ static int cgc_p_encode(const uint8_t *modes, const uint8_t *mode_contexts,
         if (modes[i] != CGC_P_UPDATE)
             continue;
         for (int a = 0; a < CGC_P_ATTRIBUTES; a++)
-            if (widths[a])
-                cgc_p_encode_delta(&e, m, a, contexts[CGC_P_ATTRIBUTES * i + a], widths[a],
+            if (widths[a]) {
+                unsigned c = contexts[CGC_P_ATTRIBUTES * i + a];
+                cgc_rc_encode_code(&e, m->tree[a][c], m->low[a][c], widths[a],
                                    deltas[CGC_P_ATTRIBUTES * i + a]);
+            }
     }
     cgc_rc_encoder_flush(&e);
     free(m);
@@ -123,9 +95,11 @@ static int cgc_p_decode(const uint8_t *in, size_t size, const uint8_t *mode_cont
             deltas[CGC_P_ATTRIBUTES * i + a] = 0;
         if (mode == CGC_P_UPDATE)
             for (int a = 0; a < CGC_P_ATTRIBUTES; a++)
-                if (widths[a])
-                    deltas[CGC_P_ATTRIBUTES * i + a] = cgc_p_decode_delta(
-                        &d, m, a, contexts[CGC_P_ATTRIBUTES * i + a], widths[a]);
+                if (widths[a]) {
+                    unsigned c = contexts[CGC_P_ATTRIBUTES * i + a];
+                    deltas[CGC_P_ATTRIBUTES * i + a] = cgc_rc_decode_code(
+                        &d, m->tree[a][c], m->low[a][c], widths[a]);
+                }
         /* A corrupt stream can end early: stop at the first bytes read past its end. */
         if (mode > 2 || d.overrun > 4)
             status = CGC_P_INVALID;
