@@ -206,16 +206,17 @@ class _Encoder:
         height, width = image.shape[:2]
         state = self.state
         motion = self._motion(image)
-        removed, target, added = self._fit(state, image, motion)
+        moved, inside = moved_codes(state, motion)
+        removed, target, added = self._fit(state, image, moved, inside)
         # The first candidate changes nothing but the motion: static content costs a flag
         # per Gaussian.
-        moved, _ = moved_codes(state, motion)
         nothing = pack_p_frame(state, moved, np.zeros(len(state), bool),
                                np.zeros((0, 8), np.uint32), [1] * 8, motion)
         after = apply_p_frame(state, nothing, height, width)
         candidates = [(nothing, after, self._psnr(after, image))]
         for step in STEPS:
-            stepped = self._worth_sending(state, image, motion, target, removed, added, step)
+            stepped = self._worth_sending(state, image, moved, inside, target, removed, added,
+                                          step)
             payload = pack_p_frame(state, stepped, removed, added, [step] * target.shape[1],
                                    motion)
             after = apply_p_frame(state, payload, height, width)
@@ -235,13 +236,12 @@ class _Encoder:
                                 MAX_OFFSET_DB)
         return P_FRAME, payload
 
-    def _worth_sending(self, state, image, motion, target, removed, added, step):
-        """``target`` with the updates at ``step`` that do not pay for their bits taken
-        back: those whose error saved, at the group's I-frame's price of a bit
-        (``_bit_price``), is less than the bits they cost (cgc.image._refine_cy.
-        revert_updates)."""
-        height, width = image.shape[:2]
-        moved, inside = moved_codes(state, motion)
+    def _worth_sending(self, state, image, moved, inside, target, removed, added, step):
+        """``target`` with the updates at ``step`` from the ``moved`` codes that do not pay
+        for their bits taken back: those whose error saved, at the group's I-frame's price
+        of a bit (``_bit_price``), is less than the bits they cost (cgc.image._refine_cy.
+        revert_updates).  ``moved`` and ``inside``: the state after the motion
+        (cgc.video.pframe.moved_codes)."""
         levels = np.array([q.levels for q in state.quantisers], np.int64)
         delta = np.clip(np.round((target.astype(np.int64) - moved) / step), -(moved // step),
                         (levels - moved) // step).astype(np.int64)
@@ -301,14 +301,13 @@ class _Encoder:
         except ValueError:  # a motion past the codes' ranges: none
             return NO_MOTION
 
-    def _fit(self, state, image, motion):
-        """(removed mask, target codes (N, 8), added codes (M, 8)) of a P-frame: the state
-        moved by ``motion``; the Gaussians where the moved state's error is over
-        ACTIVE_ERROR_SHARE of the target's (the active ones) fitted with the others held
-        still, the weakest ADD_SHARE of them moved to the largest errors first; those
-        moved off the frame removed."""
+    def _fit(self, state, image, moved, inside):
+        """(removed mask, target codes (N, 8), added codes (M, 8)) of a P-frame: from the
+        state's ``moved`` codes (``inside`` the frame, cgc.video.pframe.moved_codes), the
+        Gaussians where the moved state's error is over ACTIVE_ERROR_SHARE of the
+        target's (the active ones) fitted with the others held still, the weakest
+        ADD_SHARE of them moved to the largest errors first."""
         height, width = image.shape[:2]
-        moved, inside = moved_codes(state, motion)
         params = dequantise(state.quantisers, np.clip(moved, 0, None).astype(np.uint32))
         n = len(params)
         backend = get_backend(self.device)
