@@ -1,15 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, nonecheck=False
 """Compiled CPU core of cgc: the tiled reference renderer (binning, render_forward,
-render_backward), Adam with scale clamping.
+render_backward), Adam with scale clamping, and the fit's SSIM gradient.
 
 The CUDA kernels in cgc/kernels/ are checked against these functions.  Callers
 (cgc/backends/cpu.py) validate shapes and dtypes (C-contiguous, float32 or float64) before
 calling in: the loops here run without bounds checks."""
 
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
+from libc.string cimport memcpy, memset
 import numpy as np
 cimport numpy as np
 
@@ -265,3 +266,103 @@ def adam_step(floating[:, ::1] params, floating[:, ::1] grads,
         params[g, 0] = _clamp_centre(params[g, 0], min_x, max_x)
         params[g, 1] = _clamp_centre(params[g, 1], min_y, max_y)
         _clamp_cholesky(&params[g, 0], min_var, max_var)
+
+
+
+def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] window,
+                  double c1, double c2, floating[:, :, ::1] grad):
+    """Mean SSIM of the (C, H, W) stack ``x`` against ``y`` over the windows wholly inside,
+    and its gradient with respect to ``x``, written into ``grad``: cgc.metrics.ssim_gradient
+    on the CPU (its docstring has the maths).  ``window`` is the separable filter, of odd
+    length under each side.  Sums run in double, each over the window in order, one row per
+    thread: the result does not depend on the thread count."""
+    cdef Py_ssize_t nc = x.shape[0], h = x.shape[1], w = x.shape[2], nk = window.shape[0]
+    cdef Py_ssize_t ho = h - nk + 1, wo = w - nk + 1
+    cdef int threads = team_size()
+    dtype = np.float32 if floating is float else np.float64
+    # Moments filtered along rows (valid part), then the three SSIM derivative maps, then
+    # those filtered back along columns (the transposed, zero-padded filter), each row of a
+    # pass summed in a thread's own double buffer with the window's taps outermost, so that
+    # the loops over a row vectorise.
+    cdef floating[:, :, :, ::1] rows = np.empty((5, nc, h, wo), dtype)
+    cdef floating[:, :, :, ::1] deriv = np.empty((3, nc, ho, wo), dtype)
+    cdef double[:, :, ::1] buf = np.empty((threads, 5, w))
+    cdef double[::1] row_sums = np.zeros(nc * ho)
+    cdef Py_ssize_t t, c, i, j, k, q, tid
+    cdef Py_ssize_t plane = nc * h * wo, dplane = nc * ho * wo
+    cdef double wk, mx, my, sa1, sa2, sb1, sb2, s, d_xx, d_xy, total
+    cdef double scale = 1.0 / (nc * ho * wo)
+    cdef double *b
+    cdef const floating *xr
+    cdef const floating *yr
+    cdef floating *src
+    with nogil, parallel(num_threads=threads):
+        tid = threadid()
+        for t in prange(nc * h, schedule="static"):
+            c, i = t // h, t % h
+            b, xr, yr = &buf[tid, 0, 0], &x[c, i, 0], &y[c, i, 0]
+            memset(b, 0, 5 * w * sizeof(double))
+            for k in range(nk):
+                wk = window[k]
+                for j in range(wo):
+                    b[j] += wk * xr[j + k]
+                    b[w + j] += wk * yr[j + k]
+                    b[2 * w + j] += wk * xr[j + k] * xr[j + k]
+                    b[3 * w + j] += wk * yr[j + k] * yr[j + k]
+                    b[4 * w + j] += wk * xr[j + k] * yr[j + k]
+            for q in range(5):
+                src = &rows[q, c, i, 0]
+                for j in range(wo):
+                    src[j] = <floating>b[q * w + j]
+    with nogil, parallel(num_threads=threads):
+        tid = threadid()
+        for t in prange(nc * ho, schedule="static"):
+            c, i = t // ho, t % ho
+            b = &buf[tid, 0, 0]
+            memset(b, 0, 5 * w * sizeof(double))
+            for k in range(nk):
+                wk = window[k]
+                src = &rows[0, c, i + k, 0]
+                for q in range(5):
+                    for j in range(wo):
+                        b[q * w + j] += wk * src[q * plane + j]
+            for j in range(wo):
+                mx, my = b[j], b[w + j]
+                sa1 = 2.0 * mx * my + c1
+                sa2 = 2.0 * (b[4 * w + j] - mx * my) + c2
+                sb1 = mx * mx + my * my + c1
+                sb2 = (b[2 * w + j] - mx * mx) + (b[3 * w + j] - my * my) + c2
+                s = sa1 * sa2 / (sb1 * sb2)
+                row_sums[t] += s
+                d_xx = -s / sb2
+                d_xy = 2.0 * s / sa2
+                deriv[0, c, i, j] = <floating>(s * (2.0 * my / sa1 - 2.0 * mx / sb1)
+                                               - 2.0 * mx * d_xx - my * d_xy)
+                deriv[1, c, i, j], deriv[2, c, i, j] = <floating>d_xx, <floating>d_xy
+    with nogil, parallel(num_threads=threads):
+        tid = threadid()
+        for t in prange(nc * h, schedule="static"):
+            c, i = t // h, t % h
+            b = &buf[tid, 0, 0]
+            memset(b, 0, 5 * w * sizeof(double))
+            for k in range(max(0, i - ho + 1), min(nk, i + 1)):
+                wk = window[k]
+                src = &deriv[0, c, i - k, 0]
+                for q in range(3):
+                    for j in range(wo):
+                        b[q * w + j] += wk * src[q * dplane + j]
+            for q in range(3):  # row 3 gathers the sums along the row, shifted by the taps
+                memset(b + 3 * w, 0, w * sizeof(double))
+                for k in range(nk):
+                    wk = window[k]
+                    for j in range(wo):
+                        b[3 * w + j + k] += wk * b[q * w + j]
+                memcpy(b + q * w, b + 3 * w, w * sizeof(double))
+            xr, yr, src = &x[c, i, 0], &y[c, i, 0], &grad[c, i, 0]
+            for j in range(w):
+                src[j] = <floating>((b[j] + 2.0 * xr[j] * b[w + j] + yr[j] * b[2 * w + j])
+                                    * scale)
+    total = 0.0
+    for t in range(nc * ho):  # serially, in order: the same sum on any thread count
+        total += row_sums[t]
+    return total * scale

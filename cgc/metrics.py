@@ -100,6 +100,29 @@ def ssim_gradient(x, y, data_range=1.0):
     if x.shape != y.shape or x.ndim not in (2, 3) or min(x.shape[:2]) < SSIM_MIN_SIDE:
         raise ValueError(f"ssim_gradient takes two (H, W[, C]) images of one shape, each "
                          f"side at least {SSIM_MIN_SIDE}; got {x.shape} and {y.shape}")
+    if xp is not np:
+        return _ssim_gradient_arrays(xp, ndimage, x, y, data_range)
+    # On the CPU the compiled loops (cgc._core.ssim_gradient): about 4 times as fast as the
+    # array operations at Kodak's size, where this term costs more than a fit's render.
+    from cgc import _core
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    cx, cy = (np.ascontiguousarray(np.moveaxis(np.atleast_3d(v), -1, 0), dtype)
+              for v in (x, y))
+    grad = np.empty_like(cx)
+    value = _core.ssim_gradient(cx, cy, _window(), (SSIM_K1 * data_range) ** 2,
+                                (SSIM_K2 * data_range) ** 2, grad)
+    return value, np.moveaxis(grad, 0, -1).reshape(x.shape)
+
+
+def _window():
+    """SSIM's normalised 1D Gaussian window, as scipy.ndimage.gaussian_filter1d builds it."""
+    offsets = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)
+    return weights / weights.sum()
+
+
+def _ssim_gradient_arrays(xp, ndimage, x, y, data_range):
+    """ssim_gradient in array operations: CuPy's path, and the CPU path's check."""
     cx, cy = (xp.moveaxis(xp.atleast_3d(v), -1, 0) for v in (x, y))
     moments = _filtered(ndimage, xp.stack([cx, cy, cx * cx, cy * cy, cx * cy]), "reflect")
     r = SSIM_RADIUS

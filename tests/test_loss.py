@@ -1,5 +1,9 @@
 """cgc.image.loss and cgc.metrics.ssim_gradient: the gradients the fit follows, against
 central finite differences in float64, and what tune="ssim" does to a fit."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import skimage.data
@@ -44,6 +48,45 @@ def test_ssim_gradient_matches_finite_differences(shape):
     numeric = central_differences(lambda x: ssim_gradient(x, target)[0], rendered)
     assert np.abs(grad - numeric).max() < TOLERANCE * np.abs(numeric).max()
     assert grad.shape == rendered.shape
+
+
+@pytest.mark.parametrize("shape,dtype,data_range", [
+    ((13, 15, 3), np.float64, 1.0), ((12, 11), np.float64, 1.0),
+    ((40, 27, 3), np.float32, 1.0), ((23, 31, 2), np.float64, 255.0)])
+def test_compiled_ssim_gradient_matches_array_operations(shape, dtype, data_range):
+    # The CPU's compiled loops against the array-operation path CuPy runs.  float64: both
+    # sum the same terms in other orders, so they agree to rounding (1e-12 of the
+    # gradient's scale).  float32: the array path keeps its moments in float32, whose
+    # cancellation in E[x^2] - mu^2 leaves about 1e-4 of the gradient's scale.
+    import scipy.ndimage
+
+    from cgc.metrics import _ssim_gradient_arrays
+    rng = np.random.default_rng(9)
+    target = (rng.random(shape) * data_range).astype(dtype)
+    rendered = np.clip(target + 0.2 * data_range * rng.normal(size=shape), 0,
+                       data_range).astype(dtype)
+    value, grad = ssim_gradient(rendered, target, data_range)
+    ref_value, ref_grad = _ssim_gradient_arrays(np, scipy.ndimage, rendered, target,
+                                                data_range)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-4
+    assert grad.dtype == dtype and grad.shape == shape
+    assert value == pytest.approx(ref_value, abs=tolerance)
+    assert np.abs(grad - ref_grad).max() <= tolerance * np.abs(ref_grad).max()
+
+
+def test_ssim_gradient_same_on_any_thread_count():
+    # The fit's output must not depend on the machine's cores: each value is summed by one
+    # thread in a fixed order, so 1 and 3 threads give the same bits.
+    code = ("import hashlib, numpy as np; from cgc.metrics import ssim_gradient; "
+            "r = np.random.default_rng(3); y = r.random((61, 47, 3)).astype(np.float32); "
+            "x = np.clip(y + 0.1 * r.normal(size=y.shape), 0, 1).astype(np.float32); "
+            "v, g = ssim_gradient(x, y); print(v, hashlib.sha256(g.tobytes()).hexdigest())")
+    outputs = []
+    for threads in ("1", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        outputs.append(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                      capture_output=True, text=True).stdout)
+    assert outputs[0] == outputs[1] and outputs[0].strip()
 
 
 def perceptual_value(rendered, target, l1, l2, w_ssim):
