@@ -69,12 +69,17 @@ def _jpegxl_sweep(image):
     # bpp on kodim05; 9 is 1.4x slower for the same PSNR.
     for distance in np.geomspace(0.1, 25.0, 26):
         data = imagecodecs.jpegxl_encode(image, distance=float(distance), effort=8)
-        points.append((8.0 * len(data) / pixels, psnr(image, imagecodecs.jpegxl_decode(data))))
-    return sorted(points)
+        points.append((8.0 * len(data) / pixels, imagecodecs.jpegxl_decode(data)))
+    return points
 
 
 def sweep(image, codec):
     """(bpp, psnr) pairs over the codec's quality range, sorted by bpp."""
+    return sorted((bpp, psnr(image, decoded)) for bpp, decoded in decoded_sweep(image, codec))
+
+
+def decoded_sweep(image, codec):
+    """(bpp, decoded image) pairs over the codec's quality range, sorted by bpp."""
     pixels = image.shape[0] * image.shape[1]
     points = []
     if codec == "jpeg":
@@ -100,13 +105,28 @@ def sweep(image, codec):
                     for q in range(0, 101, 4)]
         fmt = "AVIF"
     elif codec == "jpegxl":
-        return _jpegxl_sweep(image)
+        points, settings, fmt = _jpegxl_sweep(image), [], None
     else:
         raise ValueError(codec)
     for kwargs in settings:
         size, decoded = _roundtrip(image, fmt, **kwargs)
-        points.append((8.0 * size / pixels, psnr(image, decoded)))
-    return sorted(points)
+        points.append((8.0 * size / pixels, decoded))
+    return sorted(points, key=lambda point: point[0])
+
+
+def measure_at(image, points, bpp, measure):
+    """``measure(image, decoded)`` at ``bpp`` from a decoded_sweep: measured on the two
+    points around it and interpolated linearly in log(bpp); None outside the swept range."""
+    rates = [point[0] for point in points]
+    if not rates[0] <= bpp <= rates[-1]:
+        return None
+    upper = min(max(int(np.searchsorted(rates, bpp)), 1), len(rates) - 1)
+    (r0, d0), (r1, d1) = points[upper - 1], points[upper]
+    v0, v1 = measure(image, d0), measure(image, d1)
+    if r1 == r0:
+        return float(max(v0, v1))
+    t = (np.log(bpp) - np.log(r0)) / (np.log(r1) - np.log(r0))
+    return float(v0 + t * (v1 - v0))
 
 
 def psnr_at(points, bpp):

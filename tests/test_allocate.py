@@ -13,6 +13,7 @@ from cgc.image.allocate import SLOPE, _Measurements, allocate
 from cgc.image.container import unpack
 from cgc.image.codec import decode_gaussians, encode_gaussians
 from cgc.image.fit import fit
+from cgc.image.loss import Perceptual
 from cgc.image.model import Gaussians
 from cgc.imageio import to_float_image
 from cgc.image.quantize import ATTRIBUTES, DEFAULT_BITS, MAX_BITS
@@ -62,13 +63,13 @@ def test_size_model_is_the_file_size(fitted, image, bits):
 def test_sizing_a_file_renders_nothing(fitted, image, monkeypatch):
     measurements = allocate_module._Measurements(fitted, image, "cpu")
     renders = []
-    monkeypatch.setattr(measurements, "_mse", lambda attributes: renders.append(1) or 0.0)
+    monkeypatch.setattr(measurements, "_distortion", lambda attributes: renders.append(1) or 0.0)
     floor = (1,) * len(ATTRIBUTES)
     assert measurements.file_bytes(floor) > 0
     assert renders == []
     # Weighing a width renders once.
-    measurements.mse_increment(0, 1)
-    measurements.mse_increment(0, 1)
+    measurements.increment_of(0, 1)
+    measurements.increment_of(0, 1)
     assert renders == [1]
 
 
@@ -172,5 +173,21 @@ def test_budget_is_spent_where_the_search_stops_short():
         wider = list(bits)
         wider[col] = higher
         assert (measurements.file_bytes(wider) > 700
-                or measurements.mse_increment(col, higher)
-                >= measurements.mse_increment(col, width))
+                or measurements.increment_of(col, higher)
+                >= measurements.increment_of(col, width))
+
+
+def test_allocation_weighs_the_tunes_loss(fitted, image):
+    # Under tune "ssim" the distortion is the loss the fit minimised, measured on renders:
+    # at one budget each choice is at least as good as the other's under its own measure
+    # (the squared-error choice loses under the perceptual loss and the other way round).
+    budget = _Measurements(fitted, image, "cpu").file_bytes((9, 9, 6, 6, 6, 5, 4, 4))
+    psnr_bits = allocate_bits(fitted, image, max_bytes=budget)
+    ssim_bits = allocate_bits(fitted, image, max_bytes=budget, loss="ssim")
+    by_mse = _Measurements(fitted, image, "cpu")
+    by_loss = _Measurements(fitted, image, "cpu", "ssim")
+    assert psnr_bits != ssim_bits
+    assert by_loss.distortion(ssim_bits) < by_loss.distortion(psnr_bits)
+    assert by_mse.distortion(psnr_bits) < by_mse.distortion(ssim_bits)
+    rendered = np.clip(fitted.render(clip=False), 0.0, 1.0)
+    assert by_loss.base == pytest.approx(Perceptual().value(np, rendered, image), rel=1e-6)

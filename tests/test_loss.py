@@ -106,10 +106,19 @@ def test_perceptual_gradient_matches_finite_differences(pair, weights):
     assert np.abs(grad - numeric).max() < TOLERANCE * np.abs(numeric).max()
 
 
+@pytest.mark.parametrize("weights", [(0.2, 0.8, 0.1), (0.0, 0.0, 1.0), (1.0, 0.5, 0.0)])
+def test_perceptual_value_is_its_definition(pair, weights):
+    # The value the allocation weighs, against the definition above (divided by the count).
+    rendered, target = pair
+    assert Perceptual(*weights).value(np, rendered, target) == pytest.approx(
+        perceptual_value(rendered, target, *weights) / rendered.size, rel=1e-12)
+
+
 def test_squared_error_is_psnr_loss(pair):
     rendered, target = pair
     assert np.array_equal(SquaredError().gradient(np, rendered, target),
                           2.0 * (rendered - target))
+    assert SquaredError().value(np, rendered, target) == np.mean((rendered - target) ** 2)
 
 
 def test_small_images_drop_the_ssim_term():
@@ -128,6 +137,16 @@ def test_loss_names():
         get_loss("mse")
     with pytest.raises(ValueError, match="tune must be one of"):
         cgc.encode(np.zeros((16, 16, 3), np.uint8), tune="butteraugli")
+
+
+def test_encode_takes_a_loss_object():
+    # Perceptual(0, 1, 0)'s gradient is 2 (rendered - target), squared error's: the same
+    # file as tune="psnr" shows the object reached the fits; other weights change it.
+    image = np.ascontiguousarray(skimage.data.astronaut()[40:72, 150:190])
+    options = dict(n_gaussians=60, iterations=20, preset="fast", progress=False)
+    plain = cgc.encode(image, tune="psnr", **options)
+    assert cgc.encode(image, tune=Perceptual(0.0, 1.0, 0.0), **options) == plain
+    assert cgc.encode(image, tune=Perceptual(0.2, 0.8, 0.1), **options) != plain
 
 
 def test_loss_ssim_fits_for_ssim():

@@ -4,14 +4,16 @@ Read me first
 -------------
 * A choice b gives one code width (1 to 16 bits) per attribute
   (cgc.image.quantize.ATTRIBUTES).  Its cost is J(b) = 10 log10 D(b) + SLOPE ln R(b): D the
-  mean squared error of the render, R the file size in bytes.  Minimising J takes a bit
+  render's distortion, R the file size in bytes.  D is the mean squared error (tune
+  "psnr"), or the value of the loss the fit minimised (tune "ssim": L1, L2 and 1 - SSIM),
+  so that the widths are judged as the fit was.  Minimising J takes a bit
   wherever it buys more PSNR than SLOPE dB per unit of ln(bytes) would: SLOPE = 3 / ln 2 is
   3 dB per doubling of the file, about what classical codecs gain on Kodak between 0.25 and
   1 bpp, so a width is cut where the bytes it saves are worth more than the PSNR it costs.
   The exact slope is not critical
   (docs/tuning.md, "image/allocate.py: rate-distortion slope").
 * The errors of different attributes are independent, so D is modelled as the unquantised
-  MSE plus one increment per attribute, each measured by rendering with only that attribute
+  distortion plus one increment per attribute, each measured by rendering with only that attribute
   quantised.  R is the fixed tables plus the coded streams (cgc.image.container): the
   positions stream, a function of the x and y widths together, and one stream per other
   attribute.  Those are coded in the order of the positions and in contexts of other
@@ -29,7 +31,7 @@ Read me first
 * Rate control: the cache does not depend on SLOPE, so a byte budget is met by bisecting
   on SLOPE, each step a search that costs at most a few new renders.  The searches can
   still stop at a local optimum short of the budget, so the choice is then widened one
-  step at a time where a byte buys the most MSE while the file fits (``spend``); and if
+  step at a time where a byte buys the most distortion while the file fits (``spend``); and if
   no slope fits at all, narrowed where a byte saved costs the least (``shed``).
 """
 import math
@@ -37,6 +39,7 @@ import math
 import numpy as np
 
 from cgc.backends import get_backend
+from cgc.image.loss import get_loss
 from cgc.image.container import (ATTRIBUTE_STREAMS, CONTEXT_ATTRIBUTE, HEADER, QUANTISER,
                            STREAM_LENGTH, STREAM_NAMES, X_COLUMN, Y_COLUMN, attribute_stream,
                            position_stream, storage_order)
@@ -72,10 +75,12 @@ def _params(attributes):
 
 
 class _Measurements:
-    """Per-(attribute, width) MSE increments and coded sizes of one fit, measured once."""
+    """Per-(attribute, width) distortion increments and coded sizes of one fit, measured
+    once.  The distortion is the loss's value (cgc.image.loss): the MSE for tune "psnr"."""
 
-    def __init__(self, gaussians, image, device):
+    def __init__(self, gaussians, image, device, loss="psnr"):
         self.backend = get_backend(device)
+        self.loss = get_loss(loss)
         self.height, self.width = gaussians.height, gaussians.width
         image = np.asarray(image, dtype=np.float32)
         if image.shape != (self.height, self.width, 3):
@@ -83,7 +88,7 @@ class _Measurements:
                              f"got {image.shape}")
         self.target = self.backend.from_numpy(np.ascontiguousarray(image))
         self.attributes = to_attributes(gaussians.params)
-        self.base = self._mse(self.attributes)
+        self.base = self._distortion(self.attributes)
         self.increment, self.size, self.position_size, self.quantised = {}, {}, {}, {}
         fine = np.stack([self._codes(col, ORDER_BITS)[1] for col in (X_COLUMN, Y_COLUMN)], 1)
         self.order = storage_order(fine, (ORDER_BITS, ORDER_BITS))
@@ -91,15 +96,15 @@ class _Measurements:
         for source in {c for c in CONTEXT_ATTRIBUTE.values() if c is not None}:
             self.reference_codes[source] = self._codes(source, START_BITS[source])[1]
 
-    def _mse(self, attributes):
+    def _distortion(self, attributes):
         xp = self.backend.xp
         params = self.backend.from_numpy(_params(attributes))
         out = self.backend.render_forward(params, self.height, self.width)
-        return float(xp.mean((xp.clip(out, 0.0, 1.0) - self.target) ** 2))
+        return self.loss.value(xp, xp.clip(out, 0.0, 1.0), self.target)
 
     def _codes(self, col, bits):
         """(quantiser, codes) of attribute ``col`` at ``bits`` bits, made once: sizes and
-        MSE increments both need them."""
+        distortion increments both need them."""
         if (col, bits) not in self.quantised:
             q = fit_quantiser(self.attributes[:, col], bits, TRANSFORM[col])
             self.quantised[col, bits] = q, q.quantise(self.attributes[:, col])
@@ -125,24 +130,25 @@ class _Measurements:
             self.size[col, bits] = len(attribute_stream(codes[self.order], col, widths))
         return self.size[col, bits]
 
-    def mse_increment(self, col, bits):
-        """MSE added by coding attribute ``col`` with ``bits`` bits (one render, cached)."""
+    def increment_of(self, col, bits):
+        """Distortion added by coding attribute ``col`` with ``bits`` bits (one render,
+        cached)."""
         if (col, bits) not in self.increment:
             q, codes = self._codes(col, bits)
             trial = self.attributes.copy()
             trial[:, col] = q.dequantise(codes)
-            self.increment[col, bits] = self._mse(trial) - self.base
+            self.increment[col, bits] = self._distortion(trial) - self.base
         return self.increment[col, bits]
 
-    def mse(self, bits):
-        return self.base + sum(self.mse_increment(col, b) for col, b in enumerate(bits))
+    def distortion(self, bits):
+        return self.base + sum(self.increment_of(col, b) for col, b in enumerate(bits))
 
     def file_bytes(self, bits):
         return (FIXED_BYTES + self._positions_bytes(bits[X_COLUMN], bits[Y_COLUMN])
                 + sum(self._attribute_bytes(col, bits[col]) for col in ATTRIBUTE_STREAMS))
 
     def cost(self, bits, slope):
-        return (10 * math.log10(max(self.mse(bits), 1e-20))
+        return (10 * math.log10(max(self.distortion(bits), 1e-20))
                 + slope * math.log(self.file_bytes(bits)))
 
     def search(self, slope):
@@ -171,7 +177,7 @@ class _Measurements:
 
     def shed(self, bits, max_bytes):
         """``bits`` cut one step at a time, each where a byte saved costs the least added
-        MSE, until the file fits ``max_bytes`` (which the 1-bit floor must)."""
+        distortion, until the file fits ``max_bytes`` (which the 1-bit floor must)."""
         bits = list(bits)
         while self.file_bytes(bits) > max_bytes:
             best = None
@@ -181,7 +187,7 @@ class _Measurements:
                 if lower is None:
                     continue
                 saved = size - self.file_bytes(_with(bits, col, lower))
-                added = self.mse_increment(col, lower) - self.mse_increment(col, width)
+                added = self.increment_of(col, lower) - self.increment_of(col, width)
                 if saved > 0 and (best is None or added / saved < best[0]):
                     best = (added / saved, col, lower)
             if best is None:
@@ -190,7 +196,7 @@ class _Measurements:
         return tuple(bits)
 
     def spend(self, bits, max_bytes, min_slope):
-        """``bits`` widened one step at a time, each where a byte buys the most MSE, while
+        """``bits`` widened one step at a time, each where a byte buys the most distortion, while
         the file still fits ``max_bytes`` and the step lowers J at ``min_slope`` (finer
         widths buy next to nothing, and a budget left unused tells cgc.encode to grow the
         fit instead): the searches above can stop at a local optimum well short of the
@@ -198,17 +204,17 @@ class _Measurements:
         bits = list(bits)
         while True:
             best = None
-            size, mse = self.file_bytes(bits), self.mse(bits)
+            size, distortion = self.file_bytes(bits), self.distortion(bits)
             for col, width in enumerate(bits):
                 higher = self._next_width(col, bits, 1)
                 if higher is None:
                     continue
                 trial = _with(bits, col, higher)
                 new_size = self.file_bytes(trial)
-                gained = self.mse_increment(col, width) - self.mse_increment(col, higher)
+                gained = self.increment_of(col, width) - self.increment_of(col, higher)
                 if gained <= 0 or new_size > max_bytes:
                     continue
-                if (10 * math.log10(max(mse - gained, 1e-20) / max(mse, 1e-20))
+                if (10 * math.log10(max(distortion - gained, 1e-20) / max(distortion, 1e-20))
                         + min_slope * math.log(new_size / size)) >= 0:
                     continue
                 gain = gained / max(new_size - size, 1)
@@ -241,7 +247,7 @@ def _with(bits, col, width):
     return changed
 
 
-def allocate(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
+def allocate(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None, loss="psnr"):
     """(code widths, a tuple with one per attribute, minimising the cost J above for these
     Gaussians fitted to ``image`` (float32 (H, W, 3) in [0, 1]); the size model's bytes
     for them, from which a caller learns the model's error on the written file).
@@ -250,10 +256,10 @@ def allocate(gaussians, image, device="cpu", slope=SLOPE, max_bytes=None):
     smallest slope (down to ``slope / MAX_SLOPE_RATIO``) whose choice fits, found by
     bisection, so that spare bytes buy precision and a tight budget sheds it where it costs
     least; then widened while it fits (``_Measurements.spend``).  ValueError if even 1-bit
-    codes do not fit."""
+    codes do not fit.  ``loss``: the distortion D, a name or object of cgc.image.loss."""
     if not (isinstance(slope, (int, float)) and 0 < slope < math.inf):
         raise ValueError(f"slope must be a positive finite number, got {slope!r}")
-    measurements = _Measurements(gaussians, image, device)
+    measurements = _Measurements(gaussians, image, device, loss)
 
     def with_size(bits):
         return bits, measurements.file_bytes(bits)

@@ -15,7 +15,7 @@ from cgc.image.model import Gaussians, scaled_size
 from cgc.image.grow import GROW_ITERATION_SHARE, grow
 from cgc.image.layers import (MAX_LAYERS, LayerReader, check_layers, layer_counts, pack_layers,
                               read_layers, storage_order_in_layers)
-from cgc.image.loss import TUNES
+from cgc.image.loss import TUNES, get_loss
 from cgc.image.presets import DEFAULT_PRESET, budget_bytes, get_preset, quality_bpp
 from cgc.image.prune import prune
 from cgc.imageio import to_float_image, to_uint8
@@ -128,7 +128,8 @@ def grown_count(n_gaussians, file_bytes, max_bytes, height, width):
     return min(height * width, max(n_gaussians, int(n_gaussians * min(MAX_GROWTH, ratio))))
 
 
-def _encode_fitted(gaussians, image, bits, max_bytes, refine, device, layers=None):
+def _encode_fitted(gaussians, image, bits, max_bytes, refine, device, layers=None,
+                   tune="psnr"):
     """Bytes of fitted Gaussians: widths (given or allocated), codes (refined if asked).
 
     The allocation sizes streams in an order and contexts close to the file's, not equal
@@ -145,7 +146,8 @@ def _encode_fitted(gaussians, image, bits, max_bytes, refine, device, layers=Non
     for _ in range(ALLOCATION_TRIES):
         if bits is None:
             try:
-                chosen, predicted = allocate(gaussians, image, device=device, max_bytes=budget)
+                chosen, predicted = allocate(gaussians, image, device=device, max_bytes=budget,
+                                             loss=tune)
             except ValueError:
                 if fallback is None and budget == max_bytes:  # the caller's budget is too small
                     raise
@@ -175,6 +177,12 @@ def _mse(data, image, device):
     """Mean squared error of the decoded 8-bit image, in 8-bit units."""
     decoded = decode(data, device=device).astype(np.float64)
     return float(np.mean((decoded - 255.0 * image) ** 2))
+
+
+def _decoded_loss(data, image, device, loss):
+    """``loss``'s value on the decoded image (as fits see it: float in [0, 1])."""
+    decoded = decode(data, device=device).astype(np.float32) / np.float32(255.0)
+    return loss.value(np, decoded, np.asarray(image, dtype=np.float32))
 
 
 class _Fitter:
@@ -261,8 +269,10 @@ def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
     when it is full but decodes below DETAIL_PSNR dB, fit again with more Gaussians
     (DETAIL_COUNT_SHARE times as many, fewer at low rates); either file is kept only if it
     decodes better.  ``tune``: what the fits minimise (cgc.image.loss): "psnr", squared
-    error, or "ssim", the mix of L1, L2 and 1 - SSIM; bit allocation, refinement and the
-    size and quality searches still judge by squared error.
+    error, or "ssim", the mix of L1, L2 and 1 - SSIM, or a cgc.image.loss object (other
+    weights: ``Perceptual(l1, l2, ssim)``); bit allocation (cgc.image.allocate) and
+    the choice between a fit and its refit judge by that loss too; refinement and the size
+    and quality searches judge by squared error.
     ``preset``: "fast", "balanced", "high" or "ultra" (cgc.image.presets.PRESETS), the
     defaults of ``iterations``, ``refine``, ``fill`` and whether to over-fit and prune.
     ``bpp``: ``max_bytes`` given in bits per pixel of this image.  ``quality``: 0 to 100,
@@ -314,8 +324,11 @@ def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
                                           ("max_bytes", max_bytes)) if value is not None]
         if given:
             raise ValueError(f"give psnr or {given[0]}, not both")
-    if tune not in TUNES:
-        raise ValueError(f"tune must be one of {TUNES}, not {tune!r}")
+    try:
+        get_loss(tune)
+    except ValueError:
+        raise ValueError(f"tune must be one of {TUNES} or a cgc.image.loss object, not "
+                         f"{tune!r}") from None
     if layers is not None:
         if isinstance(layers, bool) or not isinstance(layers, (int, np.integer)) or not (
                 1 <= layers <= MAX_LAYERS):
@@ -350,11 +363,12 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
         if count > n_gaussians:
             try:
                 return _encode_fitted(fitter.fit(count), image, bits, max_bytes, refine,
-                                      device, fitter.layers), None
+                                      device, fitter.layers, fitter.tune), None
             except ValueError:  # the detail count does not fit the budget
                 pass
     gaussians = fitter.fit(n_gaussians)
-    data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device, fitter.layers)
+    data = _encode_fitted(gaussians, image, bits, max_bytes, refine, device, fitter.layers,
+                          fitter.tune)
     if not fill:
         return data, None
     mse = _mse(data, image, device)
@@ -372,11 +386,17 @@ def _encode_count(image, n_gaussians, fitter, bits, max_bytes, refine, fill, det
         return data, mse
     try:
         candidate_data = _encode_fitted(candidate, image, bits, max_bytes, refine, device,
-                                        fitter.layers)
+                                        fitter.layers, fitter.tune)
     except ValueError:  # the new count does not fit the budget even at 1-bit codes
         return data, mse
     candidate_mse = _mse(candidate_data, image, device)
-    if candidate_mse < mse:
+    if fitter.tune == "psnr":
+        better = candidate_mse < mse
+    else:  # judged by the loss the fits minimised
+        loss = get_loss(fitter.tune)
+        better = (_decoded_loss(candidate_data, image, device, loss)
+                  < _decoded_loss(data, image, device, loss))
+    if better:
         return candidate_data, candidate_mse
     return data, mse
 

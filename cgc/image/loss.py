@@ -4,11 +4,17 @@ historical loss) or "ssim" (the roadmap's mix of L1, L2 and 1 - SSIM)."""
 from cgc.metrics import SSIM_MIN_SIDE, ssim_gradient
 
 TUNES = ("psnr", "ssim")
+#: tune="ssim"'s weights of L1, L2 and 1 - SSIM.
+SSIM_TUNE_WEIGHTS = (0.2, 0.8, 0.1)
 
 
 class SquaredError:
     """sum (rendered - target)^2: PSNR's loss."""
     name = "psnr"
+
+    def value(self, xp, rendered, target):
+        """The mean squared error, as a float."""
+        return float(xp.mean((rendered - target) ** 2))
 
     def gradient(self, xp, rendered, target):
         return 2.0 * (rendered - target)
@@ -21,8 +27,21 @@ class Perceptual:
     with a side under SSIM_MIN_SIDE (a coarse stage of a tiny image) drops the term."""
     name = "ssim"
 
-    def __init__(self, l1=0.2, l2=0.8, ssim=0.1):
+    def __init__(self, l1=SSIM_TUNE_WEIGHTS[0], l2=SSIM_TUNE_WEIGHTS[1],
+                 ssim=SSIM_TUNE_WEIGHTS[2]):
         self.l1, self.l2, self.ssim = float(l1), float(l2), float(ssim)
+
+    @property
+    def weights(self):
+        return self.l1, self.l2, self.ssim
+
+    def value(self, xp, rendered, target):
+        """The loss per value (its gradient below is this times the number of values)."""
+        diff = rendered - target
+        total = self.l1 * float(xp.mean(xp.abs(diff))) + self.l2 * float(xp.mean(diff * diff))
+        if self.ssim and min(rendered.shape[:2]) >= SSIM_MIN_SIDE:
+            total += self.ssim * (1.0 - ssim_gradient(rendered, target)[0])
+        return total
 
     def gradient(self, xp, rendered, target):
         diff = rendered - target
@@ -34,14 +53,15 @@ class Perceptual:
 
 
 def get_loss(loss):
-    """The loss object for ``loss``: a name in TUNES, or an object with ``gradient``."""
+    """The loss object for ``loss``: a name in TUNES, or an object with ``gradient`` (what
+    the fit follows) and ``value`` (what the allocation weighs)."""
     if isinstance(loss, str):
         if loss == "psnr":
             return SquaredError()
         if loss == "ssim":
             return Perceptual()
         raise ValueError(f"loss must be one of {TUNES}, not {loss!r}")
-    if not callable(getattr(loss, "gradient", None)):
-        raise ValueError(f"loss must be one of {TUNES} or have a gradient method, got "
-                         f"{loss!r}")
+    if not all(callable(getattr(loss, name, None)) for name in ("gradient", "value")):
+        raise ValueError(f"loss must be one of {TUNES} or have gradient and value methods, "
+                         f"got {loss!r}")
     return loss
