@@ -203,9 +203,10 @@ def _spy_on_allocation(monkeypatch):
     """The budgets _encode_fitted allocates for, and the sizes the allocation predicts."""
     budgets, predicted = [], []
 
-    def allocate_spy(gaussians, img, device, max_bytes):
+    def allocate_spy(gaussians, img, device, max_bytes, loss):
         budgets.append(max_bytes)
-        chosen, size = allocate(gaussians, img, device=device, max_bytes=max_bytes)
+        chosen, size = allocate(gaussians, img, device=device, max_bytes=max_bytes,
+                                loss=loss)
         predicted.append(size)
         return chosen, size
 
