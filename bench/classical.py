@@ -53,24 +53,25 @@ def psnr(a, b):
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
-def _roundtrip(image, fmt, **kwargs):
+def _encode(image, fmt, **kwargs):
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, fmt, **kwargs)
-    size = buf.tell()
-    buf.seek(0)
-    return size, np.asarray(Image.open(buf).convert("RGB"))
+    return buf.getvalue()
+
+
+def decode(codec, data):
+    """The RGB image of one of ``codec``'s files."""
+    if codec == "jpegxl":
+        return imagecodecs.jpegxl_decode(data)
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def _jpegxl_sweep(image):
-    pixels = image.shape[0] * image.shape[1]
-    points = []
     # distance (butteraugli units; 1 is about visually lossless) is libjxl's own knob and
     # 25 its largest.  Effort 8: the default, 7, is up to 0.3 dB lower and stops above 0.25
     # bpp on kodim05; 9 is 1.4x slower for the same PSNR.
-    for distance in np.geomspace(0.1, 25.0, 26):
-        data = imagecodecs.jpegxl_encode(image, distance=float(distance), effort=8)
-        points.append((8.0 * len(data) / pixels, imagecodecs.jpegxl_decode(data)))
-    return points
+    return [imagecodecs.jpegxl_encode(image, distance=float(distance), effort=8)
+            for distance in np.geomspace(0.1, 25.0, 26)]
 
 
 def sweep(image, codec):
@@ -78,10 +79,16 @@ def sweep(image, codec):
     return sorted((bpp, psnr(image, decoded)) for bpp, decoded in decoded_sweep(image, codec))
 
 
-def decoded_sweep(image, codec):
-    """(bpp, decoded image) pairs over the codec's quality range, sorted by bpp."""
+def decoded_sweep(image, codec, encoded=None):
+    """(bpp, decoded image) pairs over the codec's quality range, sorted by bpp; from
+    ``encoded`` (an encoded_sweep of the image) where given."""
+    return [(bpp, decode(codec, data))
+            for bpp, data in (encoded or encoded_sweep(image, codec))]
+
+
+def encoded_sweep(image, codec):
+    """(bpp, file bytes) pairs over the codec's quality range, sorted by bpp."""
     pixels = image.shape[0] * image.shape[1]
-    points = []
     if codec == "jpeg":
         settings = [dict(quality=q, subsampling=0 if q >= 90 else 2) for q in range(2, 100, 3)]
         fmt = "JPEG"
@@ -104,14 +111,12 @@ def decoded_sweep(image, codec):
         settings = [dict(quality=q, subsampling="4:4:4", speed=4, advanced={"tune": "psnr"})
                     for q in range(0, 101, 4)]
         fmt = "AVIF"
-    elif codec == "jpegxl":
-        points, settings, fmt = _jpegxl_sweep(image), [], None
-    else:
+    elif codec != "jpegxl":
         raise ValueError(codec)
-    for kwargs in settings:
-        size, decoded = _roundtrip(image, fmt, **kwargs)
-        points.append((8.0 * size / pixels, decoded))
-    return sorted(points, key=lambda point: point[0])
+    files = (_jpegxl_sweep(image) if codec == "jpegxl"
+             else [_encode(image, fmt, **kwargs) for kwargs in settings])
+    return sorted(((8.0 * len(data) / pixels, data) for data in files),
+                  key=lambda point: point[0])
 
 
 def measure_at(image, points, bpp, measure):

@@ -13,9 +13,14 @@ rewritten after every image): bench/results/perceptual.json, or --out.
 
     python bench/perceptual.py [--kodak DIR] [--images 01 02] [--bpp 0.25 0.5 1]
                                [--preset balanced] [--tunes psnr ssim]
+                               [--cache DIR [--sweeps-only]] [--refine] [--no-peers]
+
+--cache keeps the classical codecs' files of each image there (and reuses them);
+--sweeps-only makes those files and stops, so that a run can prepare them beside another.
 """
 import argparse
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -36,14 +41,31 @@ def measure(original, decoded):
     return {name: round(f(original, decoded), 5) for name, f in METRICS.items()}
 
 
-def encode(image, bpp, tune, preset):
+def encode(image, bpp, tune, preset, refine):
     start = time.perf_counter()
-    data = cgc.encode(image, bpp=bpp, tune=tune, preset=preset, progress=False)
+    data = cgc.encode(image, bpp=bpp, tune=tune, preset=preset, refine=refine, progress=False)
     seconds = time.perf_counter() - start
     original = to_uint8(image)
     return {"seconds": round(seconds, 2),
             "bpp": round(8 * len(data) / (image.shape[0] * image.shape[1]), 5),
             **measure(original, cgc.decode(data))}
+
+
+def encoded_sweeps(original, name, peers, cache):
+    """Per peer, classical.encoded_sweep of the image, from ``cache`` where it is there."""
+    sweeps = {}
+    for peer in peers:
+        path = cache and os.path.join(cache, f"{os.path.splitext(name)[0]}_{peer}.pickle")
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                sweeps[peer] = pickle.load(f)
+            continue
+        sweeps[peer] = classical.encoded_sweep(original, peer)
+        if path:
+            os.makedirs(cache, exist_ok=True)
+            with open(path, "wb") as f:
+                pickle.dump(sweeps[peer], f)
+    return sweeps
 
 
 def summarise(rows, args, peers):
@@ -96,31 +118,46 @@ def main(argv=None):
     parser.add_argument("--bpp", nargs="+", type=float, default=[0.25, 0.5, 1.0])
     parser.add_argument("--preset", default="balanced")
     parser.add_argument("--tunes", nargs="+", default=["psnr", "ssim"])
+    parser.add_argument("--refine", action="store_true", default=None,
+                        help="refine the codes whatever the preset says")
+    parser.add_argument("--no-peers", dest="peers", action="store_false",
+                        help="cgc alone, no classical codecs")
+    parser.add_argument("--cache", help="folder for the classical codecs' files")
+    parser.add_argument("--sweeps-only", action="store_true")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "perceptual.json"))
     args = parser.parse_args(argv)
-    peers = [codec for codec in PEERS if classical.available(codec)]
-    report = {**revision(), "preset": args.preset, "tunes": args.tunes, "peers": peers,
+    if args.sweeps_only and not args.cache:
+        parser.error("--sweeps-only needs --cache")
+    peers = [codec for codec in PEERS if args.peers and classical.available(codec)]
+    report = {**revision(), "preset": args.preset, "refine": args.refine,
+              "tunes": args.tunes, "peers": peers,
               "codec_versions": classical.versions(), "images": []}
     for path in kodak_paths(args.kodak, args.images):
         image = load_image(path)
         original = to_uint8(image)
+        encoded = encoded_sweeps(original, os.path.basename(path), peers, args.cache)
+        if args.sweeps_only:
+            print(os.path.basename(path), "swept", flush=True)
+            continue
         row = {"image": os.path.basename(path), "rates": {}}
         report["images"].append(row)
-        sweeps = {peer: classical.decoded_sweep(original, peer) for peer in peers}
+        sweeps = {peer: classical.decoded_sweep(original, peer, encoded[peer])
+                  for peer in peers}
         for bpp in args.bpp:
             cell = row["rates"][f"{bpp:g}"] = {}
             for tune in args.tunes:
-                cell[tune] = encode(image, bpp, tune, args.preset)
+                cell[tune] = encode(image, bpp, tune, args.preset, args.refine)
                 for peer in peers:
                     cell[f"{peer}_at_{tune}"] = {
                         name: classical.measure_at(original, sweeps[peer], cell[tune]["bpp"], f)
                         for name, f in METRICS.items()}
             print(row["image"], f"{bpp:g}", cell, flush=True)
-        del sweeps
+        del sweeps, encoded
         report["summary"] = summarise(report["images"], args, peers)
         write_report(args.out, report)
-    print(report["summary"])
+    if not args.sweeps_only:
+        print(report["summary"])
 
 
 if __name__ == "__main__":

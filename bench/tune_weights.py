@@ -8,7 +8,7 @@ default's.  Results (JSON with the git revision, rewritten after every image):
 bench/results/tune_weights.json, or --out.
 
     python bench/tune_weights.py [--kodak DIR] [--images 01 02] [--bpp 0.5]
-                                 [--preset fast] [--no-photos]
+                                 [--preset fast] [--no-photos] [--weights 0.2,0.8,0.1 ...]
 """
 import argparse
 import os
@@ -31,6 +31,14 @@ from report import revision, write_report
 WEIGHTS = ((0.2, 0.8, 0.1), (0.2, 0.8, 0.03), (0.2, 0.8, 0.3), (0.5, 0.5, 0.1),
            (0.0, 1.0, 0.03), (0.0, 1.0, 0.01))
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+
+
+def weight_set(text):
+    """"l1,l2,ssim" as three floats (argparse type)."""
+    values = tuple(float(v) for v in text.split(","))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"a weight set is three numbers L1,L2,SSIM: {text}")
+    return values
 
 
 def label(weights):
@@ -84,18 +92,22 @@ def main(argv=None):
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--no-photos", dest="photos", action="store_false",
                         help="the Kodak images alone")
+    parser.add_argument("--weights", nargs="+", type=weight_set, default=list(WEIGHTS),
+                        help="sets L1,L2,SSIM (default: WEIGHTS; the default tune's set is "
+                             "always measured)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "tune_weights.json"))
     args = parser.parse_args(argv)
+    weights = list(dict.fromkeys([Perceptual().weights] + args.weights))
     report = {**revision(), "bpp": args.bpp, "preset": args.preset,
-              "weights": [list(w) for w in WEIGHTS], "images": []}
+              "weights": [list(w) for w in weights], "images": []}
     for group, name, image in images(args):
         row = {"group": group, "image": name, "results": {}}
         report["images"].append(row)
         row["results"]["psnr"] = measure(image, "psnr", args.bpp, args.preset)
-        for weights in WEIGHTS:
-            row["results"][label(weights)] = measure(image, Perceptual(*weights), args.bpp,
-                                                     args.preset)
+        for chosen in weights:
+            row["results"][label(chosen)] = measure(image, Perceptual(*chosen), args.bpp,
+                                                    args.preset)
         print(name, row["results"], flush=True)
         report["summary"] = summarise(report["images"])
         write_report(args.out, report)
