@@ -21,7 +21,7 @@ from kodak_fit import KODAK, ROOT, kodak_paths  # bench/kodak_fit.py, beside thi
 
 import cgc
 from cgc.image.loss import Perceptual
-from cgc.imageio import load_image, to_uint8
+from cgc.imageio import load_image, to_float_image, to_uint8
 from cgc.metrics import ms_ssim, psnr, ssim
 from report import revision, write_report
 
@@ -81,7 +81,7 @@ def images(args):
         yield "kodak", os.path.basename(path), load_image(path)
     if args.photos:
         for name in PHOTOS:
-            yield "photos", name, getattr(skimage.data, name)()
+            yield "photos", name, to_float_image(getattr(skimage.data, name)())
 
 
 def main(argv=None):
