@@ -8,7 +8,7 @@ default's.  Results (JSON with the git revision, rewritten after every image):
 bench/results/tune_weights.json, or --out.
 
     python bench/tune_weights.py [--kodak DIR] [--images 01 02] [--bpp 0.5]
-                                 [--preset fast] [--no-photos] [--weights 0.2,0.8,0.1 ...]
+                                 [--preset fast] [--no-photos | --no-kodak] [--weights 0.2,0.8,0.1 ...]
 """
 import argparse
 import os
@@ -77,7 +77,7 @@ def summarise(rows):
 
 
 def images(args):
-    for path in kodak_paths(args.kodak, args.images):
+    for path in kodak_paths(args.kodak, args.images) if args.kodak_images else ():
         yield "kodak", os.path.basename(path), load_image(path)
     if args.photos:
         for name in PHOTOS:
@@ -92,6 +92,8 @@ def main(argv=None):
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--no-photos", dest="photos", action="store_false",
                         help="the Kodak images alone")
+    parser.add_argument("--no-kodak", dest="kodak_images", action="store_false",
+                        help="the photos alone")
     parser.add_argument("--weights", nargs="+", type=weight_set, default=list(WEIGHTS),
                         help="sets L1,L2,SSIM (default: WEIGHTS; the default tune's set is "
                              "always measured)")
