@@ -269,6 +269,16 @@ def adam_step(floating[:, ::1] params, floating[:, ::1] grads,
 
 
 
+cdef inline void _add_rows(double *b, Py_ssize_t w, floating *src, Py_ssize_t plane,
+                           int maps, Py_ssize_t wo, double wk) noexcept nogil:
+    """Row q of ``b`` (stride w) += wk times row q of ``src`` (stride plane), q < maps: one
+    tap of a column filter."""
+    cdef Py_ssize_t q, j
+    for q in range(maps):
+        for j in range(wo):
+            b[q * w + j] += wk * src[q * plane + j]
+
+
 def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] window,
                   double c1, double c2, floating[:, :, ::1] grad):
     """Mean SSIM of the (C, H, W) stack ``x`` against ``y`` over the windows wholly inside,
@@ -321,11 +331,7 @@ def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] wind
             b = &buf[tid, 0, 0]
             memset(b, 0, 5 * w * sizeof(double))
             for k in range(nk):
-                wk = window[k]
-                src = &rows[0, c, i + k, 0]
-                for q in range(5):
-                    for j in range(wo):
-                        b[q * w + j] += wk * src[q * plane + j]
+                _add_rows(b, w, &rows[0, c, i + k, 0], plane, 5, wo, window[k])
             for j in range(wo):
                 mx, my = b[j], b[w + j]
                 sa1 = 2.0 * mx * my + c1
@@ -346,11 +352,7 @@ def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] wind
             b = &buf[tid, 0, 0]
             memset(b, 0, 5 * w * sizeof(double))
             for k in range(max(0, i - ho + 1), min(nk, i + 1)):
-                wk = window[k]
-                src = &deriv[0, c, i - k, 0]
-                for q in range(3):
-                    for j in range(wo):
-                        b[q * w + j] += wk * src[q * dplane + j]
+                _add_rows(b, w, &deriv[0, c, i - k, 0], dplane, 3, wo, window[k])
             for q in range(3):  # row 3 gathers the sums along the row, shifted by the taps
                 memset(b + 3 * w, 0, w * sizeof(double))
                 for k in range(nk):
