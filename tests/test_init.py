@@ -4,7 +4,7 @@ import pytest
 import skimage.data
 
 from cgc.backends.cpu import CPUBackend
-from cgc.image.init import METHODS, initialise
+from cgc.image.init import METHODS, initialise, least_squares_colours
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,40 @@ def test_gradient_init_prefers_edges():
     params = initialise(image, 400, "gradient", seed=1)
     in_stripe = np.mean((params[:, 0] > 38) & (params[:, 0] < 46))
     assert in_stripe > 3 * (8 / 64)  # well above the stripe's share of the area
+
+
+def test_least_squares_colours(image):
+    """The colour steps are CGLS on the render's linear map: the squared error falls with
+    every step, and enough steps reach the least-squares colours of the explicit matrix."""
+    h, w = 14, 12
+    target = image[:h, :w].astype(np.float64)
+    rng = np.random.default_rng(5)
+    n = 9
+    params = np.zeros((n, 8), np.float32)
+    params[:, 0] = rng.uniform(0, w, n)
+    params[:, 1] = rng.uniform(0, h, n)
+    params[:, 2] = params[:, 4] = rng.uniform(1.5, 4, n)
+    params[:, 3] = rng.uniform(-0.5, 0.5, n)
+    params[:, 5:] = rng.uniform(0, 1, (n, 3))
+    backend = CPUBackend()
+    # Column g of the footprint matrix: Gaussian g alone with unit colour.
+    columns = []
+    for g in range(n):
+        alone = params[g:g + 1].copy()
+        alone[:, 5:] = 1
+        columns.append(backend.render_forward(alone, h, w)[..., 0].ravel())
+    footprints = np.array(columns, dtype=np.float64).T
+    exact = np.linalg.lstsq(footprints, target.reshape(-1, 3), rcond=None)[0]
+
+    def error(colours):
+        return float(np.sum((footprints @ colours - target.reshape(-1, 3)) ** 2))
+
+    np.testing.assert_array_equal(least_squares_colours(params, target, 0), params[:, 5:])
+    errors = [error(least_squares_colours(params, target, k)) for k in range(4)]
+    assert all(b < a for a, b in zip(errors, errors[1:]))
+    # CG solves n unknowns in n steps in exact arithmetic; the renders are float32, so a
+    # few more steps, and a tolerance of float32 rounding (about 3e-7 here, on colours of
+    # order 1) with room for other compilers' rounding.
+    solved = least_squares_colours(params, target, 3 * n)
+    np.testing.assert_allclose(solved, exact, atol=1e-5)
+    assert error(solved) <= error(exact) * (1 + 1e-4)

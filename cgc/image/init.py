@@ -41,6 +41,48 @@ def set_colours(params, image):
     params[:, 5:] = weighted[:, 5:] / np.maximum(mass[:, 5:], 1e-6)
 
 
+def least_squares_colours(params, image, steps):
+    """Move the colours ``steps`` conjugate-gradient steps (CGLS) towards the least-squares
+    colours for the Gaussians' shapes, from the colours ``params`` has; returns the
+    (N, 3) float32 colours.
+
+    A render is linear in the colours (render = A c, A the footprints), so the colours
+    minimising the squared error solve A'A c = A'y: each step is one render (A p) and one
+    backward pass (A' r).  A few steps, not the solution: the exact solution gives
+    neighbours large opposite colours that the fit then takes long to undo."""
+    height, width = image.shape[:2]
+    backend = CPUBackend()
+    probe = np.array(params, dtype=np.float32)
+    bins = backend.bin(probe, height, width)
+    target = np.asarray(image, dtype=np.float64)
+
+    def render(colours):
+        probe[:, 5:] = colours
+        return backend.render_forward(probe, height, width, bins).astype(np.float64)
+
+    def adjoint(residual):
+        grad = backend.render_backward(probe, height, width, residual.astype(np.float32), bins)
+        return grad[:, 5:].astype(np.float64)
+
+    colours = probe[:, 5:].astype(np.float64)
+    residual = target - render(colours)
+    descent = adjoint(residual)
+    direction, gamma = descent.copy(), (descent ** 2).sum(axis=0)
+    for _ in range(steps):
+        # Each channel is its own least-squares problem with the same footprints.
+        moved = render(direction)
+        curvature = (moved ** 2).sum(axis=(0, 1))
+        alpha = np.divide(gamma, curvature, out=np.zeros(3), where=curvature > 0)
+        colours += alpha * direction
+        residual -= alpha * moved
+        descent = adjoint(residual)
+        new_gamma = (descent ** 2).sum(axis=0)
+        direction = descent + np.divide(new_gamma, gamma, out=np.zeros(3),
+                                        where=gamma > 0) * direction
+        gamma = new_gamma
+    return colours.astype(np.float32)
+
+
 def init_random(image, n, rng):
     """Uniform random positions, round Gaussians sized to the mean spacing."""
     height, width = image.shape[:2]

@@ -1,10 +1,10 @@
 """SVG drawings as input to the image codec.
 
 ``encode_svg`` rasterises the drawing as the fit's target and starts the Gaussians from its
-geometry instead of from the raster's gradient: along every outline and stroke, centred on
-the curves and drawn out along their tangents, and evenly over the canvas for the areas in
-between; colours then come from the raster as for any start, so fills, gradients and
-strokes get the colours the renderer drew.  Everything after the start (fit, allocation,
+geometry instead of from the raster's gradient: along every outline and stroke, on the
+curves and drawn out along their tangents, and evenly over the canvas for the areas in
+between; colours then come from the raster, so fills, gradients and strokes get the
+colours the renderer drew.  Everything after the start (fit, allocation,
 file, decoding at any size) is the image codec's.
 
 Two maintained libraries do the SVG work, from the optional ``[svg]`` extra, both
@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from cgc.image.container import MAX_PIXELS, MAX_SIDE
-from cgc.image.init import set_colours
+from cgc.image.init import least_squares_colours, set_colours
 
 INSTALL_HINT = 'pip install "cgc[svg]"'
 # The largest SVG read (and the most a .svgz may expand to).
@@ -38,12 +38,21 @@ MAX_SVG_BYTES = 32 << 20
 EDGE_SHARE = 0.7
 # Sides of an outline's Gaussians: along the curve, this share of their spacing; across a
 # filled shape's edge, EDGE_ACROSS pixels; across a stroke, STROKE_ACROSS of its width.
-EDGE_ALONG = 0.25
+EDGE_ALONG = 0.5
 EDGE_ACROSS = 0.5
 STROKE_ACROSS = 0.35
+# A fill's edge Gaussians sit this many pixels off the curve, every other one on either
+# side, so that pairs draw its step (a Gaussian on the curve draws a ridge); a stroke's
+# stay centred on it.
+EDGE_OFFSET = 0.5
 # Side of the Gaussians between the outlines, as a share of their mean spacing
 # (init.SIGMA_FACTOR's value).
 FILL_SIGMA = 0.6
+# Conjugate-gradient steps towards the least-squares colours of the start
+# (init.least_squares_colours).
+COLOUR_STEPS = 10
+# The plastic number, root of x^3 = x + 1: the R2 sequence's generator (_even_points).
+PLASTIC = 1.324717957244746
 # Points per curved segment (Béziers and arcs) of the polylines the outlines become.
 CURVE_POINTS = 24
 
@@ -198,6 +207,17 @@ def _outlines(element, svgelements):
             if np.isfinite(p).all()]
 
 
+def _even_points(n, width, height, rng):
+    """x, y of n points spread evenly over the canvas for any n: the R2 low-discrepancy
+    sequence (Roberts; steps of 1/g and 1/g^2 in each coordinate, g the plastic number),
+    shifted at random.  Uniform random points left holes that rendered black in the
+    start."""
+    shift = rng.uniform(0, 1, 2)
+    index = np.arange(n)
+    return (((shift[0] + index / PLASTIC) % 1.0) * width,
+            ((shift[1] + index / PLASTIC ** 2) % 1.0) * height)
+
+
 def _complex(point):
     return complex(float(point.x), float(point.y))
 
@@ -218,10 +238,11 @@ def rasterise(markup, height, width):
 
 class GeometryStart:
     """The fit's start for a drawing (an ``init`` callable of cgc.fit): EDGE_SHARE of the
-    Gaussians along its outlines, spaced evenly by length, each centred on the curve with
-    its long side along the tangent; the rest evenly over the canvas; colours from the
-    target (cgc.image.init.set_colours).  Scales the drawing to the target's size, so the
-    coarse stage's half-size target works too."""
+    Gaussians along its outlines, spaced evenly by length, long side along the tangent,
+    on a stroke's centre line or in pairs either side of a fill's edge; the rest evenly
+    over the canvas (_even_points); colours from the target (cgc.image.init.set_colours),
+    then COLOUR_STEPS steps towards the least-squares colours.  Scales the drawing to the
+    target's size, so the coarse stage's half-size target works too."""
 
     def __init__(self, drawing, edge_share=EDGE_SHARE):
         self.drawing, self.edge_share = drawing, float(edge_share)
@@ -230,38 +251,43 @@ class GeometryStart:
         height, width = target.shape[:2]
         scale = np.array([width / self.drawing.width, height / self.drawing.height])
         rng = np.random.default_rng([seed, 3])
-        starts, steps, across = [], [], []
+        starts, steps, across, offset = [], [], [], []
         for points, stroke in self.drawing.outlines:
             points = points * scale
             step = np.diff(points, axis=0)
             keep = np.hypot(*step.T) > 1e-9
+            count = int(keep.sum())
             starts.append(points[:-1][keep])
             steps.append(step[keep])
-            across.append(np.full(int(keep.sum()), max(
+            across.append(np.full(count, max(
                 EDGE_ACROSS, STROKE_ACROSS * stroke * float(np.sqrt(scale.prod()))) if stroke
                 else EDGE_ACROSS))
+            offset.append(np.full(count, 0.0 if stroke else EDGE_OFFSET))
         lengths = np.hypot(*np.concatenate(steps).T) if steps else np.zeros(0)
         total = float(lengths.sum())
         n_edge = min(n_gaussians, round(self.edge_share * n_gaussians)) if total > 0 else 0
         params = np.zeros((n_gaussians, 8), dtype=np.float64)
         if n_edge:
             params[:n_edge] = self._along(np.concatenate(starts), np.concatenate(steps),
-                                          lengths, np.concatenate(across), n_edge, rng)
+                                          lengths, np.concatenate(across),
+                                          np.concatenate(offset), n_edge, rng)
         n_fill = n_gaussians - n_edge
         if n_fill:
-            side = FILL_SIGMA * np.sqrt(height * width / n_fill)
-            params[n_edge:, 0] = rng.uniform(0, width, n_fill)
-            params[n_edge:, 1] = rng.uniform(0, height, n_fill)
-            params[n_edge:, 2] = params[n_edge:, 4] = side
+            params[n_edge:, 0], params[n_edge:, 1] = _even_points(n_fill, width, height, rng)
+            params[n_edge:, 2] = params[n_edge:, 4] = FILL_SIGMA * np.sqrt(
+                height * width / n_fill)
         params[:, 0] = np.clip(params[:, 0], 0, width)
         params[:, 1] = np.clip(params[:, 1], 0, height)
         params = params.astype(np.float32)
-        set_colours(params, np.asarray(target, dtype=np.float32))
+        image = np.asarray(target, dtype=np.float32)
+        set_colours(params, image)
+        params[:, 5:] = least_squares_colours(params, image, COLOUR_STEPS)
         return params
 
     @staticmethod
-    def _along(starts, steps, lengths, across, n, rng):
-        """(n, 8) Gaussians spread evenly by length over the segments (stratified)."""
+    def _along(starts, steps, lengths, across, offset, n, rng):
+        """(n, 8) Gaussians spread evenly by length over the segments (stratified), every
+        other one on either side of its segment, ``offset`` pixels off it."""
         ends = np.cumsum(lengths)
         total = ends[-1]
         u = (np.arange(n) + rng.uniform(0, 1, n)) * (total / n)
@@ -269,6 +295,8 @@ class GeometryStart:
         t = np.clip((u - (ends[k] - lengths[k])) / lengths[k], 0, 1)
         centre = starts[k] + t[:, None] * steps[k]
         tangent = steps[k] / lengths[k][:, None]
+        side = np.where(np.arange(n) % 2 == 0, 1.0, -1.0) * offset[k]
+        centre += side[:, None] * np.column_stack([-tangent[:, 1], tangent[:, 0]])
         along = np.maximum(EDGE_ALONG * total / n, EDGE_ACROSS)
         # Covariance along^2 t t' + across^2 n n' (n the normal), and its Cholesky factor.
         a2, c2 = along ** 2, across[k] ** 2
