@@ -13,9 +13,10 @@ SVGs; every k-th file in name order, --count of them.
 * Size: ``cgc.encode_svg(psnr=40)`` bytes against the SVG's gzip -9 bytes.
 
 Results (JSON with the git revision, rewritten after each drawing): bench/results/svg.json.
+--starts-only measures the starts alone (another --out, e.g. at another --gaussians).
 
     python bench/svg.py [--svg-dir DIR] [--count 36] [--size 256] [--gaussians 1024]
-                        [--iterations 67 200 600] [--preset fast]
+                        [--iterations 67 200 600] [--preset fast] [--starts-only]
 """
 import argparse
 import glob
@@ -71,6 +72,8 @@ def measure(path, args):
         row["starts"][str(iterations)] = {
             "geometry": fitted_psnr(target, args.gaussians, iterations, start),
             "gradient": fitted_psnr(target, args.gaussians, iterations, "gradient")}
+    if args.starts_only:
+        return row
     data = cgc.encode_svg(path, size=size, preset=args.preset, progress=False)
     height, width = target.shape[:2]
     large = rasterise(read_svg(path), 4 * height, 4 * width)
@@ -99,7 +102,10 @@ def summarise(rows, args):
             "geometry": statistics.mean(r["starts"][iterations]["geometry"] for r in rows),
             "gradient": statistics.mean(r["starts"][iterations]["gradient"] for r in rows),
             "mean_gain_db": statistics.mean(gains),
-            "drawings_better": sum(g > 0 for g in gains)}
+            "drawings_better": sum(g > 0 for g in gains),
+            "drawings_1db_better": sum(g >= 1 for g in gains)}
+    if args.starts_only:
+        return summary
     summary["psnr_x4"] = statistics.mean(r["resolution"]["psnr_x4"] for r in rows)
     summary["lanczos_x4"] = statistics.mean(r["resolution"]["lanczos_x4"] for r in rows)
     summary["x4_at_least_lanczos"] = sum(r["resolution"]["psnr_x4"]
@@ -121,6 +127,8 @@ def main(argv=None):
     parser.add_argument("--gaussians", type=int, default=1024)
     parser.add_argument("--iterations", nargs="+", type=int, default=[67, 200, 600])
     parser.add_argument("--preset", default="fast")
+    parser.add_argument("--starts-only", action="store_true",
+                        help="measure the starts alone")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "svg.json"))
     args = parser.parse_args(argv)
     folder = args.svg_dir or fetch(args.cache)
@@ -134,7 +142,8 @@ def main(argv=None):
         report["drawings"].append(row)
         print(row["file"], {k: round(v["geometry"] - v["gradient"], 2)
                             for k, v in row["starts"].items()},
-              {k: round(v, 2) for k, v in row["resolution"].items()}, row["size"],
+              *([] if args.starts_only else [
+                  {k: round(v, 2) for k, v in row["resolution"].items()}, row["size"]]),
               flush=True)
         report["summary"] = summarise(report["drawings"], args)
         write_report(args.out, report)
