@@ -8,15 +8,18 @@ SVGs; every k-th file in name order, --count of them.
 * Starts: ``cgc.fit`` of --gaussians Gaussians to the drawing rasterised at --size, from
   each start, at each of --iterations full-resolution steps (no coarse stage, so both fit
   the same steps): PSNR of the unquantised fit.
-* Resolution: ``cgc.encode_svg`` at --size (--preset), decoded at four times the size,
-  against the drawing rasterised there; the --size raster upscaled with Lanczos likewise.
+* Files: ``cgc.encode_svg`` at --size (--preset, its default budget) from each start:
+  bytes and PSNR, the encoder's whole pipeline (coarse stage, allocation) included.
+* Resolution: the file from the geometry decoded at four times the size, against the
+  drawing rasterised there; the --size raster upscaled with Lanczos likewise.
 * Size: ``cgc.encode_svg(psnr=40)`` bytes against the SVG's gzip -9 bytes.
 
 Results (JSON with the git revision, rewritten after each drawing): bench/results/svg.json.
---starts-only measures the starts alone (another --out, e.g. at another --gaussians).
+--parts measures some of the four (another --out, e.g. the starts at another --gaussians).
 
     python bench/svg.py [--svg-dir DIR] [--count 36] [--size 256] [--gaussians 1024]
-                        [--iterations 67 200 600] [--preset fast] [--starts-only]
+                        [--iterations 67 200 600] [--preset fast]
+                        [--parts starts files resolution size]
 """
 import argparse
 import glob
@@ -39,6 +42,7 @@ from cgc.image.svg import load_svg, rasterise, read_svg
 from cgc.metrics import psnr
 
 PACKAGE = "@twemoji/svg@15.0.0"
+PARTS = ("starts", "files", "resolution", "size")
 
 
 def fetch(cache):
@@ -67,54 +71,72 @@ def measure(path, args):
     size = (args.size, args.size)
     target, start = load_svg(path, size)
     row = {"file": os.path.basename(path), "shape": list(target.shape[:2]),
-           "outlines": len(start.drawing.outlines), "starts": {}}
-    for iterations in args.iterations:
-        row["starts"][str(iterations)] = {
+           "outlines": len(start.drawing.outlines)}
+    if "starts" in args.parts:
+        row["starts"] = {str(iterations): {
             "geometry": fitted_psnr(target, args.gaussians, iterations, start),
             "gradient": fitted_psnr(target, args.gaussians, iterations, "gradient")}
-    if args.starts_only:
-        return row
-    data = cgc.encode_svg(path, size=size, preset=args.preset, progress=False)
-    height, width = target.shape[:2]
-    large = rasterise(read_svg(path), 4 * height, 4 * width)
-    decoded = cgc.decode(data, size=large.shape[:2])
-    lanczos = np.asarray(Image.fromarray(target).resize(large.shape[1::-1], Image.LANCZOS))
-    row["resolution"] = {"bytes": len(data), "psnr_at_size": psnr(target, cgc.decode(data)),
-                         "psnr_x4": psnr(large, decoded), "lanczos_x4": psnr(large, lanczos)}
-    with open(path, "rb") as f:
-        svg_bytes = f.read()
-    try:
-        at_40 = len(cgc.encode_svg(path, size=size, psnr=40.0, preset=args.preset,
-                                   progress=False))
-    except ValueError:  # 40 dB not reached within the search's range
-        at_40 = None
-    row["size"] = {"cgc_at_40db": at_40, "svg_gzip": len(gzip.compress(svg_bytes, 9)),
-                   "svg": len(svg_bytes)}
+            for iterations in args.iterations}
+    starts = (["geometry"] if args.parts & {"files", "resolution"} else []) + (
+        ["raster"] if "files" in args.parts else [])
+    files = {name: cgc.encode_svg(path, size=size, preset=args.preset, start=name,
+                                  progress=False) for name in starts}
+    if "files" in args.parts:
+        row["files"] = {name: {"bytes": len(data), "psnr": psnr(target, cgc.decode(data))}
+                        for name, data in files.items()}
+    if "resolution" in args.parts:
+        data = files["geometry"]
+        height, width = target.shape[:2]
+        large = rasterise(read_svg(path), 4 * height, 4 * width)
+        decoded = cgc.decode(data, size=large.shape[:2])
+        lanczos = np.asarray(Image.fromarray(target).resize(large.shape[1::-1],
+                                                            Image.LANCZOS))
+        row["resolution"] = {"bytes": len(data), "psnr_at_size": psnr(target, cgc.decode(data)),
+                             "psnr_x4": psnr(large, decoded), "lanczos_x4": psnr(large, lanczos)}
+    if "size" in args.parts:
+        with open(path, "rb") as f:
+            svg_bytes = f.read()
+        try:
+            at_40 = len(cgc.encode_svg(path, size=size, psnr=40.0, preset=args.preset,
+                                       progress=False))
+        except ValueError:  # 40 dB not reached within the search's range
+            at_40 = None
+        row["size"] = {"cgc_at_40db": at_40, "svg_gzip": len(gzip.compress(svg_bytes, 9)),
+                       "svg": len(svg_bytes)}
     return row
 
 
 def summarise(rows, args):
-    summary = {"drawings": len(rows), "starts": {}}
-    for iterations in map(str, args.iterations):
-        gains = [r["starts"][iterations]["geometry"] - r["starts"][iterations]["gradient"]
-                 for r in rows]
-        summary["starts"][iterations] = {
-            "geometry": statistics.mean(r["starts"][iterations]["geometry"] for r in rows),
-            "gradient": statistics.mean(r["starts"][iterations]["gradient"] for r in rows),
-            "mean_gain_db": statistics.mean(gains),
-            "drawings_better": sum(g > 0 for g in gains),
-            "drawings_1db_better": sum(g >= 1 for g in gains)}
-    if args.starts_only:
-        return summary
-    summary["psnr_x4"] = statistics.mean(r["resolution"]["psnr_x4"] for r in rows)
-    summary["lanczos_x4"] = statistics.mean(r["resolution"]["lanczos_x4"] for r in rows)
-    summary["x4_at_least_lanczos"] = sum(r["resolution"]["psnr_x4"]
-                                         >= r["resolution"]["lanczos_x4"] for r in rows)
-    sized = [r["size"] for r in rows if r["size"]["cgc_at_40db"]]
-    summary["reached_40db"] = len(sized)
-    if sized:
-        summary["median_cgc_over_gzip_at_40db"] = statistics.median(
-            s["cgc_at_40db"] / s["svg_gzip"] for s in sized)
+    summary = {"drawings": len(rows)}
+    if "starts" in args.parts:
+        summary["starts"] = {}
+        for iterations in map(str, args.iterations):
+            gains = [r["starts"][iterations]["geometry"] - r["starts"][iterations]["gradient"]
+                     for r in rows]
+            summary["starts"][iterations] = {
+                "geometry": statistics.mean(r["starts"][iterations]["geometry"] for r in rows),
+                "gradient": statistics.mean(r["starts"][iterations]["gradient"] for r in rows),
+                "mean_gain_db": statistics.mean(gains),
+                "median_gain_db": statistics.median(gains),
+                "drawings_better": sum(g > 0 for g in gains),
+                "drawings_1db_better": sum(g >= 1 for g in gains)}
+    if "files" in args.parts:
+        summary["files"] = {name: {key: statistics.mean(r["files"][name][key] for r in rows)
+                                   for key in ("bytes", "psnr")}
+                            for name in ("geometry", "raster")}
+        summary["files"]["drawings_better"] = sum(
+            r["files"]["geometry"]["psnr"] > r["files"]["raster"]["psnr"] for r in rows)
+    if "resolution" in args.parts:
+        summary["psnr_x4"] = statistics.mean(r["resolution"]["psnr_x4"] for r in rows)
+        summary["lanczos_x4"] = statistics.mean(r["resolution"]["lanczos_x4"] for r in rows)
+        summary["x4_at_least_lanczos"] = sum(r["resolution"]["psnr_x4"]
+                                             >= r["resolution"]["lanczos_x4"] for r in rows)
+    if "size" in args.parts:
+        sized = [r["size"] for r in rows if r["size"]["cgc_at_40db"]]
+        summary["reached_40db"] = len(sized)
+        if sized:
+            summary["median_cgc_over_gzip_at_40db"] = statistics.median(
+                s["cgc_at_40db"] / s["svg_gzip"] for s in sized)
     return summary
 
 
@@ -127,24 +149,24 @@ def main(argv=None):
     parser.add_argument("--gaussians", type=int, default=1024)
     parser.add_argument("--iterations", nargs="+", type=int, default=[67, 200, 600])
     parser.add_argument("--preset", default="fast")
-    parser.add_argument("--starts-only", action="store_true",
-                        help="measure the starts alone")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="what to measure")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "svg.json"))
     args = parser.parse_args(argv)
+    args.parts = set(args.parts)
     folder = args.svg_dir or fetch(args.cache)
     files = sorted(glob.glob(os.path.join(folder, "*.svg")))
     files = files[::max(1, len(files) // args.count)][:args.count]
     report = {**revision(), "source": args.svg_dir or PACKAGE, "size": args.size,
-              "gaussians": args.gaussians, "preset": args.preset, "drawings": []}
+              "gaussians": args.gaussians, "preset": args.preset,
+              "parts": sorted(args.parts), "drawings": []}
     warnings.simplefilter("ignore", RuntimeWarning)  # drawings with text say so per file
     for path in files:
         row = measure(path, args)
         report["drawings"].append(row)
         print(row["file"], {k: round(v["geometry"] - v["gradient"], 2)
-                            for k, v in row["starts"].items()},
-              *([] if args.starts_only else [
-                  {k: round(v, 2) for k, v in row["resolution"].items()}, row["size"]]),
-              flush=True)
+                            for k, v in row.get("starts", {}).items()},
+              *(row[part] for part in PARTS[1:] if part in row), flush=True)
         report["summary"] = summarise(report["drawings"], args)
         write_report(args.out, report)
     print(report["summary"])
