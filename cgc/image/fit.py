@@ -39,9 +39,11 @@ COARSE_PER_FINE = 1.5
 # Fits with fewer pixels per Gaussian at half resolution skip the coarse stage, which lost
 # PSNR on them (measurements: docs/tuning.md, "image/fit.py: coarse stage").
 MIN_COARSE_PIXELS_PER_GAUSSIAN = 4
-# A layered fit weighs the image of each run of layers short of the whole by this share of
-# the whole image's loss (measurements: docs/tuning.md, "image/fit.py: layered fits").
-LAYER_WEIGHT = 0.1
+# A layered fit minimises log E(whole) + LAYER_WEIGHT * sum_k log E(layers 1..k), E the
+# squared error: each prefix's PSNR counts LAYER_WEIGHT times the whole's, whatever its
+# level.  Weights on the errors themselves let the first, worst prefix take most of the
+# pull (measurements: docs/tuning.md, "image/fit.py: layered fits").
+LAYER_WEIGHT = 1.0
 # Learning rates in parameter units per step: pixels for position and Cholesky factor,
 # linear RGB for colour.  Position and Cholesky rates hold at every density
 # (measurements: docs/tuning.md, "image/fit.py: learning rates").
@@ -186,8 +188,9 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     :mod:`cgc.image.loss` object.
     ``layers``: Gaussian counts adding up to ``n_gaussians``, for a progressive file: the
     image of each run of Gaussians from the first (layers 1, 1-2, 1-3 ...) is fitted too,
-    at LAYER_WEIGHT of the whole image's loss each, so that every prefix of the layers
-    renders a good image (docs/tuning.md, "image/fit.py: layered fits").
+    its squared error in decibels at LAYER_WEIGHT of the whole image's, so that every
+    prefix of the layers renders a good image (docs/tuning.md, "image/fit.py: layered
+    fits").
     ``fixed``: a float (H, W, 3) image to which the Gaussians' render is added, the render
     of Gaussians held still (a render is a sum over Gaussians, so fitting some to the
     image less the render of the others is fitting them with the others in place); with
@@ -340,11 +343,13 @@ class _Stage:
 
 
 class _Layered:
-    """A fit's loss over nested images: the whole image, and at LAYER_WEIGHT each the image
-    of every run of layers from the first but the whole.  The Gaussians of layer j draw in
-    the images of runs 1..k for k >= j, so their cotangent is the sum of those images'
-    loss gradients; each layer renders and back-propagates on its own bins, made once a
-    step."""
+    """A fit's loss over nested images: the whole image, and every run of layers from the
+    first but the whole, in decibels (LAYER_WEIGHT).  The step's gradient is E(whole) times
+    that objective's: the whole image's loss gradient plus each run's at LAYER_WEIGHT *
+    E(whole) / E(run), so a plain fit's scale, which the learning rates were tuned on.  The
+    Gaussians of layer j draw in the images of runs 1..k for k >= j, so their cotangent is
+    the sum of those images' gradients; each layer renders and back-propagates on its own
+    bins, made once a step."""
 
     def __init__(self, loss, bounds):
         self.loss, self.bounds = loss, [int(b) for b in bounds]
@@ -361,10 +366,14 @@ class _Layered:
             total = part if total is None else total + part
             runs.append(total)
         grads = xp.empty_like(params)
+        shown = [xp.clip(run, 0.0, 1.0) for run in runs]
+        # Squared errors as device scalars: the weights need no read-back.
+        errors = [xp.sum((image - target) ** 2) for image in shown]
         cotangent = None
         for k in reversed(range(len(slices))):
-            weight = 1.0 if k == len(slices) - 1 else LAYER_WEIGHT
-            grad = weight * self.loss.gradient(xp, xp.clip(runs[k], 0.0, 1.0), target)
+            weight = 1.0 if k == len(slices) - 1 else LAYER_WEIGHT * errors[-1] / xp.maximum(
+                errors[k], 1e-30)
+            grad = weight * self.loss.gradient(xp, shown[k], target)
             cotangent = grad if cotangent is None else cotangent + grad
             start, end = slices[k]
             grads[start:end] = backend.render_backward(
