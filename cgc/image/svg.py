@@ -4,8 +4,8 @@
 geometry instead of from the raster's gradient: along every outline and stroke, on the
 curves and drawn out along their tangents, and evenly over the canvas for the areas in
 between; colours then come from the raster, so fills, gradients and strokes get the
-colours the renderer drew.  Everything after the start (fit, allocation,
-file, decoding at any size) is the image codec's.
+colours the renderer drew.  Everything after the start (fit, allocation, file, decoding
+at any size) is the image codec's.
 
 Two maintained libraries do the SVG work, from the optional ``[svg]`` extra, both
 installed from wheels alone:
