@@ -14,7 +14,8 @@ Per image and rate (0.5 and 1 bpp by default), with one preset for every cgc enc
   at that rate.
 
 Results (JSON with the git revision, rewritten after every image): bench/results/
-progressive.json, or --out.
+progressive.json, or --out (the committed runs: progressive_0.5bpp.json and
+progressive_1bpp.json).
 
     python bench/progressive.py [--kodak DIR] [--images 01 02] [--bpp 0.5 1]
                                 [--layers 4] [--preset fast]
