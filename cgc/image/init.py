@@ -48,8 +48,9 @@ def least_squares_colours(params, image, steps):
 
     A render is linear in the colours (render = A c, A the footprints), so the colours
     minimising the squared error solve A'A c = A'y: each step is one render (A p) and one
-    backward pass (A' r).  A few steps, not the solution: the exact solution gives
-    neighbours large opposite colours that the fit then takes long to undo."""
+    backward pass (A' r).  A few steps, not the solution: solved further, neighbours get
+    large opposite colours that a long fit fails to undo (docs/tuning.md, "image/svg.py:
+    geometry start")."""
     height, width = image.shape[:2]
     backend = CPUBackend()
     probe = np.array(params, dtype=np.float32)
