@@ -366,14 +366,16 @@ class _Layered:
             total = part if total is None else total + part
             runs.append(total)
         grads = xp.empty_like(params)
-        shown = [xp.clip(run, 0.0, 1.0) for run in runs]
-        # Squared errors as device scalars: the weights need no read-back.
-        errors = [xp.sum((image - target) ** 2) for image in shown]
-        cotangent = None
-        for k in reversed(range(len(slices))):
-            weight = 1.0 if k == len(slices) - 1 else LAYER_WEIGHT * errors[-1] / xp.maximum(
-                errors[k], 1e-30)
-            grad = weight * self.loss.gradient(xp, shown[k], target)
+        cotangent = whole_error = None
+        for k in reversed(range(len(slices))):  # the whole image first
+            shown = xp.clip(runs[k], 0.0, 1.0)
+            # Squared errors as device scalars: the weights need no read-back.
+            error = xp.sum((shown - target) ** 2)
+            if whole_error is None:
+                weight, whole_error = 1.0, error
+            else:
+                weight = LAYER_WEIGHT * whole_error / xp.maximum(error, 1e-30)
+            grad = weight * self.loss.gradient(xp, shown, target)
             cotangent = grad if cotangent is None else cotangent + grad
             start, end = slices[k]
             grads[start:end] = backend.render_backward(
