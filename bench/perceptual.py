@@ -14,11 +14,16 @@ rewritten after every image): bench/results/perceptual.json, or --out.
     python bench/perceptual.py [--kodak DIR] [--images 01 02] [--bpp 0.25 0.5 1]
                                [--preset balanced] [--tunes psnr ssim]
                                [--cache DIR [--sweeps-only]] [--refine] [--no-peers]
+                               [--resume]
 
 --cache keeps the classical codecs' files of each image there (and reuses them);
 --sweeps-only makes those files and stops, so that a run can prepare them beside another.
+--resume keeps the (image, rate) cells already in --out, made with the same preset, tunes,
+refinement and peers, and measures only the others: a run of several hours can be stopped
+and taken up again.  Each (image, rate) cell names the revision it was measured at.
 """
 import argparse
+import json
 import os
 import pickle
 import statistics
@@ -69,10 +74,10 @@ def encoded_sweeps(original, name, peers, cache):
 
 
 def summarise(rows, args, peers):
-    """Means per rate of every codec's metrics (peers at each tune's bpp), and the goals."""
+    """Means per rate of every codec's metrics (peers at each tune's bpp), and the goals,
+    over every rate some image has."""
     summary = {}
-    for bpp in args.bpp:
-        key = f"{bpp:g}"
+    for key in sorted({key for row in rows for key in row["rates"]}, key=float):
         cells = [row["rates"][key] for row in rows if key in row["rates"]]
         entry = {"images": len(cells)}
         for tune in args.tunes:
@@ -124,6 +129,8 @@ def main(argv=None):
                         help="cgc alone, no classical codecs")
     parser.add_argument("--cache", help="folder for the classical codecs' files")
     parser.add_argument("--sweeps-only", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the cells already in --out and measure the rest")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "perceptual.json"))
     args = parser.parse_args(argv)
@@ -133,19 +140,34 @@ def main(argv=None):
     report = {**revision(), "preset": args.preset, "refine": args.refine,
               "tunes": args.tunes, "peers": peers,
               "codec_versions": classical.versions(), "images": []}
+    done = {}
+    if args.resume and os.path.exists(args.out):
+        with open(args.out) as f:
+            earlier = json.load(f)
+        settings = ("preset", "refine", "tunes", "peers")
+        if any(earlier.get(k) != report[k] for k in settings):
+            parser.error(f"--resume: {args.out} was measured with other settings "
+                         f"({', '.join(f'{k}={earlier.get(k)}' for k in settings)})")
+        done = {row["image"]: row for row in earlier["images"]}
     for path in kodak_paths(args.kodak, args.images):
+        image_name = os.path.basename(path)
+        row = done.pop(image_name, None) or {"image": image_name, "rates": {}}
+        wanted = [bpp for bpp in args.bpp if f"{bpp:g}" not in row["rates"]]
+        if not wanted and not args.sweeps_only:
+            report["images"].append(row)
+            continue
         image = load_image(path)
         original = to_uint8(image)
-        encoded = encoded_sweeps(original, os.path.basename(path), peers, args.cache)
+        encoded = encoded_sweeps(original, image_name, peers, args.cache)
         if args.sweeps_only:
-            print(os.path.basename(path), "swept", flush=True)
+            print(image_name, "swept", flush=True)
             continue
-        row = {"image": os.path.basename(path), "rates": {}}
         report["images"].append(row)
         sweeps = {peer: classical.decoded_sweep(original, peer, encoded[peer])
                   for peer in peers}
-        for bpp in args.bpp:
-            cell = row["rates"][f"{bpp:g}"] = {}
+        for bpp in wanted:
+            cell = row["rates"][f"{bpp:g}"] = {"revision": report["revision"],
+                                               "dirty": report["dirty"]}
             for tune in args.tunes:
                 cell[tune] = encode(image, bpp, tune, args.preset, args.refine)
                 for peer in peers:
@@ -154,10 +176,17 @@ def main(argv=None):
                         for name, f in METRICS.items()}
             print(row["image"], f"{bpp:g}", cell, flush=True)
         del sweeps, encoded
-        report["summary"] = summarise(report["images"], args, peers)
-        write_report(args.out, report)
+        _write(args, report, done, peers)
     if not args.sweeps_only:
-        print(report["summary"])
+        print(_write(args, report, done, peers)["summary"])
+
+
+def _write(args, report, done, peers):
+    """The report with the rows of this run and those kept from --out, written there."""
+    rows = report["images"] + list(done.values())
+    report = {**report, "images": rows, "summary": summarise(rows, args, peers)}
+    write_report(args.out, report)
+    return report
 
 
 if __name__ == "__main__":
