@@ -1,6 +1,5 @@
 """cgc.refine: refined codes stay codes of the same quantisers, never render worse than the
 nearest ones, and end at a local minimum of the error over one-code geometry moves."""
-import importlib
 
 import numpy as np
 import pytest
@@ -11,10 +10,8 @@ from cgc.image import _refine_cy
 from cgc.backends import get_backend
 from cgc.image.quantize import dequantise, quantise
 from cgc.image.refine import _tables, refine_codes
-from cuda_emu.providers import PROVIDERS, route_cuda
 
 WIDTHS = (9, 9, 5, 6, 5, 6, 4, 4)
-refine_module = importlib.import_module("cgc.image.refine")
 
 
 def random_problem(rng, n, height, width):
@@ -150,18 +147,6 @@ def test_colour_quantisers_of_no_or_tiny_range(spread):
     refined = refine_codes(codes, quantisers, image)
     assert np.all(refined <= np.array([q.levels for q in quantisers]))
     assert clipped_sse(quantisers, refined, image) <= clipped_sse(quantisers, codes, image)
-
-
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_cuda_device_checks_the_result_with_its_own_render(provider, monkeypatch):
-    # The descent runs on the CPU whatever the device; the device's render (the emulated
-    # or real CUDA kernels) only confirms that the error fell, so the codes are the CPU's.
-    rng = np.random.default_rng(7)
-    quantisers, codes, image = random_problem(rng, 30, 20, 24)
-    on_cpu = refine_codes(codes, quantisers, image)
-    assert not np.array_equal(on_cpu, codes)
-    route_cuda(monkeypatch, refine_module, provider)
-    assert np.array_equal(refine_codes(codes, quantisers, image, device="cuda"), on_cpu)
 
 
 def test_core_checks_shapes_and_code_ranges():

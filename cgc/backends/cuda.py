@@ -12,6 +12,8 @@ TILE = 16
 # Threads per block of the one-thread-per-item kernels
 # (docs/tuning.md, "kernels/common.cuh: GPU tile and exp").
 BLOCK = 256
+# Threads per block of refine_round (cgc/kernels/refine.cu's REFINE_THREADS).
+REFINE_THREADS = 128
 
 
 def _blocks(count):
@@ -37,6 +39,8 @@ class CUDABackend:
         if load_module is None:
             from cgc.kernels import load_module
         self.xp = xp
+        self._load_module = load_module
+        self._refine = None  # refine.cu, loaded when first used
         render = load_module("render")
         adam = load_module("adam")
         self._prepare = render.get_function("prepare_gaussians")
@@ -186,6 +190,23 @@ class CUDABackend:
             self._clamp(_blocks(shape[0]), (BLOCK,), (params, np.int32(shape[0]),
                                                       np.float64(var_bounds[0]),
                                                       np.float64(var_bounds[1])))
+
+    def refine_round(self, params, codes, values, levels, lo, step, render, target, order):
+        """One round of the refinement's descent (cgc/kernels/refine.cu), in place on
+        ``params`` (N, 8) float32, ``codes`` (N, 8) uint32 and ``render`` (3, H, W) float64;
+        ``order``: the round's Gaussians (int32), whose reaches must not meet
+        (cgc.image._refine_cy.refine_rounds).  ``values`` (8, V) float32, ``levels`` int64,
+        ``lo`` and ``step`` float64 per attribute, ``target`` (3, H, W) float32: the
+        tables of cgc/image/refine.py, on the device."""
+        count = int(order.shape[0])
+        if count == 0:
+            return
+        if self._refine is None:
+            self._refine = self._load_module("refine").get_function("refine_round")
+        height, width = render.shape[1:]
+        self._refine((count,), (REFINE_THREADS,), (
+            params, codes, values, np.int32(values.shape[1]), levels, lo, step, render, target,
+            order, np.int32(height), np.int32(width)))
 
     def to_numpy(self, array):
         asnumpy = getattr(self.xp, "asnumpy", np.asarray)

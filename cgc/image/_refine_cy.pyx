@@ -32,7 +32,7 @@ Read me first
   most), and there are N x sweeps visits.
 """
 
-from libc.math cimport floor
+from libc.math cimport ceil, floor, sqrt
 import numpy as np
 cimport numpy as np
 
@@ -50,6 +50,11 @@ cdef extern from "_refine_cost.h" nogil:
 
 # The cost loops pick AVX2 where the CPU has it, as the renderer does (render_tile.h).
 _render_init(1)
+
+# Side of the cells in which refine_rounds marks a round's reaches: finer cells fit more
+# Gaussians in a round, coarser ones mark a reach in fewer steps.
+cdef enum:
+    ROUND_CELL = 8
 
 
 def _with_slack(shape, dtype, values=None):
@@ -250,9 +255,10 @@ cdef bint _refine_attribute(int k, np.uint32_t[::1] codes, float[::1] g, float[:
 
 def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] values,
                  const np.int64_t[::1] levels, const double[::1] lo, const double[::1] step,
-                 float[:, :, ::1] target, int sweeps):
+                 float[:, :, ::1] target, int sweeps, order=None):
     """Coordinate descent on ``codes`` (N, 8) in place; ``params`` (N, 8) are their
-    dequantised values, kept in step.  Returns the number of moves made.
+    dequantised values, kept in step.  Returns the number of moves made.  ``order``: the
+    Gaussians in the order each sweep visits them (a permutation of 0..N-1; None: 0..N-1).
 
     Shapes and code ranges are checked here (codes[:, k] <= levels[k] < values.shape[1]);
     the caller (cgc/image/refine.py) guarantees the rest: values holds each attribute's
@@ -274,12 +280,15 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
         for g in range(n):
             if codes[g, k] > levels[k]:
                 raise ValueError("refine_codes: code outside its quantiser's levels")
+    cdef np.int32_t[::1] visit = _visiting_order(order, n)
+    cdef Py_ssize_t v
     target = _with_slack((3, height, width), np.float32,
                          np.moveaxis(np.asarray(target), 2, 0))
     with nogil:
         _splat_all(render, weights, params, height, width)
         for sweep in range(sweeps):
-            for g in range(n):
+            for v in range(n):
+                g = visit[v]
                 _fill_weights(weights, params[g], False, height, width)
                 moves += _refine_colour(codes[g], params[g], trial, render, target, weights,
                                         values, levels, lo, step, height, width)
@@ -289,6 +298,130 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
                                                width)
                 _fill_weights(weights, params[g], True, height, width)
     return moves
+
+
+def _visiting_order(order, Py_ssize_t n):
+    """``order`` as int32, checked to be a permutation of 0..n-1 (0..n-1 for None)."""
+    if order is None:
+        return np.arange(n, dtype=np.int32)
+    visit = np.ascontiguousarray(order, dtype=np.int32)
+    if visit.shape != (n,) or not np.array_equal(np.sort(visit), np.arange(n)):
+        raise ValueError("refine_codes: order must be a permutation of the Gaussians")
+    return visit
+
+
+def render_planes(float[:, ::1] params, int height, int width):
+    """The refinement's render of ``params``: (3, H, W) float64 planes, each pixel's terms
+    added in Gaussian order, as refine_codes starts from."""
+    render = _with_slack((3, height, width), np.float64)
+    weights = _with_slack((height, width), np.float64)
+    cdef double[:, :, ::1] r = render
+    cdef double[:, ::1] w = weights
+    with nogil:
+        _splat_all(r, w, params, height, width)
+    return render
+
+
+cdef inline double _code_value(float[:, ::1] values, int k, long long code,
+                               long long levels) noexcept nogil:
+    if code < 0:
+        code = 0
+    if code > levels:
+        code = levels
+    return values[k, code]
+
+
+cdef bint _reach(float[::1] g, const np.uint32_t[::1] code, float[:, ::1] values,
+                 const np.int64_t[::1] levels, int height, int width, int *box) noexcept nogil:
+    """Pixel box (j0, j1, i0, i1 in ``box``) that holds every box a visit of this Gaussian
+    can read or write: its own and those of each geometry code one step either way, taken
+    together (the visit moves x, y, l11, l21, l22 one step each at most).  The box grows
+    with |l11|, |l21|, |l22| and spans the centre's range, so the box of the largest of
+    each holds them all.  False when it holds no pixel."""
+    cdef double lo_v[5]
+    cdef double hi_v[5]
+    cdef double big[5]
+    cdef double a, half_w, half_h
+    cdef int k, d
+    for k in range(5):
+        lo_v[k] = hi_v[k] = g[k]
+        big[k] = abs(<double>g[k])
+        for d in range(-1, 2, 2):
+            a = _code_value(values, k, <long long>code[k] + d, levels[k])
+            lo_v[k] = min(lo_v[k], a)
+            hi_v[k] = max(hi_v[k], a)
+            big[k] = max(big[k], abs(a))
+    half_w = sqrt(9.0 * big[2] * big[2])
+    half_h = sqrt(9.0 * (big[3] * big[3] + big[4] * big[4]))
+    if not (half_w < 1e9 and half_h < 1e9 and abs(lo_v[0]) < 1e9 and abs(hi_v[0]) < 1e9
+            and abs(lo_v[1]) < 1e9 and abs(hi_v[1]) < 1e9):
+        box[0], box[1], box[2], box[3] = 0, width - 1, 0, height - 1  # all, to be safe
+        return True
+    # One pixel of margin beyond the reference's box rule (cgc_gaussian_box), for rounding.
+    box[0] = max(<int>ceil(lo_v[0] - half_w - 0.5) - 1, 0)
+    box[1] = min(<int>floor(hi_v[0] + half_w - 0.5) + 1, width - 1)
+    box[2] = max(<int>ceil(lo_v[1] - half_h - 0.5) - 1, 0)
+    box[3] = min(<int>floor(hi_v[1] + half_h - 0.5) + 1, height - 1)
+    return box[0] <= box[1] and box[2] <= box[3]
+
+
+def refine_rounds(const np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] values,
+                  const np.int64_t[::1] levels, int height, int width):
+    """The Gaussians in rounds whose members' reaches (``_reach``) share no cell of
+    ROUND_CELL x ROUND_CELL pixels: (order, int32 (N,), the Gaussians round by round, each
+    round in increasing index; starts, int64, round r is order[starts[r]:starts[r + 1]]).
+
+    A visit of refine_codes reads and writes the render only inside its Gaussian's reach,
+    so the Gaussians of one round can be visited at once (the CUDA kernel refine_round)
+    with the result of visiting them one after another in ``order``.  Each Gaussian takes
+    the first round it fits in; Gaussians that reach no pixel go to the first round."""
+    cdef Py_ssize_t n = codes.shape[0], g
+    cdef int cells_x = (width + ROUND_CELL - 1) // ROUND_CELL
+    cdef int cells_y = (height + ROUND_CELL - 1) // ROUND_CELL
+    cdef int box[4]
+    cdef int r, ci, cj, k, rounds = 0
+    cdef bint free
+    if not (codes.shape[1] == 8 and params.shape[0] == n and params.shape[1] == 8
+            and values.shape[0] == 8 and levels.shape[0] == 8):
+        raise ValueError("refine_rounds: inconsistent array shapes")
+    for k in range(8):
+        if not 0 <= levels[k] < values.shape[1]:
+            raise ValueError("refine_rounds: levels outside the value table")
+    round_of = np.zeros(n, dtype=np.int64)
+    cdef np.int64_t[::1] assigned = round_of
+    # Cells taken, per round: grown a round at a time (at most one per Gaussian).
+    taken_array = np.zeros((max(1, min(n, 64)), cells_y, cells_x), dtype=np.uint8)
+    cdef np.uint8_t[:, :, ::1] taken = taken_array
+    for g in range(n):
+        if not _reach(params[g], codes[g], values, levels, height, width, box):
+            assigned[g] = 0
+            rounds = max(rounds, 1)
+            continue
+        r = 0
+        while True:
+            if r == taken.shape[0]:
+                taken_array = np.concatenate([taken_array, np.zeros_like(taken_array)])
+                taken = taken_array
+            free = True
+            for ci in range(box[2] // ROUND_CELL, box[3] // ROUND_CELL + 1):
+                for cj in range(box[0] // ROUND_CELL, box[1] // ROUND_CELL + 1):
+                    if taken[r, ci, cj]:
+                        free = False
+                        break
+                if not free:
+                    break
+            if free:
+                break
+            r += 1
+        for ci in range(box[2] // ROUND_CELL, box[3] // ROUND_CELL + 1):
+            for cj in range(box[0] // ROUND_CELL, box[1] // ROUND_CELL + 1):
+                taken[r, ci, cj] = 1
+        assigned[g] = r
+        rounds = max(rounds, r + 1)
+    order = np.argsort(round_of, kind="stable").astype(np.int32)
+    starts = np.zeros(rounds + 1, dtype=np.int64)
+    starts[1:] = np.cumsum(np.bincount(round_of, minlength=rounds))
+    return order, starts
 
 
 def revert_updates(float[:, ::1] params, const np.int64_t[::1] candidates,

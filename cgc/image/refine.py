@@ -5,7 +5,11 @@ neighbouring Gaussians, could make up for.  ``refine_codes`` runs a coordinate d
 codes themselves against the image (``cgc.image._refine_cy.refine_codes``, read-me note in
 cgc/image/_refine_cy.pyx): each Gaussian in turn takes the colour codes and the one-code-down
 or -up moves of x, y, l11, l21, l22 that lower the squared error of the clipped render, with
-the quantisers and code widths unchanged.  It runs on the CPU whatever the fit's device.
+the quantisers and code widths unchanged.  On the CPU the Gaussians are visited in index
+order.  On a GPU they are visited in rounds whose members' reaches share no pixel
+(``_refine_cy.refine_rounds``), a thread block per Gaussian of a round
+(cgc/kernels/refine.cu): the descent is the CPU's in the rounds' order, so the two devices'
+codes differ a little (the order, and the last bits of summed costs), not in kind.
 Measurements: docs/tuning.md, "image/refine.py: sweeps".
 """
 import numpy as np
@@ -38,6 +42,26 @@ def _mse(backend, codes, quantisers, target):
     return float(np.mean((np.clip(rendered, 0.0, 1.0) - target) ** 2))
 
 
+def _refine_in_rounds(backend, codes, params, tables, target, sweeps):
+    """The descent on ``backend``'s device, a launch per round of each sweep; ``codes``
+    (host) become the refined codes.  Returns whether any code moved."""
+    height, width = target.shape[:2]
+    values, levels = tables[0], tables[1]
+    start = codes.copy()
+    on_device = [backend.from_numpy(a) for a in (params, codes, *tables,
+                                                 _refine_cy.render_planes(params, height, width),
+                                                 np.moveaxis(target, 2, 0))]
+    for _ in range(sweeps):
+        # Rounds from this sweep's starting codes: a visit moves only its own Gaussian.
+        order, starts = _refine_cy.refine_rounds(codes, params, values, levels, height, width)
+        order = backend.from_numpy(order)
+        for r in range(len(starts) - 1):
+            backend.refine_round(*on_device, order[int(starts[r]):int(starts[r + 1])])
+        params = np.ascontiguousarray(backend.to_numpy(on_device[0]))
+        codes[:] = backend.to_numpy(on_device[1])
+    return not np.array_equal(codes, start)
+
+
 def refine_codes(codes, quantisers, image, sweeps=REFINE_SWEEPS, device="cpu"):
     """Refined copy of ``codes`` ((N, 8) uint32, one column per cgc.image.quantize.ATTRIBUTES,
     coded by ``quantisers``) for ``image`` (float (H, W, 3) in [0, 1]).
@@ -63,9 +87,15 @@ def refine_codes(codes, quantisers, image, sweeps=REFINE_SWEEPS, device="cpu"):
         raise ValueError("codes out of range for their quantisers")
     refined = codes.copy()
     params = dequantise(quantisers, refined)
-    if not _refine_cy.refine_codes(refined, params, values, levels, lo, step, target, int(sweeps)):
-        return codes
     backend = get_backend(device)
+    if backend.name == "cpu":
+        moved = _refine_cy.refine_codes(refined, params, values, levels, lo, step, target,
+                                        int(sweeps))
+    else:
+        moved = _refine_in_rounds(backend, refined, params, (values, levels, lo, step), target,
+                                  int(sweeps))
+    if not moved:
+        return codes
     if _mse(backend, refined, quantisers, target) < _mse(backend, codes, quantisers, target):
         return refined
     return codes

@@ -10,6 +10,11 @@ KERNEL_DIR = Path(__file__).resolve().parent
 # One module per .cu file, named after it.
 MODULES = tuple(sorted(path.stem for path in KERNEL_DIR.glob("*.cu")))
 
+# NVRTC options beyond the standard, per module: the refinement's float64 steps must round as
+# the CPU reference's do, which is built without FMA contraction (the float32 kernels use
+# the __f*_rn intrinsics instead, common.cuh).
+MODULE_OPTIONS = {"refine": ("--fmad=false",)}
+
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
 
 
@@ -51,7 +56,8 @@ def load_module(name):
     """Compile the kernel module ``name`` with NVRTC and return its ``cupy.RawModule``."""
     import cupy
 
-    return cupy.RawModule(code=kernel_source(name), options=("--std=c++17",))
+    return cupy.RawModule(code=kernel_source(name),
+                          options=("--std=c++17",) + MODULE_OPTIONS.get(name, ()))
 
 
 @functools.lru_cache(maxsize=1)
