@@ -3,7 +3,9 @@
 Loss: sum of squared errors of the image clipped to [0, 1] (what a decoder shows), its
 gradient passed straight through the clip: a pixel rendered above 1 where the image is
 below 1 is pulled down (a mask that zeroed the gradient of clipped pixels left a 1x1
-image's red stuck at 255), and one above 1 where the image is 1 costs nothing.  Adam with
+image's red stuck at 255), and one above 1 where the image is 1 costs nothing.  Other
+losses (tune "ssim") lose the part of their gradient that pushes a clipped pixel further
+out: nothing the decoder shows would stop it (_through_the_clip).  Adam with
 one learning rate per parameter group, linearly warmed up then cosine-decayed, the
 covariance eigenvalues clamped and the centres kept inside the image after every step; a
 few times early on, the least active Gaussians are relocated to where the error is
@@ -301,8 +303,8 @@ class _Stage:
                     rendered, coverage = rendered
                 if fixed is not None:  # the image is clipped with the held Gaussians in
                     rendered = rendered + fixed
-                grad_image = xp.ascontiguousarray(self.loss.gradient(
-                    xp, xp.clip(rendered, 0.0, 1.0), target).astype(params.dtype))
+                grad_image = xp.ascontiguousarray(_through_the_clip(
+                    xp, self.loss, rendered, target).astype(params.dtype))
                 grads = backend.render_backward(params, height, width, grad_image, bins)
             diff = xp.clip(rendered, 0.0, 1.0) - target
             check = step % CHECK_EVERY == 0 or step == iterations
@@ -375,13 +377,27 @@ class _Layered:
                 weight, whole_error = 1.0, error
             else:
                 weight = LAYER_WEIGHT * whole_error / xp.maximum(error, 1e-30)
-            grad = weight * self.loss.gradient(xp, shown, target)
+            grad = weight * _through_the_clip(xp, self.loss, runs[k], target, shown)
             cotangent = grad if cotangent is None else cotangent + grad
             start, end = slices[k]
             grads[start:end] = backend.render_backward(
                 params[start:end], height, width,
                 xp.ascontiguousarray(cotangent.astype(params.dtype)), bins[k])
         return runs[-1], grads
+
+
+def _through_the_clip(xp, loss, rendered, target, shown=None):
+    """``loss``'s gradient at the clipped image ``shown`` (default: ``rendered`` clipped to
+    [0, 1]), passed straight through the clip to the unclipped ``rendered``, less its pushes
+    further out of [0, 1] where ``rendered`` is already past the clip: those change nothing a
+    decoder shows, and nothing would stop them.  Losses whose gradient never points outward
+    there (``loss.inward_at_clip``, squared error's) skip the test."""
+    shown = xp.clip(rendered, 0.0, 1.0) if shown is None else shown
+    grad = loss.gradient(xp, shown, target)
+    if getattr(loss, "inward_at_clip", False):
+        return grad
+    outward = ((rendered > 1.0) & (grad < 0)) | ((rendered < 0.0) & (grad > 0))
+    return xp.where(outward, 0.0, grad)
 
 
 def _log_diagnostics(backend, label, step, mse, coverage, params, bounds, elapsed):

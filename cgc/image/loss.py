@@ -14,6 +14,9 @@ SSIM_TUNE_WEIGHTS = (0.5, 0.5, 0.1)
 class SquaredError:
     """sum (rendered - target)^2: PSNR's loss."""
     name = "psnr"
+    # At a pixel clipped to 1 its gradient 2 (1 - target) is >= 0, at 0 <= 0: it never
+    # pushes a clipped pixel further out, so the fit need not check (cgc.image.fit).
+    inward_at_clip = True
 
     def value(self, xp, rendered, target):
         """The mean squared error, as a float."""
