@@ -255,10 +255,9 @@ cdef bint _refine_attribute(int k, np.uint32_t[::1] codes, float[::1] g, float[:
 
 def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] values,
                  const np.int64_t[::1] levels, const double[::1] lo, const double[::1] step,
-                 float[:, :, ::1] target, int sweeps, order=None):
+                 float[:, :, ::1] target, int sweeps):
     """Coordinate descent on ``codes`` (N, 8) in place; ``params`` (N, 8) are their
-    dequantised values, kept in step.  Returns the number of moves made.  ``order``: the
-    Gaussians in the order each sweep visits them (a permutation of 0..N-1; None: 0..N-1).
+    dequantised values, kept in step.  Returns the number of moves made.
 
     Shapes and code ranges are checked here (codes[:, k] <= levels[k] < values.shape[1]);
     the caller (cgc/image/refine.py) guarantees the rest: values holds each attribute's
@@ -280,15 +279,12 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
         for g in range(n):
             if codes[g, k] > levels[k]:
                 raise ValueError("refine_codes: code outside its quantiser's levels")
-    cdef np.int32_t[::1] visit = _visiting_order(order, n)
-    cdef Py_ssize_t v
     target = _with_slack((3, height, width), np.float32,
                          np.moveaxis(np.asarray(target), 2, 0))
     with nogil:
         _splat_all(render, weights, params, height, width)
         for sweep in range(sweeps):
-            for v in range(n):
-                g = visit[v]
+            for g in range(n):
                 _fill_weights(weights, params[g], False, height, width)
                 moves += _refine_colour(codes[g], params[g], trial, render, target, weights,
                                         values, levels, lo, step, height, width)
@@ -298,16 +294,6 @@ def refine_codes(np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] 
                                                width)
                 _fill_weights(weights, params[g], True, height, width)
     return moves
-
-
-def _visiting_order(order, Py_ssize_t n):
-    """``order`` as int32, checked to be a permutation of 0..n-1 (0..n-1 for None)."""
-    if order is None:
-        return np.arange(n, dtype=np.int32)
-    visit = np.ascontiguousarray(order, dtype=np.int32)
-    if visit.shape != (n,) or not np.array_equal(np.sort(visit), np.arange(n)):
-        raise ValueError("refine_codes: order must be a permutation of the Gaussians")
-    return visit
 
 
 def render_planes(float[:, ::1] params, int height, int width):
@@ -367,20 +353,22 @@ cdef bint _reach(float[::1] g, const np.uint32_t[::1] code, float[:, ::1] values
 
 def refine_rounds(const np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:, ::1] values,
                   const np.int64_t[::1] levels, int height, int width):
-    """The Gaussians in rounds whose members' reaches (``_reach``) share no cell of
-    ROUND_CELL x ROUND_CELL pixels: (order, int32 (N,), the Gaussians round by round, each
-    round in increasing index; starts, int64, round r is order[starts[r]:starts[r + 1]]).
+    """The Gaussians in rounds for visiting a round at once: (order, int32 (N,), the
+    Gaussians round by round, each round in increasing index; starts, int64, round r is
+    order[starts[r]:starts[r + 1]]).
 
-    A visit of refine_codes reads and writes the render only inside its Gaussian's reach,
-    so the Gaussians of one round can be visited at once (the CUDA kernel refine_round)
-    with the result of visiting them one after another in ``order``.  Each Gaussian takes
-    the first round it fits in; Gaussians that reach no pixel go to the first round."""
+    A visit of refine_codes reads and writes the render only inside its Gaussian's reach
+    (``_reach``).  Each Gaussian goes to the round after the last one that holds an
+    earlier Gaussian whose reach shares a cell of ROUND_CELL x ROUND_CELL pixels with its
+    own (the first round if none), so the reaches in a round never meet, and any two
+    Gaussians that might touch the same pixel are visited in index order.  Visiting the
+    rounds one after another, each round's Gaussians at once (the CUDA kernel
+    refine_round), is then visiting every Gaussian in index order, as the CPU does."""
     cdef Py_ssize_t n = codes.shape[0], g
     cdef int cells_x = (width + ROUND_CELL - 1) // ROUND_CELL
     cdef int cells_y = (height + ROUND_CELL - 1) // ROUND_CELL
     cdef int box[4]
     cdef int r, ci, cj, k, rounds = 0
-    cdef bint free
     if not (codes.shape[1] == 8 and params.shape[0] == n and params.shape[1] == 8
             and values.shape[0] == 8 and levels.shape[0] == 8):
         raise ValueError("refine_rounds: inconsistent array shapes")
@@ -389,35 +377,21 @@ def refine_rounds(const np.uint32_t[:, ::1] codes, float[:, ::1] params, float[:
             raise ValueError("refine_rounds: levels outside the value table")
     round_of = np.zeros(n, dtype=np.int64)
     cdef np.int64_t[::1] assigned = round_of
-    # Cells taken, per round: grown a round at a time (at most one per Gaussian).
-    taken_array = np.zeros((max(1, min(n, 64)), cells_y, cells_x), dtype=np.uint8)
-    cdef np.uint8_t[:, :, ::1] taken = taken_array
-    for g in range(n):
-        if not _reach(params[g], codes[g], values, levels, height, width, box):
-            assigned[g] = 0
-            rounds = max(rounds, 1)
-            continue
-        r = 0
-        while True:
-            if r == taken.shape[0]:
-                taken_array = np.concatenate([taken_array, np.zeros_like(taken_array)])
-                taken = taken_array
-            free = True
-            for ci in range(box[2] // ROUND_CELL, box[3] // ROUND_CELL + 1):
-                for cj in range(box[0] // ROUND_CELL, box[1] // ROUND_CELL + 1):
-                    if taken[r, ci, cj]:
-                        free = False
-                        break
-                if not free:
-                    break
-            if free:
-                break
-            r += 1
-        for ci in range(box[2] // ROUND_CELL, box[3] // ROUND_CELL + 1):
-            for cj in range(box[0] // ROUND_CELL, box[1] // ROUND_CELL + 1):
-                taken[r, ci, cj] = 1
-        assigned[g] = r
-        rounds = max(rounds, r + 1)
+    # Per cell, one more than the last round that reaches it (0: none yet).
+    after_array = np.zeros((cells_y, cells_x), dtype=np.int32)
+    cdef np.int32_t[:, ::1] after = after_array
+    with nogil:
+        for g in range(n):
+            r = 0
+            if _reach(params[g], codes[g], values, levels, height, width, box):
+                for ci in range(box[2] // ROUND_CELL, box[3] // ROUND_CELL + 1):
+                    for cj in range(box[0] // ROUND_CELL, box[1] // ROUND_CELL + 1):
+                        r = max(r, after[ci, cj])
+                for ci in range(box[2] // ROUND_CELL, box[3] // ROUND_CELL + 1):
+                    for cj in range(box[0] // ROUND_CELL, box[1] // ROUND_CELL + 1):
+                        after[ci, cj] = r + 1
+            assigned[g] = r
+            rounds = max(rounds, r + 1)
     order = np.argsort(round_of, kind="stable").astype(np.int32)
     starts = np.zeros(rounds + 1, dtype=np.int64)
     starts[1:] = np.cumsum(np.bincount(round_of, minlength=rounds))

@@ -5,11 +5,11 @@ neighbouring Gaussians, could make up for.  ``refine_codes`` runs a coordinate d
 codes themselves against the image (``cgc.image._refine_cy.refine_codes``, read-me note in
 cgc/image/_refine_cy.pyx): each Gaussian in turn takes the colour codes and the one-code-down
 or -up moves of x, y, l11, l21, l22 that lower the squared error of the clipped render, with
-the quantisers and code widths unchanged.  On the CPU the Gaussians are visited in index
-order.  On a GPU they are visited in rounds whose members' reaches share no pixel
-(``_refine_cy.refine_rounds``), a thread block per Gaussian of a round
-(cgc/kernels/refine.cu): the descent is the CPU's in the rounds' order, so the two devices'
-codes differ a little (the order, and the last bits of summed costs), not in kind.
+the quantisers and code widths unchanged.  The Gaussians are visited in index order.  On a
+GPU (cgc/kernels/refine.cu) a launch visits a round of them at once, a thread block per
+Gaussian: rounds whose members' reaches share no pixel, any two that might share one in
+index order (``_refine_cy.refine_rounds``), so the GPU takes the CPU's steps; only its sums
+over a box add in another order, which can tip a near tie.
 Measurements: docs/tuning.md, "image/refine.py: sweeps".
 """
 import numpy as np

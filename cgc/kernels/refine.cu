@@ -2,7 +2,8 @@
 // cgc/image/_refine_cy.pyx (read its "read me first" note), one thread block per Gaussian of a
 // round.  cgc/image/refine.py puts the Gaussians in rounds whose reaches do not meet
 // (_refine_cy.refine_rounds), so the blocks of one launch never touch the same pixel, and a
-// round gives what visiting its Gaussians one after another would.
+// round gives what visiting its Gaussians one after another would; Gaussians whose reaches
+// meet are in rounds in index order, so the rounds take the CPU's steps.
 //
 // Everything is float64, as in the reference: the render is three (H, W) planes of double,
 // the target three planes of float.  Each step's operations are those of the reference in the
