@@ -293,6 +293,7 @@ class _Stage:
             want_diag = log_every and (step % log_every == 0 or step == iterations)
             if isinstance(self.loss, _Layered):  # bins its layers itself
                 rendered, grads = self.loss.step(backend, params, target)
+                shown = xp.clip(rendered, 0.0, 1.0)
                 if want_diag:
                     _, coverage = backend.render_forward(params, height, width, weight=True)
             else:
@@ -303,10 +304,11 @@ class _Stage:
                     rendered, coverage = rendered
                 if fixed is not None:  # the image is clipped with the held Gaussians in
                     rendered = rendered + fixed
+                shown = xp.clip(rendered, 0.0, 1.0)
                 grad_image = xp.ascontiguousarray(_through_the_clip(
-                    xp, self.loss, rendered, target).astype(params.dtype))
+                    xp, self.loss, rendered, target, shown).astype(params.dtype))
                 grads = backend.render_backward(params, height, width, grad_image, bins)
-            diff = xp.clip(rendered, 0.0, 1.0) - target
+            diff = shown - target
             check = step % CHECK_EVERY == 0 or step == iterations
             if check:
                 _check_finite(xp, grads, "gradient")
