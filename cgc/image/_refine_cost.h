@@ -1,9 +1,10 @@
 /* The refinement's inner loops (cgc/image/_refine_cy.pyx): a Gaussian's weights, and the
 change in the clipped squared error when one Gaussian is replaced by another.  Everything
 here is float64 (the refinement's working precision) and follows the conventions of
-cgc/native/render_tile.h: the box, the cut-off q <= CGC_CUTOFF_Q, the weight polynomial
-cgc_weight_d, and the pixel loops in chunks of CGC_LANES masked lanes, built for the
-baseline and for AVX2 and picked by cgc_render_init(). */
+cgc/native/render_tile.h: the box, the cut-off q <= CGC_CUTOFF_Q, the pixel weight
+cgc_refine_weight (cgc/native/gaussian_d.h, which the GPU's refinement shares), and the
+pixel loops in chunks of CGC_LANES masked lanes, built for the baseline and for AVX2 and
+picked by cgc_render_init(). */
 
 /* render (3, H, W) float64 and target (3, H, W) float32, both as planes of channels, and
 weights (H, W) float64 are read up to CGC_LANES pixels past a box's right edge, so their
@@ -24,16 +25,6 @@ static inline double cgc_clip01_d(double v) {
     one.f = 1.0;
     b.i = b.i < one.i ? b.i : one.i;
     return b.f;
-}
-
-/* exp(-q / 2) of pixel (row i, column j) for a Gaussian centred at (x, y) with Cholesky
-   factor [[1 / inv_l11, 0], [l21, 1 / inv_l22]], or 0 where q > CGC_CUTOFF_Q. */
-static inline double cgc_refine_weight(double x, double y, double inv_l11, double l21,
-                                       double inv_l22, int i, int j) {
-    double u = ((double)j + 0.5 - x) * inv_l11;
-    double v = (((double)i + 0.5 - y) - l21 * u) * inv_l22;
-    double q = u * u + v * v;
-    return cgc_keep_d(cgc_weight_d(cgc_clamp_q_d(q)), -(int64_t)(q <= CGC_CUTOFF_Q));
 }
 
 #define CGC_NO_TARGET

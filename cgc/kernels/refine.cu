@@ -13,67 +13,23 @@
 // MODULE_OPTIONS), as the CPU reference is.
 
 #include "common.cuh"
+#include "../native/gaussian_d.h"
 
 namespace cgc {
 
 // Threads per block of refine_round: a Gaussian's box at Kodak densities holds a few hundred
 // pixels.
 constexpr int REFINE_THREADS = 128;
-constexpr double CUTOFF_Q_D = 9.0;
-constexpr double MIN_CHOLESKY_D = 1e-12;
-constexpr double LN2 = 0.69314718055994530942;
-constexpr double HALF_LOG2E = 0.72134752044448170368;
 
-// cgc_gaussian_box of cgc/native/render_tile.h, in double from float parameters.
+// A Gaussian's box in double from its float parameters (cgc_gaussian_box).
 __device__ __forceinline__ bool box_d(const float* g, int width, int height, Box* box) {
-    const double x = g[0], y = g[1], l11 = g[2], l21 = g[3], l22 = g[4];
-    if (!(fabs(l11) > MIN_CHOLESKY_D && fabs(l22) > MIN_CHOLESKY_D)) return false;
-    const double half_w = sqrt(CUTOFF_Q_D * l11 * l11);
-    const double half_h = sqrt(CUTOFF_Q_D * (l21 * l21 + l22 * l22));
-    if (!(half_w < 1e9 && half_h < 1e9 && fabs(x) < 1e9 && fabs(y) < 1e9)) return false;
-    int j0 = (int)ceil(x - half_w - 0.5), j1 = (int)floor(x + half_w - 0.5);
-    int i0 = (int)ceil(y - half_h - 0.5), i1 = (int)floor(y + half_h - 0.5);
-    box->j0 = j0 < 0 ? 0 : j0;
-    box->i0 = i0 < 0 ? 0 : i0;
-    box->j1 = j1 > width - 1 ? width - 1 : j1;
-    box->i1 = i1 > height - 1 ? height - 1 : i1;
-    return box->j0 <= box->j1 && box->i0 <= box->i1;
+    return cgc_gaussian_box(g[0], g[1], g[2], g[3], g[4], width, height, &box->j0, &box->j1,
+                            &box->i0, &box->i1);
 }
 
-// cgc_weight_d of cgc/native/render_tile.h: exp(-q / 2) for q in [0, 9].
-__device__ __forceinline__ double weight_d(double q) {
-    const double t = q * HALF_LOG2E;
-    const int n = (int)(t + 0.5);
-    const double f = ((double)n - t) * LN2;
-    double p = 1.0 / 479001600.0;
-    p = p * f + 1.0 / 39916800.0;
-    p = p * f + 1.0 / 3628800.0;
-    p = p * f + 1.0 / 362880.0;
-    p = p * f + 1.0 / 40320.0;
-    p = p * f + 1.0 / 5040.0;
-    p = p * f + 1.0 / 720.0;
-    p = p * f + 1.0 / 120.0;
-    p = p * f + 1.0 / 24.0;
-    p = p * f + 1.0 / 6.0;
-    p = p * f + 0.5;
-    p = p * f + 1.0;
-    p = p * f + 1.0;
-    union {
-        long long i;
-        double d;
-    } scale;
-    scale.i = (long long)(1023 - n) << 52;
-    return p * scale.d;
-}
-
-// cgc_refine_weight of cgc/image/_refine_cost.h: the weight of pixel (i, j), 0 past q = 9.
+// The weight of pixel (i, j), 0 past q = CGC_CUTOFF_Q (cgc_refine_weight).
 __device__ __forceinline__ double pixel_weight(const float* g, int i, int j) {
-    const double inv_l11 = 1.0 / (double)g[2], inv_l22 = 1.0 / (double)g[4];
-    const double u = ((double)j + 0.5 - (double)g[0]) * inv_l11;
-    const double v = (((double)i + 0.5 - (double)g[1]) - (double)g[3] * u) * inv_l22;
-    const double q = u * u + v * v;
-    const double clamped = fmin(fabs(q), CUTOFF_Q_D);  // NaN and inf give 9, as there
-    return q <= CUTOFF_Q_D ? weight_d(clamped) : 0.0;
+    return cgc_refine_weight(g[0], g[1], 1.0 / (double)g[2], g[3], 1.0 / (double)g[4], i, j);
 }
 
 __device__ __forceinline__ double clip01(double v) { return v < 0.0 ? 0.0 : (v > 1.0 ? 1.0 : v); }

@@ -35,40 +35,13 @@ at import.  Each lane's arithmetic is the same in both, so they give the same bi
 #include <stdlib.h>
 #include <string.h>
 
-/* Pixels with q beyond this (3 sigma) get nothing; the footprint, lanes and weight were
-   measured (docs/tuning.md, "native/render_tile.h: footprint, lanes and exp"). */
-#define CGC_CUTOFF_Q 9.0
+/* CGC_CUTOFF_Q, CGC_MIN_CHOLESKY, the box and the float64 weight: gaussian_d.h, which the
+   GPU's refinement shares. */
+#include "gaussian_d.h"
+
 /* Pixels per chunk of a row piece: the pixel loops run over whole chunks, lanes past the
    piece's end masked, so that no scalar remainder loop is left (row pieces are short). */
 #define CGC_LANES 8
-/* Gaussians thinner than this (in pixels) draw nothing rather than being divided by. */
-#define CGC_MIN_CHOLESKY 1e-12
-
-/* Pixel box (inclusive) of the ellipse q <= CGC_CUTOFF_Q, clipped to the image:
-   |dx| <= 3 sqrt(Sxx), |dy| <= 3 sqrt(Syy), tighter than a square of 3 sqrt(lambda_max) and
-   still exact.  In double whatever the parameters' precision.  Returns 0, leaving the box
-   unset, when the Gaussian is degenerate or its box misses the image. */
-static inline int cgc_gaussian_box(double x, double y, double l11, double l21, double l22,
-                                   int width, int height, int *j0, int *j1, int *i0, int *i1) {
-    double half_w, half_h;
-    if (!(fabs(l11) > CGC_MIN_CHOLESKY && fabs(l22) > CGC_MIN_CHOLESKY))
-        return 0;
-    half_w = sqrt(CGC_CUTOFF_Q * l11 * l11);
-    half_h = sqrt(CGC_CUTOFF_Q * (l21 * l21 + l22 * l22));
-    if (!(half_w < 1e9 && half_h < 1e9 && fabs(x) < 1e9 && fabs(y) < 1e9))
-        return 0;
-    /* Centre of column j is j + 0.5: it lies in [x - half_w, x + half_w] when
-       ceil(x - half_w - 0.5) <= j <= floor(x + half_w - 0.5). */
-    *j0 = (int)ceil(x - half_w - 0.5);
-    *j1 = (int)floor(x + half_w - 0.5);
-    *i0 = (int)ceil(y - half_h - 0.5);
-    *i1 = (int)floor(y + half_h - 0.5);
-    if (*j0 < 0) *j0 = 0;
-    if (*i0 < 0) *i0 = 0;
-    if (*j1 > width - 1) *j1 = width - 1;
-    if (*i1 > height - 1) *i1 = height - 1;
-    return *j0 <= *j1 && *i0 <= *i1;
-}
 
 /* What the row spans of one Gaussian need, from its Cholesky factor: with covariance
    S = L L^T, the x of the ellipse q <= CGC_CUTOFF_Q on the row at offset dy from the centre
@@ -132,20 +105,13 @@ static inline void *cgc_tile_scratch(int planes, size_t value_size, int tile, in
 
 /* The integer tricks below keep the pixel loops free of selects and conditional
    arithmetic, which the compiler's passes turn back into branches that stop the loops
-   vectorising.  Bits of floats are read and written through unions. */
+   vectorising.  Bits of floats are read and written through unions.  These are the float
+   twins of gaussian_d.h's. */
 typedef union { float f; int32_t i; } cgc_bits_f;
-typedef union { double f; int64_t i; } cgc_bits_d;
 
 /* value where mask is all ones, +0 where it is 0 (mask = -(condition)). */
 static inline float cgc_keep_f(float value, int32_t mask) {
     cgc_bits_f v;
-    v.f = value;
-    v.i &= mask;
-    return v.f;
-}
-
-static inline double cgc_keep_d(double value, int64_t mask) {
-    cgc_bits_d v;
     v.f = value;
     v.i &= mask;
     return v.f;
@@ -163,15 +129,6 @@ static inline float cgc_clamp_q_f(float q) {
     return v.f;
 }
 
-static inline double cgc_clamp_q_d(double q) {
-    cgc_bits_d v, c;
-    v.f = q;
-    v.i &= INT64_MAX;
-    c.f = CGC_CUTOFF_Q;
-    v.i = v.i < c.i ? v.i : c.i;
-    return v.f;
-}
-
 /* 2^-n for 0 <= n <= 126, built from its exponent bits. */
 static inline float cgc_pow2_neg_f(int n) {
     cgc_bits_f v;
@@ -179,21 +136,9 @@ static inline float cgc_pow2_neg_f(int n) {
     return v.f;
 }
 
-static inline double cgc_pow2_neg_d(int n) {
-    cgc_bits_d v;
-    v.i = (int64_t)(1023 - n) << 52;
-    return v.f;
-}
-
-/* exp(-q / 2) for q in [0, CGC_CUTOFF_Q] (the loops clamp q, and mask the weight where
-   q > CGC_CUTOFF_Q).  exp(-q / 2) = 2^-t with t = q log2(e) / 2 in [0, 6.5]: with n = t
-   rounded and f = n - t in [-1/2, 1/2], it is 2^f times 2^-n.  2^f is the Taylor series
-   of exp(f ln 2), truncated where the next term falls below the precision's rounding
-   (|f ln 2| <= 0.35: degree 7 for float, 5e-9 relative; 12 for double, 2e-16): within a
-   few ulps of exp (docs/tuning.md, "native/render_tile.h: footprint, lanes and exp"). */
-#define CGC_LN2 0.69314718055994530942
-#define CGC_HALF_LOG2E 0.72134752044448170368
-
+/* exp(-q / 2) in float, as cgc_weight_d (gaussian_d.h) in double, the Taylor series of
+   2^f truncated at degree 7 (5e-9 relative): within a few ulps of exp (docs/tuning.md,
+   "native/render_tile.h: footprint, lanes and exp"). */
 static inline float cgc_weight_f(float q) {
     float t = q * (float)CGC_HALF_LOG2E;
     int n = (int)(t + 0.5f);
@@ -206,26 +151,6 @@ static inline float cgc_weight_f(float q) {
     float p67 = 1.0f / 720.0f + f * (1.0f / 5040.0f);
     float p = (p01 + f2 * p23) + f4 * (p45 + f2 * p67);
     return p * cgc_pow2_neg_f(n);
-}
-
-static inline double cgc_weight_d(double q) {
-    double t = q * CGC_HALF_LOG2E;
-    int n = (int)(t + 0.5);
-    double f = ((double)n - t) * CGC_LN2;
-    double p = 1.0 / 479001600.0;
-    p = p * f + 1.0 / 39916800.0;
-    p = p * f + 1.0 / 3628800.0;
-    p = p * f + 1.0 / 362880.0;
-    p = p * f + 1.0 / 40320.0;
-    p = p * f + 1.0 / 5040.0;
-    p = p * f + 1.0 / 720.0;
-    p = p * f + 1.0 / 120.0;
-    p = p * f + 1.0 / 24.0;
-    p = p * f + 1.0 / 6.0;
-    p = p * f + 0.5;
-    p = p * f + 1.0;
-    p = p * f + 1.0;
-    return p * cgc_pow2_neg_d(n);
 }
 
 /* The tile loops, once per instruction set (render_tile_isa.h instantiates both
