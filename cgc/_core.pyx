@@ -280,12 +280,13 @@ cdef inline void _add_rows(double *b, Py_ssize_t w, floating *src, Py_ssize_t pl
 
 
 def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] window,
-                  double c1, double c2, floating[:, :, ::1] grad):
+                  double c1, double c2, floating[:, :, ::1] grad=None):
     """Mean SSIM of the (C, H, W) stack ``x`` against ``y`` over the windows wholly inside,
-    and its gradient with respect to ``x``, written into ``grad``: cgc.metrics.ssim_gradient
-    on the CPU (its docstring has the maths).  ``window`` is the separable filter, of odd
-    length under each side.  Sums run in double, each over the window in order, one row per
-    thread: the result does not depend on the thread count."""
+    and its gradient with respect to ``x``, written into ``grad`` unless it is None (the
+    value alone skips the derivative maps and their filtering, most of the work):
+    cgc.metrics.ssim_gradient on the CPU (its docstring has the maths).  ``window`` is the
+    separable filter, of odd length under each side.  Sums run in double, each over the
+    window in order, one row per thread: the result does not depend on the thread count."""
     cdef Py_ssize_t nc = x.shape[0], h = x.shape[1], w = x.shape[2], nk = window.shape[0]
     cdef Py_ssize_t ho = h - nk + 1, wo = w - nk + 1
     cdef int threads = team_size()
@@ -294,8 +295,9 @@ def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] wind
     # those filtered back along columns (the transposed, zero-padded filter), each row of a
     # pass summed in a thread's own double buffer with the window's taps outermost, so that
     # the loops over a row vectorise.
+    cdef bint gradient = grad is not None
     cdef floating[:, :, :, ::1] rows = np.empty((5, nc, h, wo), dtype)
-    cdef floating[:, :, :, ::1] deriv = np.empty((3, nc, ho, wo), dtype)
+    cdef floating[:, :, :, ::1] deriv = np.empty((3, nc * gradient, ho, wo), dtype)
     cdef double[:, :, ::1] buf = np.empty((threads, 5, w))
     cdef double[::1] row_sums = np.zeros(nc * ho)
     cdef Py_ssize_t t, c, i, j, k, q, tid
@@ -340,30 +342,33 @@ def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] wind
                 sb2 = (b[2 * w + j] - mx * mx) + (b[3 * w + j] - my * my) + c2
                 s = sa1 * sa2 / (sb1 * sb2)
                 row_sums[t] += s
+                if not gradient:
+                    continue
                 d_xx = -s / sb2
                 d_xy = 2.0 * s / sa2
                 deriv[0, c, i, j] = <floating>(s * (2.0 * my / sa1 - 2.0 * mx / sb1)
                                                - 2.0 * mx * d_xx - my * d_xy)
                 deriv[1, c, i, j], deriv[2, c, i, j] = <floating>d_xx, <floating>d_xy
-    with nogil, parallel(num_threads=threads):
-        tid = threadid()
-        for t in prange(nc * h, schedule="static"):
-            c, i = t // h, t % h
-            b = &buf[tid, 0, 0]
-            memset(b, 0, 5 * w * sizeof(double))
-            for k in range(max(0, i - ho + 1), min(nk, i + 1)):
-                _add_rows(b, w, &deriv[0, c, i - k, 0], dplane, 3, wo, window[k])
-            for q in range(3):  # row 3 gathers the sums along the row, shifted by the taps
-                memset(b + 3 * w, 0, w * sizeof(double))
-                for k in range(nk):
-                    wk = window[k]
-                    for j in range(wo):
-                        b[3 * w + j + k] += wk * b[q * w + j]
-                memcpy(b + q * w, b + 3 * w, w * sizeof(double))
-            xr, yr, src = &x[c, i, 0], &y[c, i, 0], &grad[c, i, 0]
-            for j in range(w):
-                src[j] = <floating>((b[j] + 2.0 * xr[j] * b[w + j] + yr[j] * b[2 * w + j])
-                                    * scale)
+    if gradient:
+        with nogil, parallel(num_threads=threads):
+            tid = threadid()
+            for t in prange(nc * h, schedule="static"):
+                c, i = t // h, t % h
+                b = &buf[tid, 0, 0]
+                memset(b, 0, 5 * w * sizeof(double))
+                for k in range(max(0, i - ho + 1), min(nk, i + 1)):
+                    _add_rows(b, w, &deriv[0, c, i - k, 0], dplane, 3, wo, window[k])
+                for q in range(3):  # row 3 gathers the sums along the row, shifted by taps
+                    memset(b + 3 * w, 0, w * sizeof(double))
+                    for k in range(nk):
+                        wk = window[k]
+                        for j in range(wo):
+                            b[3 * w + j + k] += wk * b[q * w + j]
+                    memcpy(b + q * w, b + 3 * w, w * sizeof(double))
+                xr, yr, src = &x[c, i, 0], &y[c, i, 0], &grad[c, i, 0]
+                for j in range(w):
+                    src[j] = <floating>((b[j] + 2.0 * xr[j] * b[w + j] + yr[j] * b[2 * w + j])
+                                        * scale)
     total = 0.0
     for t in range(nc * ho):  # serially, in order: the same sum on any thread count
         total += row_sums[t]

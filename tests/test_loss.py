@@ -74,6 +74,21 @@ def test_compiled_ssim_gradient_matches_array_operations(shape, dtype, data_rang
     assert np.abs(grad - ref_grad).max() <= tolerance * np.abs(ref_grad).max()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ssim_value_alone_equals_the_gradients_value(dtype):
+    # gradient=False skips the derivative maps but sums the SSIM map as the full call does:
+    # the same bits, and the metric's value (skimage's definition) to rounding.
+    rng = np.random.default_rng(12)
+    target = rng.random((37, 45, 3)).astype(dtype)
+    rendered = np.clip(target + 0.15 * rng.normal(size=target.shape), 0, 1).astype(dtype)
+    value, grad = ssim_gradient(rendered, target)
+    alone, none = ssim_gradient(rendered, target, gradient=False)
+    assert none is None and grad is not None
+    assert alone == value
+    assert alone == pytest.approx(ssim(rendered.astype(np.float64), target.astype(np.float64),
+                                       data_range=1.0), abs=1e-6)
+
+
 def test_ssim_gradient_same_on_any_thread_count():
     # The fit's output must not depend on the machine's cores: each value is summed by one
     # thread in a fixed order, so 1 and 3 threads give the same bits.

@@ -45,7 +45,7 @@ class Perceptual:
         diff = rendered - target
         total = self.l1 * float(xp.mean(xp.abs(diff))) + self.l2 * float(xp.mean(diff * diff))
         if self.ssim and min(rendered.shape[:2]) >= SSIM_MIN_SIDE:
-            total += self.ssim * (1.0 - ssim_gradient(rendered, target)[0])
+            total += self.ssim * (1.0 - ssim_gradient(rendered, target, gradient=False)[0])
         return total
 
     def gradient(self, xp, rendered, target):
