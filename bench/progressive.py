@@ -3,7 +3,7 @@ prefix is, against JPEG 2000's quality layers measured the same way in the same 
 
 Per image and rate (0.5 and 1 bpp by default), with one preset for every cgc encode:
 
-* version 3 and version 4 (``--layers``, 4) at the rate: bytes and PSNR;
+* version 3 and version 4 (``--layers``, cgc's default 3) at the rate: bytes and PSNR;
 * each prefix of the version-4 file that ends a layer: its bytes and the PSNR of its
   image, and the PSNR of a version-3 file encoded directly at that many bytes;
 * the overhead at equal PSNR: the version-4 file's bytes against the bytes the version-3
@@ -18,7 +18,7 @@ progressive.json, or --out (the committed runs: progressive_0.5bpp.json and
 progressive_1bpp.json).
 
     python bench/progressive.py [--kodak DIR] [--images 01 02] [--bpp 0.5 1]
-                                [--layers 4] [--preset fast]
+                                [--layers 3] [--preset fast]
 """
 import argparse
 import io
@@ -32,6 +32,7 @@ from PIL import Image
 from kodak_fit import KODAK, ROOT, kodak_paths  # bench/kodak_fit.py, beside this script
 
 import cgc
+from cgc.image.layers import DEFAULT_LAYERS
 from cgc.imageio import load_image, to_uint8
 from cgc.metrics import psnr
 from report import revision, write_report
@@ -132,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--kodak", default=KODAK, help="folder of kodimNN.png")
     parser.add_argument("--images", nargs="*", help="NN of kodimNN.png (default: all)")
     parser.add_argument("--bpp", nargs="*", type=float, default=[0.5, 1.0])
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=DEFAULT_LAYERS)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "progressive.json"))

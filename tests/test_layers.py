@@ -27,7 +27,7 @@ from golden_files import check_golden
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "small_v4.cgc")
 GOLDEN_BITS = (12, 9, 7, 8, 6, 7, 5, 2)  # as tests/golden/small.cgc
-GOLDEN_LAYERS = 3
+GOLDEN_COUNTS = [10, 10, 20]
 TABLE = HEADER.size + QUANTISER.size * len(ATTRIBUTES)  # where the layer table starts
 REGEN_HINT = ("run `python -m pytest tests/test_layers.py --regen-golden` to rewrite it, "
               "but only for an intended format change")
@@ -69,16 +69,21 @@ def with_header_crc(data, table_end):
 # ----------------------------------------------------------------------------- layer counts
 
 def test_layer_counts():
-    assert layer_counts(120, 4) == [15, 15, 30, 60]
-    assert layer_counts(8, 4) == [1, 1, 2, 4]
+    # Runs of layers from the first end at n / 9, n / 3, n for three layers, at n / 9,
+    # n * 9^(-2/3), n * 9^(-1/3), n for four (rounded down), each layer at least one.
+    assert layer_counts(9, 3) == [1, 2, 6]
+    assert layer_counts(90, 3) == [10, 20, 60]
+    assert layer_counts(4400, 3) == [488, 978, 2934]
+    assert layer_counts(1000, 4) == [111, 120, 249, 520]  # ends 111, 231, 480
+    assert layer_counts(100, 2) == [11, 89]
+    assert layer_counts(1000, 1) == [1000]
     assert layer_counts(4, 4) == [1, 1, 1, 1]
     assert layer_counts(5, 4) == [1, 1, 1, 2]
-    assert layer_counts(1000, 1) == [1000]
-    assert layer_counts(100, 2) == [50, 50]
-    assert layer_counts(100, 3) == [25, 25, 50]
-    for n in range(6, 200):  # every layer non-empty, the first at most a fifth
-        counts = layer_counts(n, 5)
-        assert sum(counts) == n and min(counts) >= 1 and counts[0] <= n / 5 + 1
+    for n in range(6, 300):  # every layer non-empty, the first at most a ninth
+        for layers in (2, 3, 5):
+            counts = layer_counts(n, layers)
+            assert sum(counts) == n and min(counts) >= 1
+            assert counts[0] <= max(1, n // 9)
     for n, layers in ((3, 4), (10, 0), (100, MAX_LAYERS + 1)):
         with pytest.raises(ValueError):
             layer_counts(n, layers)
@@ -102,7 +107,7 @@ def test_whole_file_round_trip(seed):
 
 def test_every_prefix(layered):
     info = cgc.layer_info(layered)
-    assert info.count == 4 and info.gaussians == [15, 15, 30, 60]
+    assert info.count == 4 and info.gaussians == [13, 14, 30, 63]
     assert info.ends[-1] == info.file_bytes == len(layered) and info.complete == 4
     whole = unpack(layered)
     for cut in range(len(layered) + 1):
@@ -232,8 +237,9 @@ def test_bad_headers(layered):
         "no layers": edited(TABLE, LAYER_TABLE.pack(0, 0)),
         "reserved": edited(TABLE, LAYER_TABLE.pack(4, 1)),
         "too many": edited(TABLE, LAYER_TABLE.pack(MAX_LAYERS + 1, 0)),
-        "counts": edited(entries, LAYER_ENTRY.pack(16, info.ends[0] - info.header_bytes)),
-        "size": edited(entries, LAYER_ENTRY.pack(15, MIN_LAYER_BYTES - 1)),
+        "counts": edited(entries, LAYER_ENTRY.pack(info.gaussians[0] + 1,
+                                                   info.ends[0] - info.header_bytes)),
+        "size": edited(entries, LAYER_ENTRY.pack(info.gaussians[0], MIN_LAYER_BYTES - 1)),
         "header crc": layered[:table_end] + b"\0\0\0\0" + layered[table_end + 4:],
         "cut in the header": layered[:table_end],
     }
@@ -244,7 +250,7 @@ def test_bad_headers(layered):
             list(cgc.decode_progressive([data]))
     # A layer table that claims more bytes than the file has: a prefix, not damage, so
     # the whole-file reader says truncated.
-    longer = edited(entries + LAYER_ENTRY.size * 3, LAYER_ENTRY.pack(60, 10 ** 6))
+    longer = edited(entries + LAYER_ENTRY.size * 3, LAYER_ENTRY.pack(info.gaussians[3], 10 ** 6))
     with pytest.raises(FormatError, match="truncated"):
         unpack(longer)
 
@@ -299,7 +305,7 @@ def test_decode_progressive_ends_and_damage(layered, crop):
 
 def golden_bytes():
     gaussians = golden_gaussians()
-    counts = layer_counts(len(gaussians), GOLDEN_LAYERS)
+    counts = GOLDEN_COUNTS  # the format's, not the encoder's choice of counts
     codes, quantisers, _ = quantise_gaussians(gaussians, GOLDEN_BITS, counts)
     return pack_layers(gaussians.width, gaussians.height, quantisers, codes, counts)
 
@@ -348,7 +354,7 @@ def test_command_line(crop, tmp_path, capsys):
                  "--layers", "--no-progress"]) == 0
     data = out.read_bytes()
     info = cgc.layer_info(data)
-    assert info.count == 4
+    assert info.count == 3 and info.gaussians == [6, 14, 40]
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -356,7 +362,7 @@ def test_command_line(crop, tmp_path, capsys):
     assert f"  {1:<3}{info.gaussians[0]:>8}{info.ends[0]:>10}" in printed
     png = tmp_path / "part.png"
     assert main(["decode", str(out), str(png), "--max-bytes", str(info.ends[1])]) == 0
-    assert "2 of 4 layers" in capsys.readouterr().out
+    assert "2 of 3 layers" in capsys.readouterr().out
     part = np.asarray(Image.open(png))
     np.testing.assert_array_equal(part, cgc.decode(data[:info.ends[1]]))
     assert main(["decode", str(out), str(png), "--max-bytes", "50"]) == 1

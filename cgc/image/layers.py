@@ -35,30 +35,45 @@ CRC = struct.Struct("<I")
 MAX_LAYERS = 64
 # The smallest layer: its stream-length table, seven streams of at least 5 bytes, its CRC.
 MIN_LAYER_BYTES = (STREAM_LENGTH.size + 5) * len(STREAM_NAMES) + 4
-# Four layers of 1/8, 1/8, 1/4 and 1/2 of the Gaussians (LAYER_SHARES): the first is
-# about an eighth of the file, the rest double it (docs/tuning.md, "image/layers.py:
-# layers").
-DEFAULT_LAYERS = 4
+# Three layers: the first holds FIRST_LAYER_SHARE of the Gaussians (about an eighth of the
+# file), and the runs of layers from the first grow by one ratio up to all of them (1/9,
+# 1/3, 1).  Each layer's boundary costs bytes (which layer each Gaussian is in) and asks
+# the fit for another picture: four layers cost several times three's (docs/tuning.md,
+# "image/layers.py: layers").
+FIRST_LAYER_SHARE = (1, 9)
+DEFAULT_LAYERS = 3
 _STREAMS = len(STREAM_NAMES)
 _TABLE_START = HEADER.size + QUANTISER.size * len(ATTRIBUTES)
 
 
 def layer_counts(n_gaussians, layers):
-    """The Gaussian count of each of ``layers`` layers of ``n_gaussians``: the first two in
-    the proportion 1 : 1, each later one as many as all before it (1/8, 1/8, 1/4, 1/2 for
-    four), every layer at least one Gaussian."""
+    """The Gaussian count of each of ``layers`` layers of ``n_gaussians``: the runs of layers
+    from the first end at n * s^((layers - 1 - k) / (layers - 1)), s = FIRST_LAYER_SHARE,
+    rounded down (1/9, 1/3 and all for three layers), every layer at least one Gaussian.
+    Integer arithmetic alone, so that every machine splits alike."""
     n_gaussians, layers = int(n_gaussians), int(layers)
     if not 1 <= layers <= MAX_LAYERS:
         raise ValueError(f"layers must be from 1 to {MAX_LAYERS}, got {layers}")
     if n_gaussians < layers:
         raise ValueError(f"{n_gaussians} Gaussians cannot make {layers} layers")
-    shares = [1] + [2 ** max(k - 1, 0) for k in range(1, layers)]
-    ends = [max(k + 1, n_gaussians * sum(shares[:k + 1]) // sum(shares))
-            for k in range(layers)]
-    ends[-1] = n_gaussians
+    num, den = FIRST_LAYER_SHARE
+    root = layers - 1
+    ends = []
+    for k in range(layers - 1):
+        # The largest e with (e / n)^root <= (num / den)^(root - k).
+        bound = n_gaussians ** root * num ** (root - k)
+        low, high = 0, n_gaussians
+        while low < high:
+            mid = (low + high + 1) // 2
+            if mid ** root * den ** (root - k) <= bound:
+                low = mid
+            else:
+                high = mid - 1
+        ends.append(max(k + 1, low))
+    ends.append(n_gaussians)
     for k in range(layers - 2, -1, -1):  # keep every layer non-empty from the top down
         ends[k] = min(ends[k], ends[k + 1] - 1)
-    return list(np.diff([0] + ends).astype(int))
+    return [int(c) for c in np.diff([0] + ends)]
 
 
 def storage_order_in_layers(codes, bits, counts):
