@@ -269,106 +269,145 @@ def adam_step(floating[:, ::1] params, floating[:, ::1] grads,
 
 
 
-cdef inline void _add_rows(double *b, Py_ssize_t w, floating *src, Py_ssize_t plane,
-                           int maps, Py_ssize_t wo, double wk) noexcept nogil:
-    """Row q of ``b`` (stride w) += wk times row q of ``src`` (stride plane), q < maps: one
-    tap of a column filter."""
-    cdef Py_ssize_t q, j
+cdef inline void _fir(double *out, const double *src, Py_ssize_t n, const double *window,
+                      Py_ssize_t nk) noexcept nogil:
+    """out[j] = sum_k window[k] src[j + k] for j < n, the window symmetric (SSIM's Gaussian):
+    its taps folded in pairs, half the multiplications."""
+    cdef Py_ssize_t j, k, half = nk // 2
+    cdef double wk = window[half]
+    for j in range(n):
+        out[j] = wk * src[j + half]
+    for k in range(half):
+        wk = window[k]
+        for j in range(n):
+            out[j] += wk * (src[j + k] + src[j + nk - 1 - k])
+
+
+cdef inline void _fir_columns(double *b, Py_ssize_t w, floating *src, Py_ssize_t row,
+                              Py_ssize_t plane, int maps, Py_ssize_t n, const double *window,
+                              Py_ssize_t nk) noexcept nogil:
+    """Row q < maps of ``b`` (stride w) = sum_k window[k] times row k of map q of ``src``
+    (rows ``row`` apart, maps ``plane`` apart), the symmetric taps folded: one output row of
+    a column filter."""
+    cdef Py_ssize_t q, j, k, half = nk // 2
+    cdef double wk
+    cdef floating *lo
+    cdef floating *hi
     for q in range(maps):
-        for j in range(wo):
-            b[q * w + j] += wk * src[q * plane + j]
+        wk = window[half]
+        lo = src + q * plane + half * row
+        for j in range(n):
+            b[q * w + j] = wk * lo[j]
+        for k in range(half):
+            wk = window[k]
+            lo = src + q * plane + k * row
+            hi = src + q * plane + (nk - 1 - k) * row
+            for j in range(n):
+                b[q * w + j] += wk * (lo[j] + hi[j])
 
 
 def ssim_gradient(floating[:, :, ::1] x, floating[:, :, ::1] y, double[::1] window,
                   double c1, double c2, floating[:, :, ::1] grad=None):
     """Mean SSIM of the (C, H, W) stack ``x`` against ``y`` over the windows wholly inside,
     and its gradient with respect to ``x``, written into ``grad`` unless it is None (the
-    value alone skips the derivative maps and their filtering, most of the work):
+    value alone skips the derivative maps and their filtering, about a third of the work):
     cgc.metrics.ssim_gradient on the CPU (its docstring has the maths).  ``window`` is the
-    separable filter, of odd length under each side.  Sums run in double, each over the
-    window in order, one row per thread: the result does not depend on the thread count."""
+    separable filter, symmetric, of odd length under each side.  Sums run in double, in a
+    fixed order, one row per thread: the result does not depend on the thread count."""
     cdef Py_ssize_t nc = x.shape[0], h = x.shape[1], w = x.shape[2], nk = window.shape[0]
-    cdef Py_ssize_t ho = h - nk + 1, wo = w - nk + 1
+    cdef Py_ssize_t ho = h - nk + 1, wo = w - nk + 1, pad = nk - 1
     cdef int threads = team_size()
+    cdef Py_ssize_t t, c, i, j, k, q, tid
+    for k in range(nk):
+        if nk % 2 == 0 or window[k] != window[nk - 1 - k]:
+            raise ValueError("the window must be symmetric, of odd length")
     dtype = np.float32 if floating is float else np.float64
     # Moments filtered along rows (valid part), then the three SSIM derivative maps, then
-    # those filtered back along columns (the transposed, zero-padded filter), each row of a
-    # pass summed in a thread's own double buffer with the window's taps outermost, so that
-    # the loops over a row vectorise.
+    # those filtered back along columns and rows (the transposed filter over the maps
+    # zero-padded), each row of a pass in a thread's own double buffers.
     cdef bint gradient = grad is not None
     cdef floating[:, :, :, ::1] rows = np.empty((5, nc, h, wo), dtype)
     cdef floating[:, :, :, ::1] deriv = np.empty((3, nc * gradient, ho, wo), dtype)
-    cdef double[:, :, ::1] buf = np.empty((threads, 5, w))
+    # Per thread: five output rows, then five input rows with pad zeros either side.
+    cdef Py_ssize_t span = w + 2 * pad
+    cdef double[:, ::1] buf = np.zeros((threads, 10 * span))
     cdef double[::1] row_sums = np.zeros(nc * ho)
-    cdef Py_ssize_t t, c, i, j, k, q, tid
     cdef Py_ssize_t plane = nc * h * wo, dplane = nc * ho * wo
-    cdef double wk, mx, my, sa1, sa2, sb1, sb2, s, d_xx, d_xy, total
+    cdef double mx, my, sa1, sa2, sb1, sb2, r, s, d_xx, d_xy, total, wk
     cdef double scale = 1.0 / (nc * ho * wo)
     cdef double *b
+    cdef double *inp
     cdef const floating *xr
     cdef const floating *yr
     cdef floating *src
+    cdef const double *wp = &window[0]
     with nogil, parallel(num_threads=threads):
         tid = threadid()
         for t in prange(nc * h, schedule="static"):
             c, i = t // h, t % h
-            b, xr, yr = &buf[tid, 0, 0], &x[c, i, 0], &y[c, i, 0]
-            memset(b, 0, 5 * w * sizeof(double))
-            for k in range(nk):
-                wk = window[k]
-                for j in range(wo):
-                    b[j] += wk * xr[j + k]
-                    b[w + j] += wk * yr[j + k]
-                    b[2 * w + j] += wk * xr[j + k] * xr[j + k]
-                    b[3 * w + j] += wk * yr[j + k] * yr[j + k]
-                    b[4 * w + j] += wk * xr[j + k] * yr[j + k]
+            b, inp = &buf[tid, 0], &buf[tid, 5 * span]
+            xr, yr = &x[c, i, 0], &y[c, i, 0]
+            for j in range(w):
+                inp[j] = xr[j]
+                inp[span + j] = yr[j]
+                inp[2 * span + j] = <double>xr[j] * xr[j]
+                inp[3 * span + j] = <double>yr[j] * yr[j]
+                inp[4 * span + j] = <double>xr[j] * yr[j]
             for q in range(5):
+                _fir(b + q * span, inp + q * span, wo, wp, nk)
                 src = &rows[q, c, i, 0]
                 for j in range(wo):
-                    src[j] = <floating>b[q * w + j]
+                    src[j] = <floating>b[q * span + j]
     with nogil, parallel(num_threads=threads):
         tid = threadid()
         for t in prange(nc * ho, schedule="static"):
             c, i = t // ho, t % ho
-            b = &buf[tid, 0, 0]
-            memset(b, 0, 5 * w * sizeof(double))
-            for k in range(nk):
-                _add_rows(b, w, &rows[0, c, i + k, 0], plane, 5, wo, window[k])
+            b = &buf[tid, 0]
+            _fir_columns(b, span, &rows[0, c, i, 0], wo, plane, 5, wo, wp, nk)
             for j in range(wo):
-                mx, my = b[j], b[w + j]
+                mx, my = b[j], b[span + j]
                 sa1 = 2.0 * mx * my + c1
-                sa2 = 2.0 * (b[4 * w + j] - mx * my) + c2
+                sa2 = 2.0 * (b[4 * span + j] - mx * my) + c2
                 sb1 = mx * mx + my * my + c1
-                sb2 = (b[2 * w + j] - mx * mx) + (b[3 * w + j] - my * my) + c2
-                s = sa1 * sa2 / (sb1 * sb2)
+                sb2 = (b[2 * span + j] - mx * mx) + (b[3 * span + j] - my * my) + c2
+                # One division: every quotient below has sb1 sb2 under it.
+                r = 1.0 / (sb1 * sb2)
+                s = sa1 * sa2 * r
                 row_sums[t] += s
-                if not gradient:
-                    continue
-                d_xx = -s / sb2
-                d_xy = 2.0 * s / sa2
-                deriv[0, c, i, j] = <floating>(s * (2.0 * my / sa1 - 2.0 * mx / sb1)
-                                               - 2.0 * mx * d_xx - my * d_xy)
-                deriv[1, c, i, j], deriv[2, c, i, j] = <floating>d_xx, <floating>d_xy
+                if gradient:
+                    d_xx = -s * sb1 * r
+                    d_xy = 2.0 * sa1 * r
+                    deriv[0, c, i, j] = <floating>(2.0 * (my * sa2 - mx * s * sb2) * r
+                                                   - 2.0 * mx * d_xx - my * d_xy)
+                    deriv[1, c, i, j], deriv[2, c, i, j] = <floating>d_xx, <floating>d_xy
     if gradient:
         with nogil, parallel(num_threads=threads):
             tid = threadid()
             for t in prange(nc * h, schedule="static"):
                 c, i = t // h, t % h
-                b = &buf[tid, 0, 0]
-                memset(b, 0, 5 * w * sizeof(double))
-                for k in range(max(0, i - ho + 1), min(nk, i + 1)):
-                    _add_rows(b, w, &deriv[0, c, i - k, 0], dplane, 3, wo, window[k])
-                for q in range(3):  # row 3 gathers the sums along the row, shifted by taps
-                    memset(b + 3 * w, 0, w * sizeof(double))
-                    for k in range(nk):
+                b, inp = &buf[tid, 0], &buf[tid, 5 * span]
+                for q in range(3):  # the first pass wrote over the left padding
+                    memset(inp + q * span, 0, pad * sizeof(double))
+                # Column pass: the derivative rows i - k that exist, zero past the maps.
+                if pad <= i < ho:
+                    _fir_columns(inp + pad, span, &deriv[0, c, i - pad, 0], wo, dplane, 3,
+                                 wo, wp, nk)
+                else:
+                    for q in range(3):
+                        memset(inp + q * span + pad, 0, wo * sizeof(double))
+                    for k in range(max(0, i - ho + 1), min(nk, i + 1)):
                         wk = window[k]
-                        for j in range(wo):
-                            b[3 * w + j + k] += wk * b[q * w + j]
-                    memcpy(b + q * w, b + 3 * w, w * sizeof(double))
+                        for q in range(3):
+                            src = &deriv[q, c, i - k, 0]
+                            for j in range(wo):
+                                inp[q * span + pad + j] += wk * src[j]
+                # Row pass over the zero-padded row: out[j] = sum_k window[k] d[j - k].
+                for q in range(3):
+                    _fir(b + q * span, inp + q * span, w, wp, nk)
                 xr, yr, src = &x[c, i, 0], &y[c, i, 0], &grad[c, i, 0]
                 for j in range(w):
-                    src[j] = <floating>((b[j] + 2.0 * xr[j] * b[w + j] + yr[j] * b[2 * w + j])
-                                        * scale)
+                    src[j] = <floating>((b[j] + 2.0 * xr[j] * b[span + j]
+                                         + yr[j] * b[2 * span + j]) * scale)
     total = 0.0
     for t in range(nc * ho):  # serially, in order: the same sum on any thread count
         total += row_sums[t]
