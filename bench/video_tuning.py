@@ -38,6 +38,7 @@ VARIANTS = {
     "twice the active threshold": {"ACTIVE_ERROR_SHARE": 2.0},
     "P-frames at the I-frame's quality": {"P_OFFSET_DB": 0.0},
     "step 1 only": {"STEPS": (1,)},
+    "P-frames never above the I-frame": {"MIN_OFFSET_DB": 0.0},
     "the three best together": {"REVERT_PRICE_SHARE": 2.0, "P_ITERATION_SHARE": 0.5,
                                 "ACTIVE_ERROR_SHARE": 2.0},
 }

@@ -68,11 +68,12 @@ REVERT_PRICE_SHARE = 1.0
 UPDATE_FLAG_BITS = 1.0
 # With a target rate, P-frames aim first at P_OFFSET_DB below their I-frame; after each,
 # the aim moves by P_GAIN times the dB its bytes were off the plan (SLOPE_DB per doubling),
-# within MAX_OFFSET_DB of the I-frame.  The plan: what the rest of a nominal group's bytes
+# from MIN_OFFSET_DB to MAX_OFFSET_DB under the I-frame.  The plan: what the rest of a nominal group's bytes
 # leave each P-frame, at least MIN_P_PLAN of a frame's mean budget.
 P_OFFSET_DB = 1.0
 P_GAIN = 0.5
 MAX_OFFSET_DB = 10.0
+MIN_OFFSET_DB = -10.0
 MIN_P_PLAN = 0.1
 # The first I-frame's rate: that of a group of NOMINAL_GROUP frames (at most gop) whose
 # P-frames take P_SHARE of its bytes each, meeting the mean rate asked; later ones plan
@@ -232,7 +233,7 @@ class _Encoder:
         if self.bpp is not None:
             # Over the plan, aim lower next time; under it, higher (P_GAIN of the gap).
             gap = SLOPE_DB * math.log2(len(payload) / self.p_plan)
-            self.p_offset = min(max(self.p_offset + P_GAIN * gap, -MAX_OFFSET_DB),
+            self.p_offset = min(max(self.p_offset + P_GAIN * gap, MIN_OFFSET_DB),
                                 MAX_OFFSET_DB)
         return P_FRAME, payload
 
