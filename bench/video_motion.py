@@ -24,6 +24,7 @@ from scipy.optimize import minimize
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Benchmark this checkout (built in place), not whatever cgc is installed.
 sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
+from cgc.metrics import psnr_of_mse  # noqa: E402
 from cgc.video.io import read_video  # noqa: E402
 from cgc.video.motion import global_motion  # noqa: E402
 from report import revision, write_report  # noqa: E402
@@ -36,18 +37,20 @@ BLOCK_REACH = 2.0
 
 def warp(image, dx, dy, scale):
     """``image`` (H, W, 3) zoomed by ``scale`` about its centre, then moved by (dx, dy):
-    global_motion's model."""
+    global_motion's model, in its pixel coordinates (the centre at ((W - 1) / 2,
+    (H - 1) / 2))."""
     height, width = image.shape[:2]
+    cy, cx = (height - 1) / 2, (width - 1) / 2
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    xs = (xx - dx - width / 2) / scale + width / 2
-    ys = (yy - dy - height / 2) / scale + height / 2
+    xs = (xx - dx - cx) / scale + cx
+    ys = (yy - dy - cy) / scale + cy
     return np.stack([map_coordinates(image[..., c], [ys, xs], order=3, mode="nearest")
                      for c in range(3)], axis=-1)
 
 
 def psnr_inside(a, b, margin):
     inner = (slice(margin, a.shape[0] - margin), slice(margin, a.shape[1] - margin))
-    return float(-10 * np.log10(np.mean((a[inner] - b[inner]) ** 2)))
+    return psnr_of_mse(np.mean((a[inner] - b[inner]) ** 2))
 
 
 def pair(previous, frame, margin):
@@ -75,8 +78,8 @@ def pair(previous, frame, margin):
     return {"search": [float(dx), float(dy), float(scale)],
             "search_psnr": psnr_inside(warp(previous, dx, dy, scale), frame, margin),
             "refined": [float(v) for v in best.x],
-            "refined_psnr": float(-10 * np.log10(best.fun)),
-            "blocks_psnr": float(-10 * np.log10(blocks_mse)),
+            "refined_psnr": psnr_of_mse(best.fun),
+            "blocks_psnr": psnr_of_mse(blocks_mse),
             "unmoved_psnr": psnr_inside(previous, frame, margin)}
 
 
