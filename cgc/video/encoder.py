@@ -206,15 +206,22 @@ class _Encoder:
         """(P_FRAME, payload), or None where an I-frame should be coded instead."""
         height, width = image.shape[:2]
         state = self.state
-        motion = self._motion(image)
-        moved, inside = moved_codes(state, motion)
-        removed, target, added = self._fit(state, image, moved, inside)
         # The first candidate changes nothing but the motion: static content costs a flag
-        # per Gaussian.
-        nothing = pack_p_frame(state, moved, np.zeros(len(state), bool),
-                               np.zeros((0, 8), np.uint32), [1] * 8, motion)
-        after = apply_p_frame(state, nothing, height, width)
-        candidates = [(nothing, after, self._psnr(after, image))]
+        # per Gaussian.  The motion is estimated on pixels but moves quantised codes, so it
+        # is kept only where it brings the reference nearer the frame than no motion does.
+        estimated = self._motion(image)
+        best = None
+        for motion in dict.fromkeys([estimated, NO_MOTION]):
+            moved, inside = moved_codes(state, motion)
+            nothing = pack_p_frame(state, moved, np.zeros(len(state), bool),
+                                   np.zeros((0, 8), np.uint32), [1] * 8, motion)
+            after = apply_p_frame(state, nothing, height, width)
+            quality = self._psnr(after, image)
+            if best is None or quality > best[0]:
+                best = (quality, motion, moved, inside, nothing, after)
+        quality, motion, moved, inside, nothing, after = best
+        removed, target, added = self._fit(state, image, moved, inside)
+        candidates = [(nothing, after, quality)]
         for step in STEPS:
             stepped = self._worth_sending(state, image, moved, inside, target, removed, added,
                                           step)
