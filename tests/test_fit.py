@@ -113,6 +113,32 @@ def test_explicit_rates_replace_the_defaults(image):
     assert not np.array_equal(a.params, c.params)
 
 
+def test_rate_factors_multiply_the_rates(image):
+    rates = default_lr(*image.shape[:2], 60)
+    steps = {"iterations": 5, "coarse_iterations": 0, "progress": False}
+    # A factor on a group is that group's rate given multiplied: the same fit, bit for bit.
+    scaled = cgc.fit(image, 60, lr_scale={"cholesky": 1.5, "colour": 2.0}, **steps)
+    given = cgc.fit(image, 60, lr={"cholesky": 1.5 * rates["cholesky"],
+                                   "colour": 2.0 * rates["colour"]}, **steps)
+    np.testing.assert_array_equal(scaled.params, given.params)
+    # A factor of 0 holds the group still (relocation, which moves whole Gaussians, off).
+    start = cgc.fit(image, 60, iterations=0, progress=False)
+    still = cgc.fit(image, 60, init=start.params, lr_scale={"colour": 0.0}, relocation=False,
+                    **steps)
+    np.testing.assert_array_equal(still.params[:, 5:], start.params[:, 5:])
+    assert not np.array_equal(still.params[:, :5], start.params[:, :5])
+
+
+def test_final_rate_fraction_ends_the_decay(image):
+    steps = {"iterations": 4, "coarse_iterations": 0, "progress": False}
+    start = cgc.fit(image, 60, iterations=0, progress=False)
+    fits = [cgc.fit(image, 60, init=start.params, final_lr_fraction=fraction, **steps)
+            for fraction in (0.05, 0.05, 0.5)]
+    np.testing.assert_array_equal(fits[0].params, fits[1].params)
+    # Every step after the first is decayed less, so the fit ends elsewhere.
+    assert not np.array_equal(fits[0].params, fits[2].params)
+
+
 def test_scales_stay_within_bounds(image):
     from cgc.image.fit import MIN_VARIANCE
 
@@ -186,6 +212,11 @@ def test_fit_is_silent_when_stderr_is_not_a_tty(image, capsys):
     ({"n_gaussians": 5, "init": np.zeros((4, 8))}, "shape"),
     ({"n_gaussians": 5, "init": np.full((5, 8), np.nan)}, "finite"),
     ({"n_gaussians": 5, "lr": {"opacity": 1.0}}, "learning-rate"),
+    ({"n_gaussians": 5, "lr_scale": {"opacity": 1.0}}, "lr_scale groups"),
+    ({"n_gaussians": 5, "lr_scale": {"colour": -1.0}}, "non-negative"),
+    ({"n_gaussians": 5, "lr_scale": {"colour": np.inf}}, "finite"),
+    ({"n_gaussians": 5, "final_lr_fraction": 1.5}, "from 0 to 1"),
+    ({"n_gaussians": 5, "final_lr_fraction": np.nan}, "from 0 to 1"),
     ({"n_gaussians": 5, "coarse_iterations": -1}, "non-negative"),
     ({"n_gaussians": 5, "coarse_iterations": 3, "init": np.ones((5, 8))}, "name a method"),
     ({"n_gaussians": 20 * 24 + 1, "coarse_iterations": 3}, "half resolution"),

@@ -10,7 +10,7 @@ from PIL import Image
 import cgc
 from cgc.cli import main
 from cgc.image import codec as codec_module
-from cgc.image.fit import DEFAULT_ITERATIONS
+from cgc.image.fit import DEFAULT_ITERATIONS, FINAL_LR_FRACTION
 from cgc.image.presets import PRESETS, get_preset, quality_bpp
 
 ITERATIONS = 50  # the end of the learning-rate warm-up
@@ -55,6 +55,11 @@ def test_the_preset_table():
     assert balanced.overfit and balanced.refine and balanced.fill
     fast = PRESETS["fast"]
     assert not (fast.overfit or fast.refine or fast.fill)
+    # Only the short fit takes larger rates and ends them higher (docs/tuning.md).
+    assert dict(fast.lr_scale) == {"cholesky": 1.5, "colour": 1.5}
+    assert fast.final_lr_fraction == 0.35
+    assert all(PRESETS[name].lr_scale == () and PRESETS[name].final_lr_fraction
+               == FINAL_LR_FRACTION for name in ("balanced", "high", "ultra"))
     for bad in ("slow", "FAST", None, 1):
         with pytest.raises(ValueError, match="preset must be one of fast, balanced"):
             get_preset(bad)
@@ -66,6 +71,19 @@ def test_fast_skips_the_over_fit_refinement_and_growth(photo, monkeypatch):
     # One fit of the file's count itself, at the preset's steps; nothing else.
     assert spy.calls == [("fit", PRESETS["fast"].iterations)]
     assert len(data) <= 600
+
+
+def test_fast_fits_at_its_own_rates(photo):
+    # The preset's file is the one made from a fit at its rates, bit for bit.
+    fast = PRESETS["fast"]
+    data = cgc.encode(photo, preset="fast", n_gaussians=40, progress=False)
+    fitted = cgc.fit(photo, 40, iterations=fast.iterations, progress=False,
+                     lr_scale=dict(fast.lr_scale), final_lr_fraction=fast.final_lr_fraction)
+    assert data == cgc.encode(photo, preset="fast", n_gaussians=40, iterations=0,
+                              init=fitted.params, progress=False)
+    assert data != cgc.encode(photo, preset="fast", n_gaussians=40, iterations=0,
+                              init=cgc.fit(photo, 40, iterations=fast.iterations,
+                                           progress=False).params, progress=False)
 
 
 def test_balanced_is_the_default_and_runs_every_stage(photo, monkeypatch):

@@ -193,12 +193,15 @@ class _Fitter:
     pruned again rather than made anew."""
 
     def __init__(self, image, iterations, seed, device, progress, init, coarse_iterations,
-                 tune="psnr", overfit=True, layers=None):
+                 tune="psnr", overfit=True, layers=None, schedule=None):
         self.image, self.iterations, self.seed, self.device = image, iterations, seed, device
         self.progress, self.init, self.coarse_iterations = progress, init, coarse_iterations
         self.tune = tune
         self.overfit_share = OVERFIT_SHARE if overfit else 1.0
         self.layers = layers  # a progressive file's layer count, or None
+        # A preset's rates for the first fits (lr_scale, final_lr_fraction): growth and
+        # pruning continue a fit at rates of their own.
+        self.schedule = schedule or {}
         self.made = []
         self.overfits = []
 
@@ -230,7 +233,7 @@ class _Fitter:
         return fit(self.image, n_gaussians, iterations=self.iterations, seed=self.seed,
                    device=self.device, progress=self.progress, init=self.init,
                    coarse_iterations=self.coarse_iterations, loss=self.tune,
-                   layers=self.counts(n_gaussians))
+                   layers=self.counts(n_gaussians), **self.schedule)
 
     def counts(self, n_gaussians):
         """The Gaussians of each layer of a fit of ``n_gaussians`` (None: no layers)."""
@@ -274,12 +277,13 @@ def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
     the choice between a fit and its refit judge by that loss too; refinement and the size
     and quality searches judge by squared error.
     ``preset``: "fast", "balanced", "high" or "ultra" (cgc.image.presets.PRESETS), the
-    defaults of ``iterations``, ``refine``, ``fill`` and whether to over-fit and prune.
+    defaults of ``iterations``, ``refine``, ``fill``, whether to over-fit and prune, and
+    the first fit's learning rates.
     ``bpp``: ``max_bytes`` given in bits per pixel of this image.  ``quality``: 0 to 100,
     a rate of cgc.image.presets.quality_bpp bits per pixel.  At most one of ``max_bytes``,
     ``bpp``, ``quality`` and ``psnr``.  ``layers``: a progressive file (format version 4) of
     this many layers, coarse to fine (1 to MAX_LAYERS; cgc.image.layers.DEFAULT_LAYERS is
-    4), whose every prefix holding whole layers decodes; the fits weigh the image of each
+    3), whose every prefix holding whole layers decodes; the fits weigh the image of each
     run of layers from the first too (cgc.fit(layers=)).  None: a version-3 file."""
     image = to_float_image(image)
     height, width = image.shape[:2]
@@ -336,7 +340,9 @@ def encode(image, n_gaussians=None, iterations=None, seed=0, device="cpu",
                              f"{layers!r}")
         layers = int(layers)
     fitter = _Fitter(image, iterations, seed, device, progress, init, coarse_iterations, tune,
-                     chosen.overfit, layers)
+                     chosen.overfit, layers,
+                     {"lr_scale": dict(chosen.lr_scale),
+                      "final_lr_fraction": chosen.final_lr_fraction})
     if psnr is not None:
         return _encode_to_psnr(image, float(psnr), fitter, refine, fill)
     count_from_budget = max_bytes is not None and n_gaussians is None

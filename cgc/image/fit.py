@@ -90,12 +90,15 @@ def scaled_rates(height, width, n_gaussians, share):
     return {group: share * rate for group, rate in default_lr(height, width, n_gaussians).items()}
 
 
-def _lr_per_column(lr, height, width, n_gaussians):
-    defaults = default_lr(height, width, n_gaussians)
-    unknown = set(lr) - set(defaults)
+def _check_groups(rates, what):
+    unknown = set(rates) - set(DEFAULT_LR) - {"colour"}
     if unknown:
-        raise ValueError(f"unknown learning-rate groups {sorted(unknown)}")
-    rates = {**defaults, **lr}
+        raise ValueError(f"unknown {what} groups {sorted(unknown)}")
+
+
+def _lr_per_column(lr, lr_scale, height, width, n_gaussians):
+    rates = {**default_lr(height, width, n_gaussians), **lr}
+    rates = {group: rate * lr_scale.get(group, 1.0) for group, rate in rates.items()}
     return np.array([rates["position"]] * 2 + [rates["cholesky"]] * 3
                     + [rates["colour"]] * 3, dtype=np.float64)
 
@@ -156,7 +159,8 @@ def default_coarse_iterations(height, width, n_gaussians, iterations):
 
 def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradient", lr=None,
         device="cpu", progress=None, log_every=100, max_variance=None, relocation=None,
-        coarse_iterations=None, loss="psnr", layers=None, fixed=None):
+        coarse_iterations=None, loss="psnr", layers=None, fixed=None, lr_scale=None,
+        final_lr_fraction=FINAL_LR_FRACTION):
     """Fit ``n_gaussians`` Gaussians to ``image`` and return a :class:`cgc.Gaussians`.
 
     ``image`` is (H, W, 3), uint8 or float in [0, 1]. The result is bit-for-bit
@@ -164,9 +168,12 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     and CUDA fits round differently, so they do not match each other bit for bit.
     ``lr`` maps any of "position", "cholesky" (pixels per step) and "colour" (linear RGB
     per step) to a peak Adam learning rate (betas ``ADAM_BETAS``), reached after a linear
-    warm-up of ``WARMUP_STEPS`` steps and cosine-decayed to 5 % of it; groups left out take
-    :func:`default_lr` (the colour rate grows with the density, so at half resolution it
-    is four times as high); given rates hold at both resolutions.
+    warm-up of ``WARMUP_STEPS`` steps and cosine-decayed to ``final_lr_fraction`` of it
+    (0 to 1); groups left out take :func:`default_lr` (the colour rate grows with the
+    density, so at half resolution it is four times as high); given rates hold at both
+    resolutions.  ``lr_scale`` maps any of the groups to a factor on its rate, given or
+    default, at both resolutions (the fast preset's shorter fit takes larger steps:
+    cgc.image.presets).
     ``coarse_iterations``: a first fit of this many steps to the image at half resolution
     (:func:`half_resolution`, each step less than half the cost), whose Gaussians,
     scaled up, start the ``iterations`` full-resolution steps.  By default (None)
@@ -198,6 +205,13 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     image less the render of the others is fitting them with the others in place); with
     the squared-error loss, given parameters and no layers."""
     loss = get_loss(loss)
+    lr, lr_scale = dict(lr or {}), dict(lr_scale or {})
+    _check_groups(lr, "learning-rate")
+    _check_groups(lr_scale, "lr_scale")
+    if not all(0 <= factor < math.inf for factor in lr_scale.values()):
+        raise ValueError(f"lr_scale factors must be finite and non-negative, got {lr_scale}")
+    if not 0 <= final_lr_fraction <= 1:  # NaN fails too
+        raise ValueError(f"final_lr_fraction must be from 0 to 1, got {final_lr_fraction!r}")
     target_np = to_float_image(image)
     height, width = target_np.shape[:2]
     if fixed is not None:
@@ -234,7 +248,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     backend = get_backend(device)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(coarse_iterations + iterations, enabled=show)
-    stage = _Stage(backend, lr or {}, seed, relocation, bar, log_every, loss)
+    stage = _Stage(backend, (lr, lr_scale, float(final_lr_fraction)), seed, relocation, bar,
+                   log_every, loss)
     if coarse_iterations:
         coarse = half_resolution(target_np)
         if n_gaussians > coarse.shape[0] * coarse.shape[1]:
@@ -255,10 +270,10 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
 class _Stage:
     """The optimisation loop at one resolution; ``fit`` runs one or two of them."""
 
-    def __init__(self, backend, lr, seed, relocation, bar, log_every, loss):
+    def __init__(self, backend, schedule, seed, relocation, bar, log_every, loss):
         self.backend = backend
         self.loss = loss
-        self.lr = lr
+        self.lr, self.lr_scale, self.final_lr_fraction = schedule
         self.seed = seed
         self.relocation = relocation
         self.bar = bar
@@ -275,7 +290,8 @@ class _Stage:
         n_gaussians = len(params_np)
         max_var = float(max_variance or (max(height, width) / 3.0) ** 2)
         bounds = (MIN_VARIANCE, max_var)
-        lr_cols = _lr_per_column(self.lr, height, width, n_gaussians)
+        lr_cols = _lr_per_column(self.lr, self.lr_scale, height, width, n_gaussians)
+        final = self.final_lr_fraction
         params = backend.from_numpy(params_np)
         backend.clamp_scales(params, bounds)
         target = backend.from_numpy(target_np)
@@ -306,16 +322,16 @@ class _Stage:
                     rendered = rendered + fixed
                 shown = xp.clip(rendered, 0.0, 1.0)
                 grad_image = xp.ascontiguousarray(_through_the_clip(
-                    xp, self.loss, rendered, target, shown).astype(params.dtype))
+                    xp, self.loss, rendered, target, shown).astype(params.dtype, copy=False))
                 grads = backend.render_backward(params, height, width, grad_image, bins)
-            diff = shown - target
             check = step % CHECK_EVERY == 0 or step == iterations
             if check:
                 _check_finite(xp, grads, "gradient")
             if step <= last_relocation:
                 activity += xp.abs(grads[:, :2]).sum(axis=1)
             if step in relocate_at:
-                moved, rows = relocate(backend.to_numpy(params), -backend.to_numpy(diff),
+                moved, rows = relocate(backend.to_numpy(params),
+                                       backend.to_numpy(target - shown),
                                        backend.to_numpy(activity), relocation_rng)
                 if len(moved):
                     moved = backend.from_numpy(moved)
@@ -328,7 +344,7 @@ class _Stage:
                     log.info("%s %d  relocated %d Gaussians to the largest errors", label,
                              step, len(moved))
                 activity[:] = 0.0
-            decay = FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (
+            decay = final + (1 - final) * 0.5 * (
                 1 + math.cos(math.pi * (step - 1) / max(iterations, 1)))
             decay *= min(1.0, step / WARMUP_STEPS)
             backend.adam_step(params, grads, m, v, step, lr_cols * decay, betas=ADAM_BETAS,
@@ -337,7 +353,7 @@ class _Stage:
                 _check_finite(xp, params, "parameter")
             if not (self.bar.enabled or want_diag):
                 continue
-            mse = float((diff * diff).mean())
+            mse = float(((shown - target) ** 2).mean())
             self.bar.update(self.done + step, f"PSNR {psnr_of_mse(mse):5.2f} dB")
             if want_diag:
                 _log_diagnostics(backend, label, step, mse, coverage, params, bounds,

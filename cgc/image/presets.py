@@ -7,7 +7,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from cgc.image.fit import DEFAULT_ITERATIONS
+from cgc.image.fit import DEFAULT_ITERATIONS, FINAL_LR_FRACTION
 
 
 @dataclass(frozen=True)
@@ -16,11 +16,19 @@ class Preset:
     overfit: bool  # fit more Gaussians than the file keeps and prune (codec.OVERFIT_SHARE)
     refine: bool  # choose the codes that render best (cgc.image.refine)
     fill: bool  # grow or densify a budget's fit that is short or poor (codec._encode_count)
+    # The first fit's learning rates: factors on cgc.fit's (lr_scale) and the fraction of
+    # them its cosine decay ends at (final_lr_fraction).
+    lr_scale: tuple = ()
+    final_lr_fraction: float = FINAL_LR_FRACTION
 
 
 PRESETS = {
-    # Skips every stage that costs a second fit or a search over codes.
-    "fast": Preset(iterations=100, overfit=False, refine=False, fill=False),
+    # Skips every stage that costs a second fit or a search over codes.  Its 100 steps end
+    # far from convergence, where larger steps to the end buy more than a settled finish:
+    # +0.28 dB on Kodak at 0.5 bpp, better on every image (docs/tuning.md,
+    # "image/presets.py: presets").
+    "fast": Preset(iterations=100, overfit=False, refine=False, fill=False,
+                   lr_scale=(("cholesky", 1.5), ("colour", 1.5)), final_lr_fraction=0.35),
     "balanced": Preset(iterations=DEFAULT_ITERATIONS, overfit=True, refine=True, fill=True),
     # Each doubling of the steps buys about 0.1 dB (docs/tuning.md, "image/fit.py:
     # iterations").
