@@ -50,6 +50,8 @@ LAYER_WEIGHT = 1.0
 # linear RGB for colour.  Position and Cholesky rates hold at every density
 # (measurements: docs/tuning.md, "image/fit.py: learning rates").
 DEFAULT_LR = {"position": 2.0, "cholesky": 0.6}
+# The groups ``lr`` and ``lr_scale`` name: the rates above and the density-scaled colour.
+LR_GROUPS = (*DEFAULT_LR, "colour")
 # The colour rate is proportional to the density N / (H * W), COLOUR_LR at 5,000 Gaussians
 # on a 768x512 image: a fixed rate left dense fits shrunk to the variance floor and stalled
 # (measurements: docs/tuning.md, "image/fit.py: learning rates").
@@ -91,7 +93,7 @@ def scaled_rates(height, width, n_gaussians, share):
 
 
 def _check_groups(rates, what):
-    unknown = set(rates) - set(DEFAULT_LR) - {"colour"}
+    unknown = set(rates) - set(LR_GROUPS)
     if unknown:
         raise ValueError(f"unknown {what} groups {sorted(unknown)}")
 

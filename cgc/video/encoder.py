@@ -68,8 +68,8 @@ REVERT_PRICE_SHARE = 1.0
 UPDATE_FLAG_BITS = 1.0
 # With a target rate, P-frames aim first at P_OFFSET_DB below their I-frame; after each,
 # the aim moves by P_GAIN times the dB its bytes were off the plan (SLOPE_DB per doubling),
-# from MIN_OFFSET_DB to MAX_OFFSET_DB under the I-frame.  The plan: what the rest of a nominal group's bytes
-# leave each P-frame, at least MIN_P_PLAN of a frame's mean budget.
+# from MIN_OFFSET_DB to MAX_OFFSET_DB under the I-frame.  The plan: what the rest of a
+# nominal group's bytes leave each P-frame, at least MIN_P_PLAN of a frame's mean budget.
 P_OFFSET_DB = 1.0
 P_GAIN = 0.5
 MAX_OFFSET_DB = 10.0
