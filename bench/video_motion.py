@@ -26,13 +26,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "bench")]
 from cgc.metrics import psnr_of_mse  # noqa: E402
 from cgc.video.io import read_video  # noqa: E402
-from cgc.video.motion import global_motion  # noqa: E402
+from cgc.video.motion import (FIELD_CELL, field_candidates,  # noqa: E402
+                              global_motion)
 from report import revision, write_report  # noqa: E402
 from video import CLIPS, fetch_clip  # noqa: E402
 
 # Blocks of the local-motion ceiling, and the most each moves beyond the global motion.
 BLOCK = 32
 BLOCK_REACH = 2.0
+# Frames less alike than this (PSNR, dB) are a cut, not motion.
+CUT_PSNR = 12.0
 
 
 def warp(image, dx, dy, scale):
@@ -75,7 +78,9 @@ def pair(previous, frame, margin):
             block_errors.append(squared.reshape(rows // BLOCK, BLOCK, cols // BLOCK, BLOCK)
                                 .sum(axis=(1, 3)))
     blocks_mse = float(np.min(block_errors, axis=0).sum() / (rows * cols * 3))
-    return {"search": [float(dx), float(dy), float(scale)],
+    return {"field_psnr": psnr_inside(field_prediction(warp(previous, dx, dy, scale), frame),
+                                      frame, margin),
+            "search": [float(dx), float(dy), float(scale)],
             "search_psnr": psnr_inside(warp(previous, dx, dy, scale), frame, margin),
             "refined": [float(v) for v in best.x],
             "refined_psnr": psnr_of_mse(best.fun),
@@ -83,25 +88,45 @@ def pair(previous, frame, margin):
             "unmoved_psnr": psnr_inside(previous, frame, margin)}
 
 
+def field_prediction(reference, frame):
+    """``reference`` with each FIELD_CELL-pixel cell moved by the shift the encoder's
+    block matching finds for it (its best candidate, vectors free)."""
+    height, width = frame.shape[:2]
+    cols, rows = max(1, round(width / FIELD_CELL)), max(1, round(height / FIELD_CELL))
+    ys, xs = np.mgrid[0:height, 0:width]
+    cell = (ys * rows // height) * cols + xs * cols // width
+    shifts = field_candidates(reference, frame, cell, rows * cols, price=0.0)[:, 0]
+    return reference[np.clip(ys - shifts[cell, 1], 0, height - 1),
+                     np.clip(xs - shifts[cell, 0], 0, width - 1)]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clip", choices=sorted(CLIPS), default="bikes")
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--start", type=int, default=0, help="first frame")
+    parser.add_argument("--every", type=int, default=1, help="measure every n'th pair")
     parser.add_argument("--margin", type=int, default=40)
     parser.add_argument("--cache", default=os.path.join(ROOT, "bench", ".cache"))
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                       "video_motion.json"))
     args = parser.parse_args(argv)
-    report = {**revision(), "clip": args.clip, "margin": args.margin, "pairs": []}
+    report = {**revision(), "clip": args.clip, "margin": args.margin, "start": args.start,
+              "every": args.every, "pairs": []}
     frames, _ = read_video(fetch_clip(args.cache, args.clip))
-    frames = [np.asarray(f, np.float32) / 255 for _, f in zip(range(args.frames), frames)]
-    for k in range(len(frames) - 1):
-        row = {"frame": k, **pair(frames[k], frames[k + 1], args.margin)}
+    frames = [np.asarray(f, np.float32) / 255
+              for _, f in zip(range(args.start + args.frames), frames)][args.start:]
+    for k in range(0, len(frames) - 1, args.every):
+        if psnr_inside(frames[k], frames[k + 1], args.margin) < CUT_PSNR:
+            continue
+        row = {"frame": args.start + k, **pair(frames[k], frames[k + 1], args.margin)}
         report["pairs"].append(row)
-        print(k, {key: (round(v, 2) if isinstance(v, float) else [round(x, 4) for x in v])
-                  for key, v in row.items() if key != "frame"}, flush=True)
+        print(row["frame"], {key: (round(v, 2) if isinstance(v, float) else
+                                   [round(x, 4) for x in v])
+                             for key, v in row.items() if key != "frame"}, flush=True)
     report["mean"] = {key: statistics.mean(r[key] for r in report["pairs"])
-                      for key in ("search_psnr", "refined_psnr", "blocks_psnr", "unmoved_psnr")}
+                      for key in ("search_psnr", "refined_psnr", "blocks_psnr", "field_psnr",
+                                  "unmoved_psnr")}
     write_report(args.out, report)
     print(report["mean"])
 

@@ -15,13 +15,17 @@ from cgc.image.container import storage_order, unpack
 from cgc.video import decode, decode_frame, info
 from cgc.video.container import (CRC, HEADER, INDEX_ENTRY, INDEX_START, I_FRAME, MAGIC,
                                  MAX_FRAMES, P_FRAME, pack, read_index)
-from cgc.video.pframe import (ADDED, KEEP, REMOVE, UPDATE, State, apply_p_frame,
-                              pack_p_frame, unzigzag, zigzag)
+from cgc.video.field import NO_FIELD, Field
+from cgc.video.pframe import (ADDED, KEEP, REMOVE, UPDATE, Motion, State, apply_p_frame,
+                              moved_codes, pack_p_frame, unzigzag, zigzag)
 from cgc.varint import varint
 from cgc_files import golden_gaussians
 from golden_files import check_golden
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "small.cgcv")
+GOLDEN_V1 = os.path.join(os.path.dirname(__file__), "golden", "small_v1.cgcv")
+# The golden file's second P-frame moves its Gaussians by a 2x2 motion field too.
+GOLDEN_FIELD = Field(2, 2, (3, 2), np.array([[[1, 0], [0, -2]], [[3, 1], [0, 0]]]))
 GOLDEN_BITS = (12, 9, 7, 8, 6, 7, 5, 2)  # as tests/golden/small.cgc
 REGEN_HINT = ("run `python -m pytest tests/test_video_format.py --regen-golden` to rewrite "
               "it, but only for an intended format change")
@@ -114,7 +118,19 @@ def _varint(data, pos):
 def p_fields(payload):
     """The fields of a P-frame as docs/video-format.md lays them out, read here."""
     fields, pos = {}, 0
-    for name in MOTION + ("updated", "removed", "added"):
+    for name in MOTION:
+        fields[name], pos = _varint(payload, pos)
+    start = pos  # the motion field: cols, rows, then (if any) two units and the bits
+    if payload[pos] or payload[pos + 1]:
+        pos += 2
+        for _ in range(2):
+            _, pos = _varint(payload, pos)
+        length, pos = _varint(payload, pos)
+        pos += length
+    else:
+        pos += 2
+    fields["field"] = bytes(payload[start:pos])
+    for name in ("updated", "removed", "added"):
         fields[name], pos = _varint(payload, pos)
     for name in MOTION:
         fields[name] = int(unzigzag(fields[name]))
@@ -128,7 +144,7 @@ def p_fields(payload):
 
 def p_payload(fields):
     """A P-frame made of ``fields`` (p_fields' dict), whatever their values."""
-    return b"".join([varint(zigzag(fields[name])) for name in MOTION]
+    return b"".join([varint(zigzag(fields[name])) for name in MOTION] + [fields["field"]]
                     + [varint(fields["updated"]), varint(fields["removed"]),
                      varint(fields["added"]), bytes(fields["widths"]),
                      bytes(fields["steps"]), varint(len(fields["stream"])),
@@ -174,10 +190,12 @@ def test_motion_moves_every_gaussian_and_drops_those_leaving():
 def golden_bytes():
     state = i_state()
     frames = [(I_FRAME, i_frame())]
-    for k, motion in enumerate([(0, 0, 0, 0, 0), (40, -20, 1500, 1, -1)]):
+    for k, (motion, field) in enumerate([((0, 0, 0, 0, 0), NO_FIELD),
+                                         ((40, -20, 1500, 1, -1), GOLDEN_FIELD)]):
         target, removed, added = p_edit(state, seed=10 + k, motion=motion)
+        target = moved_codes(state, Motion(*motion), field)[0] + (target - moved(state, motion))
         payload = pack_p_frame(state, target, removed, added, [1, 1, 2, 1, 1, 1, 1, 1],
-                               motion)
+                               motion, field)
         frames.append((P_FRAME, payload))
         state = apply_p_frame(state, payload, HEIGHT, WIDTH)
     frames.append((I_FRAME, i_frame()))
@@ -186,7 +204,8 @@ def golden_bytes():
 
 def test_golden_file(request):
     golden = check_golden(request, GOLDEN, golden_bytes(), REGEN_HINT)
-    assert HEADER.unpack_from(golden) == (MAGIC, 1, 0, WIDTH, HEIGHT, 30000, 1001, 4)
+    assert HEADER.unpack_from(golden) == (MAGIC, 2, 0, WIDTH, HEIGHT, 30000, 1001, 4)
+    assert p_fields(_frame_payload(golden, 2))["field"][:2] == b"\x02\x02"
     index = read_index(golden)
     assert [f.type for f in index.frames] == [I_FRAME, P_FRAME, P_FRAME, I_FRAME]
     assert index.frames[0].offset == INDEX_START + 4 * INDEX_ENTRY.size + CRC.size
@@ -197,6 +216,30 @@ def test_golden_file(request):
     described = info(golden)
     assert (described.frames, described.i_frames, described.p_frames) == (4, 2, 2)
     assert described.rate == (30000, 1001)
+
+
+def test_version_1_files_still_decode():
+    """Version 1's P-frames have no motion field: the version-1 golden file decodes as the
+    same frames rewritten as version 2 with an empty field (two zero bytes after the global
+    motion)."""
+    with open(GOLDEN_V1, "rb") as f:
+        old = f.read()
+    assert HEADER.unpack_from(old)[1] == 1
+    index = read_index(old)
+    frames = []
+    for k, frame in enumerate(index.frames):
+        payload = _frame_payload(old, k)
+        if frame.type == P_FRAME:
+            pos = 0
+            for _ in MOTION:
+                _, pos = _varint(payload, pos)
+            payload = payload[:pos] + bytes(2) + payload[pos:]
+        frames.append((frame.type, payload))
+    new = pack(WIDTH, HEIGHT, (30000, 1001), frames)
+    assert [f.type for f in index.frames] == [I_FRAME, P_FRAME, P_FRAME, I_FRAME]
+    for a, b in zip(decode(old), decode(new), strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(decode_frame(old, 2), decode_frame(new, 2))
 
 
 def test_seeking_decodes_as_the_sequence_does():
@@ -319,7 +362,7 @@ def with_header(data, **fields):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"version": 2}, "version 2"),
+    ({"version": 3}, "version 3"),
     ({"flags": 1}, "flags"),
     ({"width": 0}, "frame size"),
     ({"height": 40000}, "frame size"),
@@ -380,8 +423,8 @@ def test_a_kept_frame_costs_little():
                            np.zeros((0, 8), np.uint32), [1] * 8)
     after = apply_p_frame(state, payload, HEIGHT, WIDTH)
     assert np.array_equal(after.codes, state.codes[storage_order(state.codes, state.bits)])
-    # Eight 1-byte varints (motion and counts), widths and steps, the stream's length and
-    # its 40 modes: the range coder's 5 bytes of ends and about 5 of modes, whose models
-    # start at even odds.
-    assert len(payload) <= 8 + 16 + 1 + 10
+    # Eight 1-byte varints (motion and counts), the two bytes of no motion field, widths
+    # and steps, the stream's length and its 40 modes: the range coder's 5 bytes of ends
+    # and about 5 of modes, whose models start at even odds.
+    assert len(payload) <= 8 + 2 + 16 + 1 + 10
     assert not np.any(after.modes == REMOVE)

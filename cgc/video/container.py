@@ -19,7 +19,9 @@ from cgc.errors import FormatError
 from cgc.image.container import MAX_PIXELS, MAX_SIDE
 
 MAGIC = b"\x8bCGV"
-VERSION = 1
+# Version 2 added the P-frames' motion field (cgc.video.field); version 1 still reads.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER = struct.Struct("<4sHHIIIII")  # magic, version, flags, width, height, rate, frames
 INDEX_ENTRY = struct.Struct("<QIB3sI")  # offset, size, type, 3 reserved bytes, CRC-32
 RESERVED = bytes(3)
@@ -46,6 +48,7 @@ class Index:
     height: int
     rate: tuple  # frames per second as (numerator, denominator)
     frames: list  # of Frame
+    version: int = VERSION
 
     def i_frame_before(self, k):
         """The index of the I-frame at or before frame ``k``."""
@@ -104,8 +107,9 @@ def read_index(data):
         raise FormatError("truncated .cgcv header")
     magic, version, flags, width, height, numerator, denominator, count = \
         HEADER.unpack_from(data)
-    if version != VERSION:
-        raise FormatError(f"unsupported .cgcv version {version} (this reader knows {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported .cgcv version {version} (this reader knows "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     if CRC.unpack_from(data, HEADER.size)[0] != zlib.crc32(data[:HEADER.size]):
         raise FormatError("header checksum mismatch: the file is corrupt")
     if flags:
@@ -138,7 +142,7 @@ def read_index(data):
     if offset != len(data):
         raise FormatError(f"the frames end at byte {offset}, the file at {len(data)}: "
                           f"truncated or padded")
-    return Index(width, height, (numerator, denominator), frames)
+    return Index(width, height, (numerator, denominator), frames, version)
 
 
 def frame_bytes(data, index, k):

@@ -23,7 +23,7 @@ def next_state(data, index, k, state):
                 raise FormatError(f"a {packed.width}x{packed.height} I-frame in a "
                                   f"{index.width}x{index.height} video")
             return State.intra(packed)
-        return apply_p_frame(state, payload, index.height, index.width)
+        return apply_p_frame(state, payload, index.height, index.width, index.version)
     except FormatError as exc:
         raise FormatError(f"frame {k} ({FRAME_TYPES[kind]}): {exc}") from None
 

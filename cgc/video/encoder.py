@@ -4,12 +4,14 @@ makes to the previous frame's Gaussians, with rate control and scene cuts.
 Read me first
 -------------
 * A group of pictures starts with an I-frame (cgc.encode of the frame).  Each P-frame
-  then starts from the Gaussians the decoder holds, moved by the global motion
-  (cgc.video.motion); fits those where the error is above the target's, with the others
-  held, after moving ADD_SHARE of them (the weakest) and as many as left the frame to
-  where the error is; and codes what changed (cgc.video.pframe).  Of the candidates (no
-  change at all, or the fit at each delta step of STEPS, less the updates not worth their
-  bits), the smallest that reaches the target quality is kept, else the best.
+  then starts from the Gaussians the decoder holds, moved by the global motion and then
+  by a motion field, a vector per cell of about 32 pixels (cgc.video.motion, each kept
+  only where it brings the moved Gaussians' render nearer the frame); fits those where
+  the error is above the target's, with the others held, after moving ADD_SHARE of them
+  (the weakest) and as many as left the frame to where the error is; and codes what
+  changed (cgc.video.pframe).  Of the candidates (no change at all, or the fit at each
+  delta step of STEPS, less the updates not worth their bits), the smallest that reaches
+  the target quality is kept, else the best.
 * The target quality is ``psnr``, or with ``bpp`` P_OFFSET_DB under the PSNR of the
   group's I-frame, an aim that follows the P-frames' bytes.  An I-frame's rate is where a
   group of the length and P-frame share measured so far meets the mean rate asked,
@@ -41,7 +43,8 @@ from cgc.imageio import to_float_image, to_uint8
 from cgc.metrics import psnr_of_mse
 from cgc.progress import ProgressBar
 from cgc.video.container import I_FRAME, P_FRAME, pack
-from cgc.video.motion import global_motion
+from cgc.video.field import NO_FIELD, Field, cells, check_field
+from cgc.video.motion import field_candidates, field_grid, fit_field, global_motion
 from cgc.video.pframe import (L11_COLUMN, L22_COLUMN, MAX_ZOOM, NO_MOTION, ZOOM_ONE, State,
                               apply_p_frame, check_motion, moved_codes, pack_p_frame,
                               zigzag)
@@ -209,24 +212,23 @@ class _Encoder:
         # The first candidate changes nothing but the motion: static content costs a flag
         # per Gaussian.  The motion is estimated on pixels but moves quantised codes, so it
         # is kept only where it brings the reference nearer the frame than no motion does.
+        # The field is judged the same way.
         estimated = self._motion(image)
         best = None
         for motion in dict.fromkeys([estimated, NO_MOTION]):
-            moved, inside = moved_codes(state, motion)
-            nothing = pack_p_frame(state, moved, np.zeros(len(state), bool),
-                                   np.zeros((0, 8), np.uint32), [1] * 8, motion)
-            after = apply_p_frame(state, nothing, height, width)
-            quality = self._psnr(after, image)
-            if best is None or quality > best[0]:
-                best = (quality, motion, moved, inside, nothing, after)
-        quality, motion, moved, inside, nothing, after = best
+            best = self._prediction(state, image, motion, NO_FIELD, best)
+        motion = best[1]
+        field = self._field(state, image, best[6], motion)
+        if field is not NO_FIELD:
+            best = self._prediction(state, image, motion, field, best)
+        quality, motion, field, moved, inside, nothing, after = best
         removed, target, added = self._fit(state, image, moved, inside)
         candidates = [(nothing, after, quality)]
         for step in STEPS:
             stepped = self._worth_sending(state, image, moved, inside, target, removed, added,
                                           step)
             payload = pack_p_frame(state, stepped, removed, added, [step] * target.shape[1],
-                                   motion)
+                                   motion, field)
             after = apply_p_frame(state, payload, height, width)
             candidates.append((payload, after, self._psnr(after, image)))
         # The smallest P-frame reaching the target quality, else the best one.
@@ -243,6 +245,49 @@ class _Encoder:
             self.p_offset = min(max(self.p_offset + P_GAIN * gap, MIN_OFFSET_DB),
                                 MAX_OFFSET_DB)
         return P_FRAME, payload
+
+    def _field(self, state, image, after, motion):
+        """A motion field (cgc.video.field) moving the Gaussians of ``state`` after
+        ``motion`` (``after``: that state) towards ``image``, or NO_FIELD."""
+        height, width = image.shape[:2]
+        quantisers = [state.quantisers[X_COLUMN], state.quantisers[Y_COLUMN]]
+        grid = field_grid(width, height, quantisers)
+        if grid is None:
+            return NO_FIELD
+        cols, rows, units, pixels, cell_map = grid
+        price = self._bit_price(image)
+        reference = render_gaussians(after.gaussians(height, width), self.device)
+        candidates = field_candidates(reference.astype(np.float32) / 255, image, cell_map,
+                                      cols * rows, price)
+        moved, inside = moved_codes(state, motion)
+        moved = moved[inside]
+        params = dequantise(state.quantisers, moved.astype(np.uint32))
+        levels = np.array([q.levels for q in quantisers], np.int64)
+        blank = Field(cols, rows, units, np.zeros((rows, cols, 2), np.int64))
+        backend = get_backend(self.device)
+        position = moved[:, [X_COLUMN, Y_COLUMN]]
+        step = np.array(units, np.int64)
+        limits = (-(position // step), (levels - position) // step)
+        vectors = fit_field(params, cells(position[:, 0], position[:, 1], blank, levels),
+                            cols * rows, cols, image, candidates, pixels, limits, price,
+                            lambda p, h, w: _render(backend, p, h, w))
+        if not vectors.any():
+            return NO_FIELD
+        return check_field(Field(cols, rows, units, vectors.reshape(rows, cols, 2)), levels,
+                           ValueError)
+
+    def _prediction(self, state, image, motion, field, best):
+        """(quality, motion, field, moved codes, inside mask, payload, state) of the P-frame
+        that moves ``state`` by ``motion`` and ``field`` and changes nothing else, or
+        ``best`` (a tuple of the same) where that predicts ``image`` no better."""
+        moved, inside = moved_codes(state, motion, field)
+        nothing = pack_p_frame(state, moved, np.zeros(len(state), bool),
+                               np.zeros((0, 8), np.uint32), [1] * 8, motion, field)
+        after = apply_p_frame(state, nothing, *image.shape[:2])
+        quality = self._psnr(after, image)
+        if best is not None and quality <= best[0]:
+            return best
+        return quality, motion, field, moved, inside, nothing, after
 
     def _worth_sending(self, state, image, moved, inside, target, removed, added, step):
         """``target`` with the updates at ``step`` from the ``moved`` codes that do not pay

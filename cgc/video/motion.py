@@ -7,7 +7,13 @@ minimises the mean squared difference of the overlapping parts of the two frames
 grey), exhaustively on a coarse copy and then within a few pixels at each finer one, and
 refines the last integer estimate to a fraction of a pixel by a parabola through the
 neighbouring costs.  Then zooms of SCALES about the frame's centre, each with translations
-within a pixel of it, are tried on a grid of sample points."""
+within a pixel of it, are tried on a grid of sample points.
+
+What moves within the picture is followed by a motion field (cgc.video.field): candidate
+shifts per cell by block matching on pixels (``field_candidates``), then chosen by the
+render of the Gaussians they move (``fit_field``).  A cell's Gaussians move together,
+and Gaussians reach across cells, so a shift that matches the pixels can move the
+Gaussians badly; only their render tells."""
 import numpy as np
 from scipy.ndimage import map_coordinates
 
@@ -23,6 +29,14 @@ MIN_OVERLAP = 0.5
 SCALES = np.round(np.arange(0.97, 1.0301, 0.005), 4)
 NUDGES = np.arange(-1.0, 1.01, 0.5)
 SAMPLE_SPACING = 4
+# The motion field (block_motion): cells of about this many pixels a side, each moved by
+# up to this many pixels along each axis.
+FIELD_CELL = 32
+FIELD_REACH = 24
+# Candidates kept per cell from the pixels' block matching, and passes over the cells
+# judging them by the Gaussians' render (fit_field).
+FIELD_CANDIDATES = 4
+FIELD_SWEEPS = 1
 
 
 def _grey(image):
@@ -117,3 +131,150 @@ def _parabola(costs, best, axis):
     if not np.isfinite(curvature) or curvature <= 0:
         return 0.0
     return float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5))
+
+
+
+def field_grid(width, height, quantisers):
+    """(cols, rows, units, unit pixels, cell of each pixel (H, W)) of a motion field over
+    ``quantisers`` (x's and y's): cells of about FIELD_CELL pixels, units of about a pixel
+    in codes; None where the codes cannot carry one."""
+    from cgc.video.field import MAX_CELLS_SIDE, MAX_UNIT
+
+    cols = int(np.clip(round(width / FIELD_CELL), 1, MAX_CELLS_SIDE))
+    rows = int(np.clip(round(height / FIELD_CELL), 1, MAX_CELLS_SIDE))
+    units, pixels, maps = [], [], []
+    for q, size, count in ((quantisers[0], width, cols), (quantisers[1], height, rows)):
+        step = (q.hi - q.lo) / q.levels if q.levels else 0.0
+        if step <= 0 or min(width, height) < 4:
+            return None
+        units.append(int(np.clip(round(1 / step), 1, MAX_UNIT)))
+        pixels.append(units[-1] * step)
+        # The code of each pixel's centre, and its cell (cgc.video.field.cells).
+        codes = np.clip(np.round((np.arange(size) + 0.5 - q.lo) / step), 0, q.levels)
+        maps.append(codes.astype(np.int64) * count // (q.levels + 1))
+    return cols, rows, tuple(units), np.array(pixels), maps[1][:, None] * cols + maps[0][None, :]
+
+
+def _gamma_bits(values):
+    """Bits of the Elias gamma codes of zigzag(values) + 1, summed over the last axis."""
+    z = np.where(values >= 0, 2 * values, -2 * values - 1)
+    return np.sum(2 * np.floor(np.log2(z + 1)) + 1, axis=-1)
+
+
+def field_candidates(reference, frame, cell, n_cells, price, count=FIELD_CANDIDATES):
+    """Candidate shifts (n_cells, count + 1, 2), whole pixels, of each cell of ``cell``
+    (H, W) moving ``reference`` towards ``frame`` (both (H, W, 3) in [0, 1]): the
+    ``count`` best by squared error plus ``price`` times the bits of their vector, on
+    halved copies at even shifts of up to FIELD_REACH, then the best of those moved by up
+    to a pixel at full size.  Block matching on pixels; the Gaussians' own move is judged
+    by ``fit_field``."""
+    reference = np.asarray(reference, np.float32)
+    frame = np.asarray(frame, np.float32)
+    h, w = frame.shape[:2]
+    half_ref, half_frame = _halve(reference), _halve(frame)
+    half_cell = cell[:half_frame.shape[0] * 2:2, :half_frame.shape[1] * 2:2].ravel()
+    reach = FIELD_REACH // 2
+    padded = np.pad(half_ref, ((reach, reach), (reach, reach), (0, 0)), mode="edge")
+    hh, ww = half_frame.shape[:2]
+    shifts, costs = [], []
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            moved = padded[reach - dy:reach - dy + hh, reach - dx:reach - dx + ww]
+            error = np.bincount(half_cell, np.square(moved - half_frame).sum(axis=2).ravel(),
+                                n_cells)
+            shifts.append((2 * dx, 2 * dy))
+            costs.append(4 * error + price * _gamma_bits(np.array([2 * dx, 2 * dy])))
+    shifts, costs = np.array(shifts), np.array(costs)  # (S, 2), (S, n_cells)
+    order = np.argsort(costs, axis=0, kind="stable")[:count].T  # (n_cells, count)
+    coarse = shifts[order]
+    # The best, moved by up to a pixel at full size.
+    reach = FIELD_REACH + 1
+    padded = np.pad(reference, ((reach, reach), (reach, reach), (0, 0)), mode="edge")
+    ys, xs = np.mgrid[0:h, 0:w]
+    best_cost = np.full(n_cells, np.inf)
+    best = coarse[:, 0].copy()
+    for oy in (-1, 0, 1):
+        for ox in (-1, 0, 1):
+            vx, vy = coarse[:, 0, 0] + ox, coarse[:, 0, 1] + oy
+            moved = padded[ys + reach - vy[cell], xs + reach - vx[cell]]
+            cost = np.bincount(cell.ravel(), np.square(moved - frame).sum(axis=2).ravel(),
+                               n_cells) + price * _gamma_bits(np.stack([vx, vy], axis=1))
+            better = cost < best_cost
+            best_cost[better] = cost[better]
+            best[better] = np.stack([vx, vy], axis=1)[better]
+    return np.concatenate([best[:, None], coarse], axis=1)
+
+
+def fit_field(params, cell, n_cells, cols, frame, candidates, pixels, limits, price, render):
+    """Vectors (n_cells, 2), in units of ``pixels`` (x's and y's) each, for the Gaussians
+    ``params`` (N, 8) of cells ``cell`` (N,), moving their render towards ``frame``
+    (H, W, 3).  Each cell in turn, FIELD_SWEEPS times over, takes the one of its
+    ``candidates`` (pixels), no move, and its neighbours' vectors, whose render of the
+    whole set (each cell's Gaussians rendered in a window by ``render(params, height,
+    width)``, unclipped, added: the render is their sum), clipped, has the least squared
+    error plus ``price`` times its vector's bits against the median of its neighbours'.
+    ``limits``: the least and most units (N, 2) each Gaussian may move and stay in the
+    codes' range; a vector taking one out is not tried (it would drop the Gaussian)."""
+    h, w = frame.shape[:2]
+    frame = np.asarray(frame, np.float32)
+    picture = render(params, h, w).astype(np.float32)
+    vectors = np.zeros((n_cells, 2), np.int64)
+    reach = int(np.ceil(FIELD_REACH + 1 + np.max(pixels)))
+    order = np.argsort(cell, kind="stable")
+    starts = np.searchsorted(cell[order], np.arange(n_cells + 1))
+    half_w = 3 * np.abs(params[:, 2])
+    half_h = 3 * np.hypot(params[:, 3], params[:, 4])
+    windows = {}
+    for c in range(n_cells):
+        members = order[starts[c]:starts[c + 1]]
+        if not len(members):
+            continue
+        x0 = int(np.clip(np.floor(np.min(params[members, 0] - half_w[members])) - reach, 0, w))
+        x1 = int(np.clip(np.ceil(np.max(params[members, 0] + half_w[members])) + reach, 0, w))
+        y0 = int(np.clip(np.floor(np.min(params[members, 1] - half_h[members])) - reach, 0, h))
+        y1 = int(np.clip(np.ceil(np.max(params[members, 1] + half_h[members])) + reach, 0, h))
+        if x1 > x0 and y1 > y0:
+            windows[c] = (members, x0, x1, y0, y1, limits[0][members].max(axis=0),
+                          limits[1][members].min(axis=0))
+    units = np.round(candidates / pixels).astype(np.int64)
+
+    def drawn(members, x0, x1, y0, y1, vector):
+        moved = params[members].copy()
+        moved[:, 0] += vector[0] * pixels[0] - x0
+        moved[:, 1] += vector[1] * pixels[1] - y0
+        return render(moved, y1 - y0, x1 - x0).astype(np.float32)
+
+    def prediction(c):
+        grid = vectors.reshape(-1, cols, 2)
+        r, k = divmod(c, cols)
+        left = grid[r, k - 1] if k else np.zeros(2, np.int64)
+        up = grid[r - 1, k] if r else np.zeros(2, np.int64)
+        up_right = grid[r - 1, k + 1] if r and k + 1 < cols else np.zeros(2, np.int64)
+        return np.median(np.stack([left, up, up_right]), axis=0).astype(np.int64)
+
+    for _ in range(FIELD_SWEEPS):
+        for c, (members, x0, x1, y0, y1, least, most) in windows.items():
+            target = frame[y0:y1, x0:x1]
+            current = drawn(members, x0, x1, y0, y1, vectors[c])
+            rest = picture[y0:y1, x0:x1] - current
+            r, k = divmod(c, cols)
+            tried = {tuple(v) for v in units[c]} | {(0, 0), tuple(vectors[c])}
+            for dr, dk in ((0, -1), (-1, 0), (0, 1), (1, 0)):
+                if 0 <= k + dk < cols and 0 <= (r + dr) * cols + k + dk < n_cells:
+                    tried.add(tuple(vectors[(r + dr) * cols + k + dk]))
+            guess = prediction(c)
+            best = None
+            for vector in sorted(tried):
+                vector = np.array(vector, np.int64)
+                if np.any(np.abs(vector * pixels) > reach) or np.any(vector < least) or np.any(
+                        vector > most):
+                    continue
+                new = current if np.array_equal(vector, vectors[c]) else drawn(
+                    members, x0, x1, y0, y1, vector)
+                cost = float(np.sum(np.square(np.clip(rest + new, 0, 1) - target))) \
+                    + price * _gamma_bits(vector - guess)
+                if best is None or cost < best[0]:
+                    best = (cost, vector, new)
+            vectors[c] = best[1]
+            picture[y0:y1, x0:x1] = rest + best[2]
+    return vectors

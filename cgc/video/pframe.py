@@ -27,6 +27,7 @@ from cgc.image.container import (MAX_GAUSSIANS, MIN_MODELLED_BIT_COST, STREAM_LE
                                  storage_order, stream_block, stream_lengths)
 from cgc.varint import varint
 from cgc.video import _pframe_cy
+from cgc.video.field import NO_FIELD, cells, check_field, pack_field, read_field
 from cgc.image.quantize import ATTRIBUTES, dequantise
 from cgc.image.model import Gaussians
 
@@ -53,6 +54,8 @@ NO_MOTION = Motion(0, 0, 0, 0, 0)
 ZOOM_BITS = 16
 ZOOM_ONE = 1 << ZOOM_BITS
 MAX_ZOOM = ZOOM_ONE // 2
+# The .cgcv version from which P-frames carry a motion field after the global motion.
+FIELD_VERSION = 2
 
 
 @dataclass
@@ -109,15 +112,16 @@ def check_motion(motion, levels, error):
     return motion
 
 
-def moved_codes(state, motion):
-    """(codes, inside): the state's codes (N, 8) as int64 moved by ``motion`` (a Motion),
-    and the mask of those whose positions stay within their codes' range.  The others have
-    left the frame: a P-frame removes them before its modes, which are of the Gaussians
-    inside alone.
+def moved_codes(state, motion, field=NO_FIELD):
+    """(codes, inside): the state's codes (N, 8) as int64 moved by ``motion`` (a Motion)
+    and then by ``field`` (a cgc.video.field.Field, or NO_FIELD), and the mask of those
+    whose positions stay within their codes' range.  The others have left the frame: a
+    P-frame removes them before its modes, which are of the Gaussians inside alone.
 
     A position code k of L levels becomes round(s (k - L / 2) + L / 2) plus the shift,
-    s = 1 + zoom / 2^16, in integers (the halves rounding up); l11 and l22 codes (log
-    quantisers) shift by their own counts, clipped to their range; the rest stay."""
+    s = 1 + zoom / 2^16, in integers (the halves rounding up), then moves by its cell's
+    vector times the field's units; l11 and l22 codes (log quantisers) shift by their own
+    counts, clipped to their range; the rest stay."""
     levels = np.array([q.levels for q in state.quantisers], np.int64)
     codes = state.codes.astype(np.int64)
     inside = np.ones(len(codes), bool)
@@ -126,14 +130,22 @@ def moved_codes(state, motion):
         k, top = codes[:, column], levels[column]
         codes[:, column] = shift + ((scale * (2 * k - top) + ZOOM_ONE * top + ZOOM_ONE)
                                     >> (ZOOM_BITS + 1))
-        inside &= (codes[:, column] >= 0) & (codes[:, column] <= top)
+    if field is not NO_FIELD:
+        cell = cells(codes[:, X_COLUMN], codes[:, Y_COLUMN], field, levels[[X_COLUMN,
+                                                                            Y_COLUMN]])
+        moves = field.vectors.reshape(-1, 2)[cell] * np.array(field.units, np.int64)
+        codes[:, X_COLUMN] += moves[:, 0]
+        codes[:, Y_COLUMN] += moves[:, 1]
+    for column in (X_COLUMN, Y_COLUMN):
+        inside &= (codes[:, column] >= 0) & (codes[:, column] <= levels[column])
     for column, shift in ((L11_COLUMN, motion.l11), (L22_COLUMN, motion.l22)):
         codes[:, column] = np.clip(codes[:, column] + shift, 0, levels[column])
     return codes, inside
 
 
-def pack_p_frame(state, target, removed, added, steps, motion=NO_MOTION):
-    """P-frame bytes taking ``state`` moved by ``motion`` (a Motion) towards
+def pack_p_frame(state, target, removed, added, steps, motion=NO_MOTION, field=NO_FIELD):
+    """P-frame bytes taking ``state`` moved by ``motion`` (a Motion) and ``field`` (a
+    cgc.video.field.Field, or NO_FIELD) towards
     ``target``: codes (N, 8) for its Gaussians (same order; the GOP's quantisers), of
     which the ``removed`` mask goes (and those the motion takes off the frame,
     ``moved_codes``), plus ``added`` codes (M, 8).  Each attribute's change is rounded to
@@ -144,7 +156,8 @@ def pack_p_frame(state, target, removed, added, steps, motion=NO_MOTION):
         raise ValueError(f"steps must be {_ATTRS} integers from 1 to {MAX_STEP}")
     levels = np.array([q.levels for q in state.quantisers], np.int64)
     motion = check_motion(motion, levels, ValueError)
-    ref, inside = moved_codes(state, motion)
+    field = check_field(field, levels[[X_COLUMN, Y_COLUMN]], ValueError)
+    ref, inside = moved_codes(state, motion, field)
     ref = ref[inside]
     delta = np.round((np.asarray(target, np.int64)[inside] - ref) / steps).astype(np.int64)
     # Within the codes' range and within MAX_DELTA_BITS zigzagged.
@@ -159,7 +172,7 @@ def pack_p_frame(state, target, removed, added, steps, motion=NO_MOTION):
     stream = _pframe_cy.p_encode(modes.astype(np.uint8), state.modes[inside],
                                  delta_contexts(state.deltas[inside], steps), zz, widths)
     added = np.asarray(added, np.uint32).reshape(-1, _ATTRS)
-    parts = [varint(zigzag(m)) for m in motion]
+    parts = [varint(zigzag(m)) for m in motion] + [pack_field(field)]
     parts += [varint(int(updated.sum())), varint(int(removed.sum())), varint(len(added)),
               WIDTHS_AND_STEPS.pack(*widths, *(int(s) for s in steps)), varint(len(stream)),
               stream]
@@ -199,18 +212,20 @@ class _Reader:
         return self.payload[self.pos - size:self.pos]
 
 
-def apply_p_frame(state, payload, height, width):
-    """The state after P-frame ``payload`` (FormatError if it is not a valid one for
-    ``state``)."""
+def apply_p_frame(state, payload, height, width, version=FIELD_VERSION):
+    """The state after P-frame ``payload`` of a .cgcv file of ``version`` (FormatError if
+    it is not a valid one for ``state``).  Version 1's P-frames have no motion field."""
     reader = _Reader(bytes(payload))
     motion = [int(unzigzag(reader.varint("motion"))) for _ in Motion._fields]
+    levels = np.array([q.levels for q in state.quantisers], np.int64)
+    field = (read_field(reader, levels[[X_COLUMN, Y_COLUMN]]) if version >= FIELD_VERSION
+             else NO_FIELD)
     n_updated, n_removed, n_added = (reader.varint(what)
                                      for what in ("updates", "removals", "additions"))
     fields = WIDTHS_AND_STEPS.unpack(reader.take(WIDTHS_AND_STEPS.size, "widths"))
     widths, steps = fields[:_ATTRS], np.array(fields[_ATTRS:], np.int64)
-    levels = np.array([q.levels for q in state.quantisers], np.int64)
     motion = check_motion(motion, levels, FormatError)
-    codes, inside = moved_codes(state, motion)
+    codes, inside = moved_codes(state, motion, field)
     n = int(inside.sum())
     if n_updated + n_removed > n:
         raise FormatError(f"{n_updated} updated and {n_removed} removed of {n} Gaussians")

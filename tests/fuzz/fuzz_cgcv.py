@@ -33,6 +33,7 @@ from cgc.image.container import MAX_GAUSSIANS, stream_names, unpack
 from cgc.video.container import (CRC, HEADER, INDEX_ENTRY, INDEX_START, I_FRAME,
                                  MAX_FRAMES, P_FRAME, pack, read_index)
 from cgc.video.decoder import next_state
+from cgc.video.field import MAX_UNIT
 from cgc.video.pframe import (MAX_ZOOM, N_ADDED_STREAMS, Motion, State, apply_p_frame,
                               moved_codes, pack_p_frame)
 
@@ -122,8 +123,21 @@ def _p_specials(bits, n, pixels):
 def _p_frame_walk(m, start, end, specials, adjust):
     """A P-frame at [start, end); ``adjust``: the frame's size and the later offsets."""
     m.pos, m.limit = start, min(end, m.limit)
-    for name, values in specials.items():  # motion, then counts
-        m.varint(name, values, adjust)
+    names = list(specials)  # the motion's five, then the counts
+    for name in names[:len(Motion._fields)]:
+        m.varint(name, specials[name], adjust)
+    cols = m.uint(1, "p.field_cols", (0, 1, 2, 0xFF))
+    rows = m.uint(1, "p.field_rows", (0, 1, 2, 0xFF))
+    if cols or rows:  # a motion field: two units, its length, its bits
+        for _ in range(2):
+            m.varint("p.field_unit", (0, 1, 2, MAX_UNIT, MAX_UNIT + 1, U32), adjust)
+        length_at = m.pos
+        length = m.varint("p.field_length", STREAM_LENGTHS, adjust)
+        field_adjust = ((length_at, 1),) + adjust if m.data[length_at] < 0x80 else adjust
+        m.span(m.pos, m.pos + length, "cgcv.field", field_adjust)
+        m.skip(length)
+    for name in names[len(Motion._fields):]:
+        m.varint(name, specials[name], adjust)
     for _ in range(8):
         m.uint(1, "p.delta_width", (0, 1, 8, 9, 15, 16, 17, 0xFF))
     for _ in range(8):
