@@ -33,7 +33,7 @@ from cgc.image.container import MAX_GAUSSIANS, stream_names, unpack
 from cgc.video.container import (CRC, HEADER, INDEX_ENTRY, INDEX_START, I_FRAME,
                                  MAX_FRAMES, P_FRAME, pack, read_index)
 from cgc.video.decoder import next_state
-from cgc.video.field import MAX_UNIT
+from cgc.video.field import MAX_UNIT, Field as MotionField
 from cgc.video.pframe import (MAX_ZOOM, N_ADDED_STREAMS, Motion, State, apply_p_frame,
                               moved_codes, pack_p_frame)
 
@@ -265,6 +265,10 @@ def cgcv_seeds():
         _video(rng, 20, 20, [("I", 36, small), ("P", {"motion": {"x": -128}}),
                              ("P", nothing), ("P", dict(nothing, motion={"y": 60})),
                              ("P", {"motion": {"zoom": -20000, "l11": -3, "l22": -2}})]),
+        # Motion fields (.cgcv version 2): one cell, a grid, a field with a global motion.
+        _video(rng, 40, 24, [("I", 40, small), ("P", {"field": (1, 1)}),
+                             ("P", {"field": (5, 3), "changed": 3}),
+                             ("P", {"field": (2, 2), "motion": {"x": 6, "zoom": 900}})]),
         # One pixel, one Gaussian of 1-bit codes: every frame replaces or updates it.
         _video(rng, 1, 1, [("I", 1, (1,) * 8),
                            ("P", {"changed": 0, "removed": 1, "added": 1}),
@@ -297,14 +301,19 @@ def _video(rng, width, height, frames, rate=(30, 1)):
 
 
 def _p_frame(rng, state, changed=6, removed=1, added=2, motion=None, steps=(1,) * 8,
-             attributes=tuple(range(8)), spread=40):
-    """A P-frame moving ``state`` by ``motion`` ({field: codes}, the others 0), changing
-    the codes of ``attributes`` of ``changed`` Gaussians by up to ``spread`` (rounded to
-    ``steps``), removing ``removed`` others and adding ``added``."""
+             attributes=tuple(range(8)), spread=40, field=None):
+    """A P-frame moving ``state`` by ``motion`` ({field: codes}, the others 0) and a
+    motion field of ``field`` (cols, rows) cells of random vectors (None: no field),
+    changing the codes of ``attributes`` of ``changed`` Gaussians by up to ``spread``
+    (rounded to ``steps``), removing ``removed`` others and adding ``added``."""
     motion = Motion(**{name: (motion or {}).get(name, 0) for name in Motion._fields})
     n = len(state)
     levels = np.array([q.levels for q in state.quantisers], np.int64)
-    target, _ = moved_codes(state, motion)
+    if field is not None:
+        cols, rows = field
+        units = (max(1, int(levels[0]) // 64), max(1, int(levels[1]) // 64))
+        field = MotionField(cols, rows, units, rng.integers(-4, 5, (rows, cols, 2)))
+    target, _ = moved_codes(state, motion, field)
     picked = rng.permutation(n)
     edit = np.zeros((changed, 8), np.int64)
     columns = list(attributes)
@@ -313,4 +322,4 @@ def _p_frame(rng, state, changed=6, removed=1, added=2, motion=None, steps=(1,) 
     gone = np.zeros(n, bool)
     gone[picked[changed:changed + removed]] = True
     new = rng.integers(0, levels + 1, (added, 8)).astype(np.uint32)
-    return pack_p_frame(state, target, gone, new, steps, motion)
+    return pack_p_frame(state, target, gone, new, steps, motion, field)
