@@ -31,7 +31,7 @@ from cgc.image.presets import get_preset  # noqa: E402
 from cgc.imageio import to_float_image  # noqa: E402
 from cgc.metrics import psnr  # noqa: E402
 from cgc.video import encoder  # noqa: E402
-from cgc.video.field import NO_FIELD, Field, check_field, pack_field  # noqa: E402
+from cgc.video.field import NO_FIELD, check_field, pack_field  # noqa: E402
 from cgc.video.io import read_video  # noqa: E402
 from cgc.video.motion import field_candidates, field_grid  # noqa: E402
 from cgc.video.pframe import NO_MOTION  # noqa: E402
@@ -54,15 +54,15 @@ def measure(previous, frame, bpp):
     row = {"i_psnr": coder.i_psnr, "i_bytes": coder.i_bytes, "global_psnr": best[0]}
     quantisers = [state.quantisers[X_COLUMN], state.quantisers[Y_COLUMN]]
     levels = np.array([q.levels for q in quantisers])
-    cols, rows, units, pixels, cell_map = field_grid(width, height, quantisers)
+    grid, pixels, cell_map = field_grid(width, height, quantisers)
     reference = render_gaussians(best[6].gaussians(height, width), "cpu")
     shifts = field_candidates(reference.astype(np.float32) / 255, frame, cell_map,
-                              cols * rows, coder._bit_price(frame))[:, 0]
-    vectors = np.round(shifts / pixels).astype(np.int64).reshape(rows, cols, 2)
-    blocks = check_field(Field(cols, rows, units, vectors), levels, ValueError)
+                              grid.cols * grid.rows, coder._bit_price(frame))[:, 0]
+    vectors = np.round(shifts / pixels).astype(np.int64).reshape(grid.rows, grid.cols, 2)
+    blocks = check_field(grid._replace(vectors=vectors), levels, ValueError)
     row["pixel_field_psnr"] = coder._prediction(state, frame, best[1], blocks, None)[0]
     start = time.perf_counter()
-    field = coder._field(state, frame, best[6], best[1])
+    field = coder._field(state, frame, best)
     row["field_seconds"] = time.perf_counter() - start
     row["field_psnr"] = (coder._prediction(state, frame, best[1], field, None)[0]
                          if field is not NO_FIELD else best[0])

@@ -106,8 +106,8 @@ def test_the_search_finds_a_known_move():
     params[:, 2] = params[:, 4] = rng.uniform(1.5, 3.0, n)
     params[:, 5:] = rng.uniform(0.2, 0.8, (n, 3))
     quantisers = [Quantiser(10, 0, 0.0, 64.0), Quantiser(9, 0, 0.0, 32.0)]
-    cols, rows, units, pixels, cell_map = field_grid(64, 32, quantisers)
-    assert (cols, rows) == (2, 1)
+    grid, pixels, cell_map = field_grid(64, 32, quantisers)
+    assert (grid.cols, grid.rows) == (2, 1)
     target_params = params.copy()
     target_params[:n // 2, 0] += 5 * pixels[0]
     target_params[:n // 2, 1] += 2 * pixels[1]
@@ -116,9 +116,8 @@ def test_the_search_finds_a_known_move():
     candidates = field_candidates(reference, target, cell_map, 2, price=1e-4)
     cell = (params[:, 0] >= 32).astype(np.int64)
     limits = (np.full((n, 2), -100), np.full((n, 2), 100))
-    vectors = fit_field(params, cell, 2, cols, target, candidates, pixels, limits, 1e-4,
-                        render)
-    assert vectors.tolist() == [[5, 2], [0, 0]]
+    vectors = fit_field(params, cell, grid, target, candidates, pixels, limits, 1e-4, render)
+    assert vectors.tolist() == [[[5, 2], [0, 0]]]
 
 
 def _moving_square_clip(frames=3, step=4):

@@ -17,8 +17,8 @@ from cgc.video.container import (CRC, HEADER, INDEX_ENTRY, INDEX_START, I_FRAME,
                                  MAX_FRAMES, P_FRAME, pack, read_index)
 from cgc.video.field import NO_FIELD, Field
 from cgc.video.pframe import (ADDED, KEEP, REMOVE, UPDATE, Motion, State, apply_p_frame,
-                              moved_codes, pack_p_frame, unzigzag, zigzag)
-from cgc.varint import varint
+                              moved_codes, pack_p_frame)
+from cgc.varint import unzigzag, varint, zigzag
 from cgc_files import golden_gaussians
 from golden_files import check_golden
 

@@ -43,11 +43,11 @@ from cgc.imageio import to_float_image, to_uint8
 from cgc.metrics import psnr_of_mse
 from cgc.progress import ProgressBar
 from cgc.video.container import I_FRAME, P_FRAME, pack
-from cgc.video.field import NO_FIELD, Field, cells, check_field
+from cgc.video.field import NO_FIELD, cells, check_field
 from cgc.video.motion import field_candidates, field_grid, fit_field, global_motion
 from cgc.video.pframe import (L11_COLUMN, L22_COLUMN, MAX_ZOOM, NO_MOTION, ZOOM_ONE, State,
-                              apply_p_frame, check_motion, moved_codes, pack_p_frame,
-                              zigzag)
+                              apply_p_frame, check_motion, moved_codes, pack_p_frame)
+from cgc.varint import zigzag
 
 DEFAULT_GOP = 60
 DEFAULT_RATE = 30
@@ -217,10 +217,9 @@ class _Encoder:
         best = None
         for motion in dict.fromkeys([estimated, NO_MOTION]):
             best = self._prediction(state, image, motion, NO_FIELD, best)
-        motion = best[1]
-        field = self._field(state, image, best[6], motion)
+        field = self._field(state, image, best)
         if field is not NO_FIELD:
-            best = self._prediction(state, image, motion, field, best)
+            best = self._prediction(state, image, best[1], field, best)
         quality, motion, field, moved, inside, nothing, after = best
         removed, target, added = self._fit(state, image, moved, inside)
         candidates = [(nothing, after, quality)]
@@ -246,35 +245,34 @@ class _Encoder:
                                 MAX_OFFSET_DB)
         return P_FRAME, payload
 
-    def _field(self, state, image, after, motion):
-        """A motion field (cgc.video.field) moving the Gaussians of ``state`` after
-        ``motion`` (``after``: that state) towards ``image``, or NO_FIELD."""
+    def _field(self, state, image, prediction):
+        """A motion field (cgc.video.field) moving the Gaussians of ``state`` towards
+        ``image`` after the global motion of ``prediction`` (a ``_prediction`` without a
+        field), or NO_FIELD."""
         height, width = image.shape[:2]
         quantisers = [state.quantisers[X_COLUMN], state.quantisers[Y_COLUMN]]
-        grid = field_grid(width, height, quantisers)
-        if grid is None:
+        made = field_grid(width, height, quantisers)
+        if made is None:
             return NO_FIELD
-        cols, rows, units, pixels, cell_map = grid
+        grid, pixels, cell_map = made
         price = self._bit_price(image)
-        reference = render_gaussians(after.gaussians(height, width), self.device)
+        reference = render_gaussians(prediction[6].gaussians(height, width), self.device)
         candidates = field_candidates(reference.astype(np.float32) / 255, image, cell_map,
-                                      cols * rows, price)
-        moved, inside = moved_codes(state, motion)
+                                      grid.cols * grid.rows, price)
+        moved, inside = prediction[3:5]
         moved = moved[inside]
         params = dequantise(state.quantisers, moved.astype(np.uint32))
         levels = np.array([q.levels for q in quantisers], np.int64)
-        blank = Field(cols, rows, units, np.zeros((rows, cols, 2), np.int64))
         backend = get_backend(self.device)
         position = moved[:, [X_COLUMN, Y_COLUMN]]
-        step = np.array(units, np.int64)
+        step = np.array(grid.units, np.int64)
         limits = (-(position // step), (levels - position) // step)
-        vectors = fit_field(params, cells(position[:, 0], position[:, 1], blank, levels),
-                            cols * rows, cols, image, candidates, pixels, limits, price,
+        vectors = fit_field(params, cells(position[:, 0], position[:, 1], grid, levels), grid,
+                            image, candidates, pixels, limits, price,
                             lambda p, h, w: _render(backend, p, h, w))
         if not vectors.any():
             return NO_FIELD
-        return check_field(Field(cols, rows, units, vectors.reshape(rows, cols, 2)), levels,
-                           ValueError)
+        return check_field(grid._replace(vectors=vectors), levels, ValueError)
 
     def _prediction(self, state, image, motion, field, best):
         """(quality, motion, field, moved codes, inside mask, payload, state) of the P-frame

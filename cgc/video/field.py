@@ -6,7 +6,8 @@ Read me first
 -------------
 * The global motion (cgc.video.pframe) follows the camera; the field follows what moves
   in the picture.  On bikes' busy frames one motion for the frame predicts the next at
-  25 dB and a vector per 32x32 pixels at 32 dB (docs/tuning.md, "video/field.py").
+  23 dB and a shift per 32x32 cell at 28 dB (docs/tuning.md, "video/field.py: the
+  motion field").
   Moving the Gaussians of a cell costs one vector, where updating each would cost a delta
   per Gaussian.
 * A Gaussian's cell comes from its position codes after the global motion, clipped to the
@@ -24,7 +25,7 @@ from collections import namedtuple
 import numpy as np
 
 from cgc.errors import FormatError
-from cgc.varint import varint
+from cgc.varint import unzigzag, varint, zigzag
 
 Field = namedtuple("Field", "cols rows units vectors")  # units: (x, y); vectors (rows, cols, 2)
 NO_FIELD = None
@@ -64,29 +65,32 @@ def cells(x, y, field, levels):
     return cy * field.cols + cx
 
 
-def _medians(vectors):
-    """Each cell's prediction: the median of its left, upper and upper-right neighbours
-    (0 where missing), per axis, from the vectors (rows, cols, 2)."""
-    rows, cols = vectors.shape[:2]
-    padded = np.zeros((rows + 1, cols + 2, 2), np.int64)
-    padded[1:, 1:-1] = vectors
-    left = padded[1:, :-2]
-    up = padded[:-1, 1:-1]
-    up_right = padded[:-1, 2:]
-    return np.median(np.stack([left, up, up_right]), axis=0).astype(np.int64)
+def prediction(vectors, r, c):
+    """Cell (r, c)'s prediction from ``vectors`` (rows, cols, 2), of which it reads only the
+    cells before it in raster order: per axis the median of its left, upper and upper-right
+    neighbours, 0 for each that does not exist."""
+    cols = vectors.shape[1]
+    zero = np.zeros(2, np.int64)
+    left = vectors[r, c - 1] if c else zero
+    up = vectors[r - 1, c] if r else zero
+    up_right = vectors[r - 1, c + 1] if r and c + 1 < cols else zero
+    return np.sort(np.stack([left, up, up_right]), axis=0)[1]
+
+
+def vector_bits(residuals):
+    """Bits of the codes of vector residuals (..., 2): the Elias gamma codes of their
+    zigzagged values plus one, summed over the last axis."""
+    return np.sum(2 * np.floor(np.log2(zigzag(residuals) + 1.0)) + 1, axis=-1)
 
 
 def pack_field(field):
     """The bytes of ``field`` (NO_FIELD: two zero bytes); a Field checked by check_field."""
     if field is NO_FIELD:
         return bytes(2)
-    residual = (field.vectors - _medians(field.vectors)).ravel()
-    z = np.where(residual >= 0, 2 * residual, -2 * residual - 1) + 1
-    bits = []
-    for value in z.tolist():
-        width = value.bit_length()
-        bits.append("0" * (width - 1) + format(value, "b"))
-    text = "".join(bits)
+    residual = [field.vectors[r, c] - prediction(field.vectors, r, c)
+                for r in range(field.rows) for c in range(field.cols)]
+    text = "".join("0" * (int(z).bit_length() - 1) + format(int(z), "b")
+                   for z in zigzag(np.ravel(residual)).astype(np.int64) + 1)
     text += "0" * (-len(text) % 8)
     data = int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
     return (bytes([field.cols, field.rows]) + varint(field.units[0]) + varint(field.units[1])
@@ -120,15 +124,9 @@ def read_field(reader, levels):
         pos = one + zeros + 1
     if len(bits) - pos >= 8 or "1" in bits[pos:]:
         raise FormatError("bytes after the motion field")
-    residual = [(-((v + 1) >> 1) if v & 1 else v >> 1) for v in values]
-    # The medians read decoded neighbours: cell by cell, in raster order.
+    residual = unzigzag(values).reshape(rows, cols, 2)
     vectors = np.zeros((rows, cols, 2), np.int64)
-    for r in range(rows):
+    for r in range(rows):  # each prediction reads decoded neighbours: in raster order
         for c in range(cols):
-            for axis in range(2):
-                left = int(vectors[r, c - 1, axis]) if c else 0
-                up = int(vectors[r - 1, c, axis]) if r else 0
-                up_right = int(vectors[r - 1, c + 1, axis]) if r and c + 1 < cols else 0
-                vectors[r, c, axis] = (residual[2 * (r * cols + c) + axis]
-                                       + sorted((left, up, up_right))[1])
+            vectors[r, c] = residual[r, c] + prediction(vectors, r, c)
     return check_field(Field(cols, rows, units, vectors), levels, FormatError)

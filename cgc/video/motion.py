@@ -17,6 +17,8 @@ Gaussians badly; only their render tells."""
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from cgc.video.field import MAX_CELLS_SIDE, MAX_UNIT, Field, cells, prediction, vector_bits
+
 # Most motion searched, in pixels per frame along each axis.
 MAX_MOTION = 64
 # The coarse search runs on copies reduced until their smaller side is under this.
@@ -29,8 +31,8 @@ MIN_OVERLAP = 0.5
 SCALES = np.round(np.arange(0.97, 1.0301, 0.005), 4)
 NUDGES = np.arange(-1.0, 1.01, 0.5)
 SAMPLE_SPACING = 4
-# The motion field (block_motion): cells of about this many pixels a side, each moved by
-# up to this many pixels along each axis.
+# The motion field (field_grid, field_candidates): cells of about this many pixels a side,
+# each moved by up to this many pixels along each axis.
 FIELD_CELL = 32
 FIELD_REACH = 24
 # Candidates kept per cell from the pixels' block matching, and passes over the cells
@@ -133,32 +135,25 @@ def _parabola(costs, best, axis):
     return float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5))
 
 
-
 def field_grid(width, height, quantisers):
-    """(cols, rows, units, unit pixels, cell of each pixel (H, W)) of a motion field over
-    ``quantisers`` (x's and y's): cells of about FIELD_CELL pixels, units of about a pixel
-    in codes; None where the codes cannot carry one."""
-    from cgc.video.field import MAX_CELLS_SIDE, MAX_UNIT
-
+    """(grid, unit pixels (2,), cell of each pixel (H, W)) of a motion field over
+    ``quantisers`` (x's and y's): ``grid`` a cgc.video.field.Field of cells of about
+    FIELD_CELL pixels, units of about a pixel in codes and no moves yet; None where the
+    codes cannot carry one."""
     cols = int(np.clip(round(width / FIELD_CELL), 1, MAX_CELLS_SIDE))
     rows = int(np.clip(round(height / FIELD_CELL), 1, MAX_CELLS_SIDE))
-    units, pixels, maps = [], [], []
-    for q, size, count in ((quantisers[0], width, cols), (quantisers[1], height, rows)):
+    units, pixels, centres = [], [], []
+    for q, size in ((quantisers[0], width), (quantisers[1], height)):
         step = (q.hi - q.lo) / q.levels if q.levels else 0.0
         if step <= 0 or min(width, height) < 4:
             return None
         units.append(int(np.clip(round(1 / step), 1, MAX_UNIT)))
         pixels.append(units[-1] * step)
-        # The code of each pixel's centre, and its cell (cgc.video.field.cells).
-        codes = np.clip(np.round((np.arange(size) + 0.5 - q.lo) / step), 0, q.levels)
-        maps.append(codes.astype(np.int64) * count // (q.levels + 1))
-    return cols, rows, tuple(units), np.array(pixels), maps[1][:, None] * cols + maps[0][None, :]
-
-
-def _gamma_bits(values):
-    """Bits of the Elias gamma codes of zigzag(values) + 1, summed over the last axis."""
-    z = np.where(values >= 0, 2 * values, -2 * values - 1)
-    return np.sum(2 * np.floor(np.log2(z + 1)) + 1, axis=-1)
+        # The code of each pixel's centre.
+        centres.append(np.round((np.arange(size) + 0.5 - q.lo) / step).astype(np.int64))
+    grid = Field(cols, rows, tuple(units), np.zeros((rows, cols, 2), np.int64))
+    levels = [q.levels for q in quantisers]
+    return grid, np.array(pixels), cells(centres[0][None, :], centres[1][:, None], grid, levels)
 
 
 def field_candidates(reference, frame, cell, n_cells, price, count=FIELD_CANDIDATES):
@@ -183,7 +178,7 @@ def field_candidates(reference, frame, cell, n_cells, price, count=FIELD_CANDIDA
             error = np.bincount(half_cell, np.square(moved - half_frame).sum(axis=2).ravel(),
                                 n_cells)
             shifts.append((2 * dx, 2 * dy))
-            costs.append(4 * error + price * _gamma_bits(np.array([2 * dx, 2 * dy])))
+            costs.append(4 * error + price * vector_bits(np.array([2 * dx, 2 * dy])))
     shifts, costs = np.array(shifts), np.array(costs)  # (S, 2), (S, n_cells)
     order = np.argsort(costs, axis=0, kind="stable")[:count].T  # (n_cells, count)
     coarse = shifts[order]
@@ -198,27 +193,30 @@ def field_candidates(reference, frame, cell, n_cells, price, count=FIELD_CANDIDA
             vx, vy = coarse[:, 0, 0] + ox, coarse[:, 0, 1] + oy
             moved = padded[ys + reach - vy[cell], xs + reach - vx[cell]]
             cost = np.bincount(cell.ravel(), np.square(moved - frame).sum(axis=2).ravel(),
-                               n_cells) + price * _gamma_bits(np.stack([vx, vy], axis=1))
+                               n_cells) + price * vector_bits(np.stack([vx, vy], axis=1))
             better = cost < best_cost
             best_cost[better] = cost[better]
             best[better] = np.stack([vx, vy], axis=1)[better]
     return np.concatenate([best[:, None], coarse], axis=1)
 
 
-def fit_field(params, cell, n_cells, cols, frame, candidates, pixels, limits, price, render):
-    """Vectors (n_cells, 2), in units of ``pixels`` (x's and y's) each, for the Gaussians
-    ``params`` (N, 8) of cells ``cell`` (N,), moving their render towards ``frame``
+def fit_field(params, cell, grid, frame, candidates, pixels, limits, price, render):
+    """Vectors (rows, cols, 2) of ``grid`` (a cgc.video.field.Field), in units of
+    ``pixels`` (x's and y's) each, for the Gaussians ``params`` (N, 8) of row-major cells
+    ``cell`` (N,), moving their render towards ``frame``
     (H, W, 3).  Each cell in turn, FIELD_SWEEPS times over, takes the one of its
     ``candidates`` (pixels), no move, and its neighbours' vectors, whose render of the
     whole set (each cell's Gaussians rendered in a window by ``render(params, height,
     width)``, unclipped, added: the render is their sum), clipped, has the least squared
-    error plus ``price`` times its vector's bits against the median of its neighbours'.
+    error plus ``price`` times its vector's bits against its prediction.
     ``limits``: the least and most units (N, 2) each Gaussian may move and stay in the
     codes' range; a vector taking one out is not tried (it would drop the Gaussian)."""
     h, w = frame.shape[:2]
     frame = np.asarray(frame, np.float32)
     picture = render(params, h, w).astype(np.float32)
-    vectors = np.zeros((n_cells, 2), np.int64)
+    rows, cols = grid.rows, grid.cols
+    n_cells = rows * cols
+    vectors = np.zeros((rows, cols, 2), np.int64)
     reach = int(np.ceil(FIELD_REACH + 1 + np.max(pixels)))
     order = np.argsort(cell, kind="stable")
     starts = np.searchsorted(cell[order], np.arange(n_cells + 1))
@@ -244,37 +242,29 @@ def fit_field(params, cell, n_cells, cols, frame, candidates, pixels, limits, pr
         moved[:, 1] += vector[1] * pixels[1] - y0
         return render(moved, y1 - y0, x1 - x0).astype(np.float32)
 
-    def prediction(c):
-        grid = vectors.reshape(-1, cols, 2)
-        r, k = divmod(c, cols)
-        left = grid[r, k - 1] if k else np.zeros(2, np.int64)
-        up = grid[r - 1, k] if r else np.zeros(2, np.int64)
-        up_right = grid[r - 1, k + 1] if r and k + 1 < cols else np.zeros(2, np.int64)
-        return np.median(np.stack([left, up, up_right]), axis=0).astype(np.int64)
-
     for _ in range(FIELD_SWEEPS):
         for c, (members, x0, x1, y0, y1, least, most) in windows.items():
             target = frame[y0:y1, x0:x1]
-            current = drawn(members, x0, x1, y0, y1, vectors[c])
-            rest = picture[y0:y1, x0:x1] - current
             r, k = divmod(c, cols)
-            tried = {tuple(v) for v in units[c]} | {(0, 0), tuple(vectors[c])}
+            current = drawn(members, x0, x1, y0, y1, vectors[r, k])
+            rest = picture[y0:y1, x0:x1] - current
+            tried = {tuple(v) for v in units[c]} | {(0, 0), tuple(vectors[r, k])}
             for dr, dk in ((0, -1), (-1, 0), (0, 1), (1, 0)):
-                if 0 <= k + dk < cols and 0 <= (r + dr) * cols + k + dk < n_cells:
-                    tried.add(tuple(vectors[(r + dr) * cols + k + dk]))
-            guess = prediction(c)
+                if 0 <= r + dr < rows and 0 <= k + dk < cols:
+                    tried.add(tuple(vectors[r + dr, k + dk]))
+            guess = prediction(vectors, r, k)
             best = None
             for vector in sorted(tried):
                 vector = np.array(vector, np.int64)
                 if np.any(np.abs(vector * pixels) > reach) or np.any(vector < least) or np.any(
                         vector > most):
                     continue
-                new = current if np.array_equal(vector, vectors[c]) else drawn(
+                new = current if np.array_equal(vector, vectors[r, k]) else drawn(
                     members, x0, x1, y0, y1, vector)
                 cost = float(np.sum(np.square(np.clip(rest + new, 0, 1) - target))) \
-                    + price * _gamma_bits(vector - guess)
+                    + price * vector_bits(vector - guess)
                 if best is None or cost < best[0]:
                     best = (cost, vector, new)
-            vectors[c] = best[1]
+            vectors[r, k] = best[1]
             picture[y0:y1, x0:x1] = rest + best[2]
     return vectors

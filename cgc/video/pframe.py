@@ -25,7 +25,7 @@ from cgc.errors import FormatError
 from cgc.image.container import (MAX_GAUSSIANS, MIN_MODELLED_BIT_COST, STREAM_LENGTH,
                                  STREAM_NAMES, X_COLUMN, Y_COLUMN, decode_codes,
                                  storage_order, stream_block, stream_lengths)
-from cgc.varint import varint
+from cgc.varint import unzigzag, varint, zigzag
 from cgc.video import _pframe_cy
 from cgc.video.field import NO_FIELD, cells, check_field, pack_field, read_field
 from cgc.image.quantize import ATTRIBUTES, dequantise
@@ -83,16 +83,6 @@ class State:
 
     def __len__(self):
         return self.codes.shape[0]
-
-
-def zigzag(values):
-    values = np.asarray(values, np.int64)
-    return np.where(values >= 0, 2 * values, -2 * values - 1).astype(np.uint32)
-
-
-def unzigzag(codes):
-    codes = np.asarray(codes, np.int64)
-    return np.where(codes & 1, -((codes + 1) >> 1), codes >> 1)
 
 
 def delta_contexts(previous, steps):
