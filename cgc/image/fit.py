@@ -250,8 +250,8 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
     backend = get_backend(device)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = ProgressBar(coarse_iterations + iterations, enabled=show)
-    stage = _Stage(backend, (lr, lr_scale, float(final_lr_fraction)), seed, relocation, bar,
-                   log_every, loss)
+    stage = _Stage(backend, seed, relocation, bar, log_every, loss, lr=lr, lr_scale=lr_scale,
+                   final_lr_fraction=float(final_lr_fraction))
     if coarse_iterations:
         coarse = half_resolution(target_np)
         if n_gaussians > coarse.shape[0] * coarse.shape[1]:
@@ -272,10 +272,11 @@ def fit(image, n_gaussians, iterations=DEFAULT_ITERATIONS, seed=0, init="gradien
 class _Stage:
     """The optimisation loop at one resolution; ``fit`` runs one or two of them."""
 
-    def __init__(self, backend, schedule, seed, relocation, bar, log_every, loss):
+    def __init__(self, backend, seed, relocation, bar, log_every, loss, lr, lr_scale,
+                 final_lr_fraction):
         self.backend = backend
         self.loss = loss
-        self.lr, self.lr_scale, self.final_lr_fraction = schedule
+        self.lr, self.lr_scale, self.final_lr_fraction = lr, lr_scale, final_lr_fraction
         self.seed = seed
         self.relocation = relocation
         self.bar = bar
